@@ -1,0 +1,15 @@
+//! sandbox: a declarative sandbox for untrusted code.
+//!
+//! Layout: `profile` (schema, validation) → `security` (capabilities,
+//! seccomp) + `isolation` (namespaces, mounts, rootfs) + `limits` (cgroups,
+//! rlimits, accounting) → `runner` (one sandboxed process, start to verdict)
+//! → `job` (steps, files, workspace) → `server` (HTTP) and `cli`.
+
+pub mod cli;
+pub mod isolation;
+pub mod job;
+pub mod limits;
+pub mod profile;
+pub mod runner;
+pub mod security;
+pub mod server;

@@ -1,0 +1,166 @@
+//! Security profiles: the TOML schema, `extends` composition, validation with
+//! file:line:col errors, and the bundled profiles. Everything downstream (the
+//! runner, the job engine, the server) consumes only the resolved [`Profile`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A fully resolved, validated profile: `extends` applied, units parsed,
+/// syscall and capability names checked. This is what runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Bundled name (`strict`) or the path it was loaded from.
+    pub name: String,
+    pub description: String,
+    pub namespaces: Namespaces,
+    pub filesystem: Filesystem,
+    pub process: Process,
+    pub capabilities: Capabilities,
+    pub seccomp: Seccomp,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    pub user: bool,
+    pub pid: bool,
+    pub mount: bool,
+    pub network: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub cgroup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// Build the root from the host's system directories (`system_dirs`).
+    Host,
+    /// A root filesystem directory (e.g. an unpacked image) used as the overlay's lower layer.
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filesystem {
+    pub root: RootSource,
+    /// With `root = "host"`: host directories exposed read-only (through a
+    /// throwaway overlay) at the same path. A host symlink (`/bin -> usr/bin`)
+    /// is recreated as the same symlink.
+    pub system_dirs: Vec<PathBuf>,
+    /// Extra host paths bound into the sandbox.
+    pub binds: Vec<BindMount>,
+    /// tmpfs mounts (e.g. /tmp) with their sizes.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Size of the tmpfs holding the overlay's writable upper layer, bytes.
+    pub writable_layer_size: u64,
+    /// Size of the private /dev/shm, bytes.
+    pub dev_shm_size: u64,
+    /// Initial working directory inside the sandbox.
+    pub workdir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub writable: bool,
+    /// Skip silently when `source` does not exist (otherwise an error at run time).
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    pub dest: PathBuf,
+    pub size: u64,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Process {
+    /// uid/gid the program runs as inside the sandbox.
+    pub uid: u32,
+    pub gid: u32,
+    /// Host uid/gid that `uid`/`gid` map to when a user namespace is used
+    /// (and the ids the program really runs as without one).
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub hostname: String,
+    /// Variables set for the program (after `env_passthrough`).
+    pub env: BTreeMap<String, String>,
+    /// Names of host variables copied through when set (a whitelist).
+    pub env_passthrough: Vec<String>,
+    pub no_new_privs: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Capabilities kept (in every set); everything else is dropped.
+    pub keep: Vec<caps::Capability>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompAction {
+    KillProcess,
+    KillThread,
+    Trap,
+    /// Fail the syscall with this errno (number; the name is kept for display).
+    Errno(i32, String),
+    Log,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `(arg & mask) == value`
+    MaskedEq(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgCond {
+    pub index: u8,
+    pub op: ArgOp,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompRule {
+    pub syscall: String,
+    /// All must hold (AND).
+    pub args: Vec<ArgCond>,
+    pub action: SeccompAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seccomp {
+    /// `false` = no filter at all (only for trusted debugging profiles).
+    pub enabled: bool,
+    pub default_action: SeccompAction,
+    /// Syscalls allowed unconditionally.
+    pub allow: Vec<String>,
+    /// Syscalls refused with `deny_action`.
+    pub deny: Vec<String>,
+    pub deny_action: SeccompAction,
+    pub rules: Vec<SeccompRule>,
+}
+
+/// Resource limits. `None` = no limit from this profile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub cpu_time: Option<Duration>,
+    pub wall_time: Option<Duration>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    /// Cap on captured stdout, and separately on stderr, bytes.
+    pub output: Option<u64>,
+    pub file_size: Option<u64>,
+    pub open_files: Option<u64>,
+    pub stack: Option<u64>,
+    /// CPU bandwidth in CPUs (e.g. 1.0 = one full core).
+    pub cpu_quota: Option<f64>,
+}
