@@ -1,1 +1,7 @@
-//! isolation (to be written)
+//! Isolation: namespaces (clone flags, uid/gid maps), the container's
+//! filesystem (throwaway overlay root, /proc, /dev, binds, pivot_root) and
+//! the raw syscalls the child side needs.
+
+pub mod mounts;
+pub mod namespaces;
+pub mod sys;

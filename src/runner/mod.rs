@@ -1,1 +1,775 @@
-//! runner (to be written)
+//! The runner: one sandboxed program, from a resolved profile to a verdict.
+//!
+//! [`Sandbox`] holds what can be prepared once per profile (the compiled
+//! seccomp filters, the cgroup manager, the capability masks);
+//! [`Sandbox::run`] builds a [`child::ChildPlan`], clones the run's init
+//! into fresh namespaces, and supervises it from a single-threaded poll
+//! loop: output collection with caps, CPU time from the cgroup, wall time,
+//! cancellation. Safe to call from many threads at once: the code between
+//! clone and exec never allocates or locks.
+
+pub mod child;
+pub mod result;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::isolation::mounts::{MountPlan, MountPlanError};
+use crate::isolation::{namespaces, sys};
+use crate::limits::cgroup::{CgroupLimits, CgroupManager, RunCgroup};
+use crate::profile::{BindMount, Limits, Profile};
+use crate::security::caps::CapPlan;
+use child::{ChildPlan, STEP_BASE, Step};
+pub use result::{JsonResult, RunResult, Status, Usage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Mount(#[from] MountPlanError),
+    #[error("seccomp: {0}")]
+    Seccomp(String),
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum StdinSpec {
+    /// The caller's own stdin.
+    Inherit,
+    #[default]
+    Null,
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// Collected into the result (up to the output limit).
+    #[default]
+    Capture,
+    /// Copied to the caller's same fd as it arrives (output limit still applies).
+    PassThrough,
+}
+
+/// One run: the program and what the caller adds to the profile.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub binds: Vec<BindMount>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// Effective limits (the profile's, with the caller's overrides applied).
+    pub limits: Limits,
+    pub stdin: StdinSpec,
+    pub stdout: OutputSpec,
+    pub stderr: OutputSpec,
+    /// When this fd becomes readable (or hits EOF) the run is cancelled.
+    pub cancel_fd: Option<RawFd>,
+}
+
+/// A profile prepared for many runs.
+pub struct Sandbox {
+    pub profile: Profile,
+    filters: Vec<seccompiler::BpfProgram>,
+    cgroups: Option<CgroupManager>,
+    caps: CapPlan,
+}
+
+const MAX_ARGS: usize = 4096;
+
+impl Sandbox {
+    pub fn new(profile: Profile) -> Result<Sandbox, RunError> {
+        let filters = if profile.seccomp.enabled {
+            crate::security::seccomp::compile(&profile.seccomp)
+                .map_err(|e| RunError::Seccomp(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let cgroups = match CgroupManager::detect() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("cgroups unavailable, running without: {e}");
+                None
+            }
+        };
+        let caps = CapPlan::new(&profile.capabilities);
+        Ok(Sandbox {
+            profile,
+            filters,
+            cgroups,
+            caps,
+        })
+    }
+
+    pub fn cgroups(&self) -> Option<&CgroupManager> {
+        self.cgroups.as_ref()
+    }
+
+    /// Run one program. Never panics; failures of the sandbox itself come
+    /// back as `sandbox_error` with a message naming what failed.
+    pub fn run(&self, spec: &RunSpec) -> RunResult {
+        match self.try_run(spec) {
+            Ok(r) => r,
+            Err(e) => RunResult::sandbox_error(e.to_string()),
+        }
+    }
+
+    fn env(&self, spec: &RunSpec) -> Vec<(String, String)> {
+        let p = &self.profile.process;
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut set = |k: &str, v: &str| {
+            if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
+                e.1 = v.to_string();
+            } else {
+                env.push((k.to_string(), v.to_string()));
+            }
+        };
+        for k in &p.env_passthrough {
+            if let Ok(v) = std::env::var(k) {
+                set(k, &v);
+            }
+        }
+        for (k, v) in &p.env {
+            set(k, v);
+        }
+        for (k, v) in &spec.env {
+            set(k, v);
+        }
+        env
+    }
+
+    fn plan(&self, spec: &RunSpec) -> Result<ChildPlan, RunError> {
+        let prof = &self.profile;
+        if spec.argv.is_empty() {
+            return Err(RunError::Invalid("no command given".into()));
+        }
+        let env = self.env(spec);
+        if spec.argv.len() > MAX_ARGS || env.len() > MAX_ARGS {
+            return Err(RunError::Invalid(format!(
+                "at most {MAX_ARGS} arguments and {MAX_ARGS} environment variables"
+            )));
+        }
+        let c = |s: &[u8], what: &str| {
+            CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
+        };
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| c(a.as_bytes(), "argument"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() || k.contains('=') {
+                    return Err(RunError::Invalid(format!(
+                        "environment variable name {k:?} is empty or contains '='"
+                    )));
+                }
+                c(format!("{k}={v}").as_bytes(), "environment variable")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let prog = &spec.argv[0];
+        let exec_candidates = if prog.contains('/') {
+            vec![c(prog.as_bytes(), "command")?]
+        } else {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| c(format!("{d}/{prog}").as_bytes(), "command"))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let workdir = spec.cwd.clone().unwrap_or(prof.filesystem.workdir.clone());
+        let ns = &prof.namespaces;
+        let mounts = if ns.mount {
+            let mut fs = prof.filesystem.clone();
+            fs.workdir = workdir.clone();
+            Some(MountPlan::build(&fs, &spec.binds, ns.user)?)
+        } else {
+            if !spec.binds.is_empty() {
+                return Err(RunError::Invalid(
+                    "binds need a mount namespace (namespaces.mount = true)".into(),
+                ));
+            }
+            None
+        };
+        let (uid, gid) = if ns.user {
+            (prof.process.uid, prof.process.gid)
+        } else {
+            (prof.process.host_uid, prof.process.host_gid)
+        };
+        Ok(ChildPlan {
+            mounts,
+            hostname: if ns.uts {
+                Some(c(prof.process.hostname.as_bytes(), "hostname")?)
+            } else {
+                None
+            },
+            workdir: c(workdir.as_os_str().as_bytes(), "working directory")?,
+            uid,
+            gid,
+            caps: self.caps,
+            no_new_privs: prof.process.no_new_privs,
+            filters: self.filters.clone(),
+            rlimits: rlimits(&spec.limits),
+            exec_candidates,
+            argv,
+            envp,
+            stdio: [-1; 3],
+            cgroup_join_fds: Vec::new(),
+            new_cgroup_ns: ns.cgroup,
+            sync_read: -1,
+            err_write: -1,
+            status_write: -1,
+            use_init: ns.pid,
+            in_userns: ns.user,
+            keep_fds: Vec::new(),
+        })
+    }
+
+    fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let mut plan = self.plan(spec)?;
+        let limits = &spec.limits;
+
+        // Pipes: sync (parent → child "go"), err (child → parent, closed by
+        // exec), status (init → parent: the program's wait status).
+        let (sync_r, sync_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        plan.sync_read = sync_r.as_raw_fd();
+        plan.err_write = err_w.as_raw_fd();
+        plan.status_write = status_w.as_raw_fd();
+
+        let stdin_fd: Option<OwnedFd> = match &spec.stdin {
+            StdinSpec::Inherit => None,
+            StdinSpec::Null => Some(open_ro(Path::new("/dev/null"))?),
+            StdinSpec::File(p) => Some(open_ro(p)?),
+            StdinSpec::Bytes(b) => Some(memfd_with(b)?),
+        };
+        plan.stdio[0] = stdin_fd.as_ref().map_or(0, |f| f.as_raw_fd());
+        let (out_r, out_w) = pipe()?;
+        let (errout_r, errout_w) = pipe()?;
+        plan.stdio[1] = out_w.as_raw_fd();
+        plan.stdio[2] = errout_w.as_raw_fd();
+
+        // The cgroup: created per run, removed at the end.
+        let cgroup: Option<RunCgroup> = match &self.cgroups {
+            Some(m) => {
+                let name = run_name();
+                let cl = CgroupLimits {
+                    memory: limits.memory,
+                    pids: limits.pids,
+                    cpu_quota: limits.cpu_quota,
+                };
+                Some(
+                    m.create_run(&name, &cl)
+                        .map_err(|e| RunError::Cgroup(e.to_string()))?,
+                )
+            }
+            None => {
+                if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some()
+                {
+                    return Err(RunError::Cgroup(
+                        "memory, pids and CPU-time limits need cgroups, which are unavailable here"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
+        if let Some(cg) = &cgroup
+            && cg.clone_into_fd().is_none()
+        {
+            plan.cgroup_join_fds = cg.join_fds().to_vec();
+        }
+        let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
+        let mut keep = vec![plan.sync_read, plan.err_write, plan.status_write];
+        keep.extend(plan.stdio);
+        keep.extend(&plan.cgroup_join_fds);
+        keep.sort_unstable();
+        keep.dedup();
+        plan.keep_fds = keep;
+
+        let flags = namespaces::clone_flags(&self.profile.namespaces);
+        let mut pidfd: RawFd = -1;
+        let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
+        if pid == 0 {
+            child::init_main(&plan);
+        }
+        if pid < 0 {
+            let e = std::io::Error::from_raw_os_error((-pid) as i32);
+            if let Some(cg) = cgroup {
+                let _ = cg.remove();
+            }
+            return Err(RunError::Io {
+                what: format!("clone3 (namespace flags {flags:#x})"),
+                source: e,
+            });
+        }
+        let pid = pid as i32;
+        // SAFETY: clone3 returned a fresh pidfd that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        drop((sync_r, err_w, status_w, out_w, errout_w, stdin_fd));
+        let mut guard = ChildGuard { pid, reaped: false };
+
+        if self.profile.namespaces.user
+            && let Err(e) = namespaces::write_id_maps(pid, &self.profile.process)
+        {
+            drop(guard);
+            if let Some(cg) = cgroup {
+                let _ = cg.remove();
+            }
+            return Err(RunError::Io {
+                what: "writing uid/gid maps".into(),
+                source: e,
+            });
+        }
+        let start = Instant::now();
+        sys::write_all(sync_w.as_raw_fd(), b"g");
+        drop(sync_w);
+
+        let sup = Supervisor {
+            spec,
+            limits,
+            cgroup: cgroup.as_ref(),
+            pidfd: pidfd.as_raw_fd(),
+            err_r: err_r.as_raw_fd(),
+            status_r: status_r.as_raw_fd(),
+            out: [out_r.as_raw_fd(), errout_r.as_raw_fd()],
+            start,
+            use_init: plan.use_init,
+        };
+        let mut outcome = sup.supervise(pid);
+        guard.reaped = true;
+        let mut result = RunResult::default();
+
+        // Whatever is left (only possible without a pid namespace) dies now.
+        if let Some(cg) = &cgroup {
+            if !cg.is_empty() {
+                let _ = cg.kill_all();
+            }
+            match cg.usage() {
+                Ok(u) => {
+                    result.usage.cpu_ms = u.cpu_ns as f64 / 1e6;
+                    result.usage.user_ms = u.user_ns as f64 / 1e6;
+                    result.usage.sys_ms = u.sys_ns as f64 / 1e6;
+                    result.usage.memory_peak_bytes = u.memory_peak_bytes;
+                    result.usage.pids_peak = u.pids_peak;
+                }
+                Err(e) => tracing::warn!("reading cgroup usage: {e}"),
+            }
+            if cg.oom_killed().unwrap_or(false) && outcome.killed_for.is_none() {
+                outcome.killed_for = Some(Status::MemoryLimit);
+            }
+        }
+        if let Some(cg) = cgroup
+            && let Err(e) = cg.remove()
+        {
+            tracing::warn!("removing the run's cgroup: {e}");
+        }
+        result.usage.wall_ms = outcome.wall.as_secs_f64() * 1e3;
+        result.stdout = outcome.output[0].clone();
+        result.stderr = outcome.output[1].clone();
+        result.stdout_truncated = outcome.truncated[0];
+        result.stderr_truncated = outcome.truncated[1];
+        verdict(&mut result, &outcome, limits, &self.profile, &spec.argv[0]);
+        Ok(result)
+    }
+}
+
+/// Kills and reaps the init if the supervisor bails out early.
+struct ChildGuard {
+    pid: i32,
+    reaped: bool,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+struct Supervisor<'a> {
+    spec: &'a RunSpec,
+    limits: &'a Limits,
+    cgroup: Option<&'a RunCgroup>,
+    pidfd: RawFd,
+    err_r: RawFd,
+    status_r: RawFd,
+    out: [RawFd; 2],
+    start: Instant,
+    use_init: bool,
+}
+
+#[derive(Default)]
+struct Outcome {
+    /// Wait status of the program (payload), if it ended by itself.
+    status: Option<i32>,
+    /// The run was killed by the supervisor for this verdict.
+    killed_for: Option<Status>,
+    cancelled: bool,
+    /// (step, errno) reported by the child before exec.
+    child_error: Option<(u32, i32)>,
+    output: [Vec<u8>; 2],
+    truncated: [bool; 2],
+    wall: Duration,
+    cpu_ns_at_kill: Option<u64>,
+}
+
+impl Supervisor<'_> {
+    fn supervise(&self, pid: i32) -> Outcome {
+        let mut o = Outcome::default();
+        let cap = self.limits.output.unwrap_or(u64::MAX);
+        let wall_deadline = self.limits.wall_time.map(|d| self.start + d);
+        let cpu_limit_ns = self.limits.cpu_time.map(|d| d.as_nanos() as u64);
+        let mut open = [true, true];
+        let mut err_open = true;
+        let mut status_open = true;
+        let mut init_done = false;
+        let mut killed = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut passed = [0u64; 2];
+        let kill = |o: &mut Outcome, why: Option<Status>, killed: &mut bool| {
+            if !*killed {
+                // SAFETY: signalling our own child (pid namespace init).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                if let Some(cg) = self.cgroup {
+                    let _ = cg.kill_all();
+                }
+                *killed = true;
+                if o.killed_for.is_none() && !o.cancelled {
+                    o.killed_for = why;
+                }
+            }
+        };
+        loop {
+            if init_done && !open[0] && !open[1] {
+                break;
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
+            let mut push = |fd: RawFd| {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            };
+            push(if init_done { -1 } else { self.pidfd });
+            push(if err_open { self.err_r } else { -1 });
+            push(if status_open { self.status_r } else { -1 });
+            push(if open[0] { self.out[0] } else { -1 });
+            push(if open[1] { self.out[1] } else { -1 });
+            push(match self.spec.cancel_fd {
+                Some(fd) if !killed => fd,
+                _ => -1,
+            });
+            // How long to sleep: until the wall deadline, and short ticks
+            // while a CPU limit needs sampling.
+            let now = Instant::now();
+            let mut timeout: i32 = -1;
+            if !killed {
+                if let Some(d) = wall_deadline {
+                    timeout = d.saturating_duration_since(now).as_millis().min(i32::MAX as u128)
+                        as i32
+                        + 1;
+                }
+                if cpu_limit_ns.is_some() {
+                    timeout = if timeout < 0 { 10 } else { timeout.min(10) };
+                }
+            } else if init_done {
+                // Draining after the end: writers are dead, EOF is near.
+                timeout = 1000;
+            }
+            // SAFETY: fds is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 && sys::errno() != libc::EINTR {
+                kill(&mut o, None, &mut killed);
+            }
+            if n == 0 && init_done {
+                break; // a writer we cannot kill holds the pipe: stop waiting
+            }
+            let ready = |i: usize| fds[i].revents != 0;
+            // Output first, so nothing is lost on the way out.
+            for k in 0..2 {
+                if open[k] && ready(3 + k) {
+                    // SAFETY: reading into our own buffer.
+                    let r = unsafe { libc::read(self.out[k], buf.as_mut_ptr().cast(), buf.len()) };
+                    if r <= 0 {
+                        if r == 0 || sys::errno() != libc::EINTR {
+                            open[k] = false;
+                        }
+                        continue;
+                    }
+                    let chunk = &buf[..r as usize];
+                    let seen = o.output[k].len() as u64 + passed[k];
+                    let room = cap.saturating_sub(seen) as usize;
+                    let take = &chunk[..chunk.len().min(room)];
+                    let pass = if k == 0 { self.spec.stdout } else { self.spec.stderr };
+                    match pass {
+                        OutputSpec::Capture => o.output[k].extend_from_slice(take),
+                        OutputSpec::PassThrough => {
+                            sys::write_all(k as RawFd + 1, take);
+                            passed[k] += take.len() as u64;
+                        }
+                    }
+                    if chunk.len() > room {
+                        o.truncated[k] = true;
+                        kill(&mut o, Some(Status::OutputLimit), &mut killed);
+                    }
+                }
+            }
+            if err_open && ready(1) {
+                let mut msg = [0u8; 8];
+                let r = sys::read_full(self.err_r, &mut msg);
+                if r == 8 {
+                    let step = u32::from_ne_bytes(msg[..4].try_into().unwrap_or_default());
+                    let errno = i32::from_ne_bytes(msg[4..].try_into().unwrap_or_default());
+                    o.child_error = Some((step, errno));
+                    kill(&mut o, None, &mut killed);
+                }
+                err_open = false;
+            }
+            if status_open && ready(2) {
+                let mut msg = [0u8; 5];
+                if sys::read_full(self.status_r, &mut msg) == 5 && msg[0] == 1 {
+                    o.status = Some(i32::from_ne_bytes(msg[1..].try_into().unwrap_or_default()));
+                    if o.wall.is_zero() {
+                        o.wall = self.start.elapsed();
+                    }
+                }
+                status_open = false;
+            }
+            if !init_done && ready(0) {
+                let mut st = 0;
+                // SAFETY: reaping our own child; pidfd says it has exited.
+                let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+                if r == pid {
+                    init_done = true;
+                    if o.wall.is_zero() {
+                        o.wall = self.start.elapsed();
+                    }
+                    if !self.use_init && o.status.is_none() && o.child_error.is_none() {
+                        o.status = Some(st);
+                    }
+                    // Without a pid namespace the program's children may live on.
+                    if let Some(cg) = self.cgroup
+                        && !cg.is_empty()
+                    {
+                        let _ = cg.kill_all();
+                    }
+                }
+            }
+            if let Some(i) = self.spec.cancel_fd.map(|_| 5)
+                && !killed
+                && ready(i)
+            {
+                o.cancelled = true;
+                kill(&mut o, None, &mut killed);
+            }
+            if !killed && !init_done {
+                if let Some(limit) = cpu_limit_ns
+                    && let Some(cg) = self.cgroup
+                    && let Ok(used) = cg.cpu_usage_ns()
+                    && used >= limit
+                {
+                    o.cpu_ns_at_kill = Some(used);
+                    kill(&mut o, Some(Status::TimeLimit), &mut killed);
+                }
+                if let Some(d) = wall_deadline
+                    && Instant::now() >= d
+                {
+                    kill(&mut o, Some(Status::WallTimeLimit), &mut killed);
+                }
+            }
+        }
+        if !init_done {
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        if o.wall.is_zero() {
+            o.wall = self.start.elapsed();
+        }
+        o
+    }
+}
+
+fn verdict(r: &mut RunResult, o: &Outcome, limits: &Limits, profile: &Profile, argv0: &str) {
+    if let Some((step, errno)) = o.child_error {
+        let err = nix::errno::Errno::from_raw(errno);
+        if step == Step::Exec as u32 {
+            r.exec_failed = true;
+            let why = match errno {
+                libc::ENOENT => "not found inside the sandbox",
+                libc::EACCES => "not executable (or a directory on the way is not searchable)",
+                libc::ENOEXEC => "not a valid executable format",
+                _ => "cannot execute",
+            };
+            r.status = Some(Status::RuntimeError);
+            r.exit_code = Some(if errno == libc::ENOENT { 127 } else { 126 });
+            r.message = Some(format!("{argv0}: {why} ({err:?}: {})", err.desc()));
+            return;
+        }
+        let what = if step >= STEP_BASE {
+            Step::from_u32(step).map_or("setting up the sandbox", |s| s.describe()).to_string()
+        } else {
+            format!("filesystem step {step}")
+        };
+        r.status = Some(Status::SandboxError);
+        r.message = Some(format!(
+            "sandbox setup failed while {what} under profile {}: {err}",
+            profile.name
+        ));
+        return;
+    }
+    if let Some(st) = o.status {
+        if libc::WIFEXITED(st) {
+            r.exit_code = Some(libc::WEXITSTATUS(st));
+        } else if libc::WIFSIGNALED(st) {
+            r.signal = Some(libc::WTERMSIG(st));
+        }
+    } else if o.killed_for.is_some() || o.cancelled {
+        r.signal = Some(libc::SIGKILL);
+    }
+    // Verdicts come from the supervisor's own measurements and the kernel's
+    // accounting, never from how the program died.
+    let cpu_over = limits
+        .cpu_time
+        .is_some_and(|l| r.usage.cpu_ms >= l.as_secs_f64() * 1e3);
+    let status = if let Some(s) = o.killed_for {
+        s
+    } else if o.cancelled {
+        r.message = Some("cancelled".into());
+        Status::RuntimeError
+    } else if cpu_over {
+        Status::TimeLimit
+    } else if r.exit_code == Some(0) {
+        Status::Ok
+    } else {
+        Status::RuntimeError
+    };
+    if r.message.is_none() {
+        r.message = match status {
+            Status::TimeLimit => Some(format!(
+                "CPU time limit of {} exceeded ({:.0} ms used)",
+                fmt_dur(limits.cpu_time),
+                r.usage.cpu_ms
+            )),
+            Status::WallTimeLimit => Some(format!(
+                "wall-time limit of {} exceeded",
+                fmt_dur(limits.wall_time)
+            )),
+            Status::MemoryLimit => Some(format!(
+                "memory limit of {} bytes exceeded (the kernel OOM-killed a process)",
+                limits.memory.unwrap_or(0)
+            )),
+            Status::OutputLimit => Some(format!(
+                "output limit of {} bytes exceeded on {}",
+                limits.output.unwrap_or(0),
+                if o.truncated[0] { "stdout" } else { "stderr" }
+            )),
+            Status::RuntimeError => match (r.exit_code, r.signal) {
+                (Some(c), _) => Some(format!("exited with code {c}")),
+                (_, Some(s)) => Some(format!("killed by {}", result::signal_name(s))),
+                _ => None,
+            },
+            _ => None,
+        };
+    }
+    r.status = Some(status);
+}
+
+fn fmt_dur(d: Option<Duration>) -> String {
+    d.map_or_else(|| "?".into(), |d| format!("{:.3} s", d.as_secs_f64()))
+}
+
+/// Per-process rlimits: backstops behind the cgroup limits, and the only
+/// enforcement for file size, open files and stack.
+fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    let lim = |v: u64| libc::rlimit {
+        rlim_cur: v,
+        rlim_max: v,
+    };
+    let mut v = vec![(libc::RLIMIT_CORE, lim(0))];
+    if let Some(cpu) = l.cpu_time {
+        // The supervisor kills at the limit from cgroup accounting; this only
+        // stops a runaway if the supervisor is gone.
+        v.push((libc::RLIMIT_CPU, lim(cpu.as_secs() + 2)));
+    }
+    if let Some(f) = l.file_size {
+        v.push((libc::RLIMIT_FSIZE, lim(f)));
+    }
+    if let Some(n) = l.open_files {
+        v.push((libc::RLIMIT_NOFILE, lim(n)));
+    }
+    if let Some(s) = l.stack {
+        v.push((libc::RLIMIT_STACK, lim(s)));
+    }
+    v
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Io {
+        what: "pipe2".into(),
+        source: e.into(),
+    })
+}
+
+fn open_ro(p: &Path) -> Result<OwnedFd, RunError> {
+    let f = std::fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?;
+    Ok(f.into())
+}
+
+/// Stdin bytes as a sealed-size memory file: no writer to keep alive and no
+/// deadlock when the program never reads.
+fn memfd_with(data: &[u8]) -> Result<OwnedFd, RunError> {
+    use std::io::{Seek, Write};
+    // SAFETY: a valid name; the returned fd is checked and then owned.
+    let fd = unsafe { libc::memfd_create(c"stdin".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(RunError::Io {
+            what: "memfd_create for stdin".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(data)
+        .and_then(|_| f.rewind())
+        .map_err(io_err("writing stdin to a memfd"))?;
+    Ok(f.into())
+}
+
+/// `sandbox-<pid>-<seq>`, unique within this host while the process lives.
+fn run_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}

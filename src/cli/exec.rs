@@ -1,0 +1,257 @@
+//! `sandbox exec`: the command-line face of the runner.
+//!
+//! Exit codes (documented in README): the program's own code; 128+N when
+//! killed by signal N; 124 time_limit, 123 wall_time_limit, 122
+//! memory_limit, 121 output_limit; 125 an error of the sandbox itself (bad
+//! profile, bad flag, setup failure); 126 found but not executable; 127 not
+//! found.
+
+use std::path::PathBuf;
+
+use crate::profile::{self, BindMount};
+use crate::runner::{OutputSpec, RunSpec, Sandbox, Status, StdinSpec};
+
+pub const EXIT_TIME_LIMIT: i32 = 124;
+pub const EXIT_WALL_TIME_LIMIT: i32 = 123;
+pub const EXIT_MEMORY_LIMIT: i32 = 122;
+pub const EXIT_OUTPUT_LIMIT: i32 = 121;
+pub const EXIT_SANDBOX_ERROR: i32 = 125;
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Profile to run under: a bundled name or a path to a TOML file.
+    #[arg(short, long, value_name = "NAME|PATH", default_value = "strict")]
+    pub profile: String,
+    /// Expose a host path read-only at DEST (repeatable).
+    #[arg(long = "ro-bind", value_name = "SRC:DEST")]
+    pub ro_bind: Vec<String>,
+    /// Expose a host path read-write at DEST (repeatable).
+    #[arg(long, value_name = "SRC:DEST")]
+    pub bind: Vec<String>,
+    /// Working directory inside the sandbox.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Add an environment variable (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Feed FILE as standard input.
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// CPU time limit (e.g. 2s, 500ms).
+    #[arg(long, value_name = "DUR")]
+    pub time_limit: Option<String>,
+    /// Wall-clock limit (e.g. 5s).
+    #[arg(long, value_name = "DUR")]
+    pub wall_time_limit: Option<String>,
+    /// Memory limit (e.g. 256M).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Maximum number of processes/threads.
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<String>,
+    /// Cap on captured stdout and, separately, on stderr (e.g. 1M).
+    #[arg(long, value_name = "SIZE")]
+    pub output_limit: Option<String>,
+    /// Capture stdout/stderr and print ONE JSON result object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the JSON result without the output bodies to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A user error in the invocation: printed as one line, exit 125.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{flag}: {msg}")]
+    Flag { flag: &'static str, msg: String },
+    #[error("{0}")]
+    Profile(String),
+}
+
+fn parse_bind(flag: &'static str, s: &str, writable: bool) -> Result<BindMount, ExecError> {
+    let (src, dest) = s.split_once(':').ok_or_else(|| ExecError::Flag {
+        flag,
+        msg: format!("{s:?} is not of the form SRC:DEST"),
+    })?;
+    if src.is_empty() || !dest.starts_with('/') {
+        return Err(ExecError::Flag {
+            flag,
+            msg: format!("{s:?}: SRC must be non-empty and DEST an absolute path"),
+        });
+    }
+    Ok(BindMount {
+        source: PathBuf::from(src),
+        dest: PathBuf::from(dest),
+        writable,
+        optional: false,
+    })
+}
+
+fn flag_err(flag: &'static str) -> impl Fn(profile::units::UnitError) -> ExecError {
+    move |e| ExecError::Flag {
+        flag,
+        msg: e.to_string(),
+    }
+}
+
+/// Turn the flags into a prepared sandbox and a run spec.
+pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
+    let prof = profile::load(&a.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
+    let mut limits = prof.limits.clone();
+    if let Some(s) = &a.time_limit {
+        limits.cpu_time = Some(profile::units::parse_duration(s).map_err(flag_err("--time-limit"))?);
+    }
+    if let Some(s) = &a.wall_time_limit {
+        limits.wall_time =
+            Some(profile::units::parse_duration(s).map_err(flag_err("--wall-time-limit"))?);
+    }
+    if let Some(s) = &a.memory_limit {
+        limits.memory = Some(profile::units::parse_size(s).map_err(flag_err("--memory-limit"))?);
+    }
+    if let Some(s) = &a.output_limit {
+        limits.output = Some(profile::units::parse_size(s).map_err(flag_err("--output-limit"))?);
+    }
+    if let Some(s) = &a.pids_limit {
+        let n: u64 = s.trim().parse().map_err(|_| ExecError::Flag {
+            flag: "--pids-limit",
+            msg: format!("{s:?} is not a whole number of processes"),
+        })?;
+        if n == 0 {
+            return Err(ExecError::Flag {
+                flag: "--pids-limit",
+                msg: "must be at least 1".into(),
+            });
+        }
+        limits.pids = Some(n);
+    }
+    for (d, name) in [(limits.cpu_time, "--time-limit"), (limits.wall_time, "--wall-time-limit")] {
+        if d.is_some_and(|d| d.is_zero()) {
+            return Err(ExecError::Flag {
+                flag: name,
+                msg: "must be greater than zero".into(),
+            });
+        }
+    }
+    let mut binds = Vec::new();
+    for s in &a.ro_bind {
+        binds.push(parse_bind("--ro-bind", s, false)?);
+    }
+    for s in &a.bind {
+        binds.push(parse_bind("--bind", s, true)?);
+    }
+    let mut env = Vec::new();
+    for s in &a.env {
+        let (k, v) = s.split_once('=').ok_or_else(|| ExecError::Flag {
+            flag: "--env",
+            msg: format!("{s:?} is not of the form KEY=VALUE"),
+        })?;
+        if k.is_empty() {
+            return Err(ExecError::Flag {
+                flag: "--env",
+                msg: format!("{s:?}: empty variable name"),
+            });
+        }
+        env.push((k.to_string(), v.to_string()));
+    }
+    if let Some(cwd) = &a.cwd
+        && !cwd.is_absolute()
+    {
+        return Err(ExecError::Flag {
+            flag: "--cwd",
+            msg: format!("{} is not an absolute path inside the sandbox", cwd.display()),
+        });
+    }
+    let stdin = match &a.stdin {
+        Some(p) => {
+            if let Err(e) = std::fs::File::open(p) {
+                return Err(ExecError::Flag {
+                    flag: "--stdin",
+                    msg: format!("{}: {e}", p.display()),
+                });
+            }
+            StdinSpec::File(p.clone())
+        }
+        None => StdinSpec::Inherit,
+    };
+    let out = if a.json {
+        OutputSpec::Capture
+    } else {
+        OutputSpec::PassThrough
+    };
+    let spec = RunSpec {
+        argv: a.command.clone(),
+        binds,
+        env,
+        cwd: a.cwd.clone(),
+        limits,
+        stdin,
+        stdout: out,
+        stderr: out,
+        cancel_fd: None,
+    };
+    let sb = Sandbox::new(prof).map_err(|e| ExecError::Profile(e.to_string()))?;
+    Ok((sb, spec))
+}
+
+pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
+    match r.status() {
+        Status::Ok | Status::RuntimeError => match (r.exit_code, r.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            _ => EXIT_SANDBOX_ERROR,
+        },
+        Status::TimeLimit => EXIT_TIME_LIMIT,
+        Status::WallTimeLimit => EXIT_WALL_TIME_LIMIT,
+        Status::MemoryLimit => EXIT_MEMORY_LIMIT,
+        Status::OutputLimit => EXIT_OUTPUT_LIMIT,
+        Status::SandboxError => EXIT_SANDBOX_ERROR,
+    }
+}
+
+pub fn run(a: ExecArgs) -> i32 {
+    let (sb, spec) = match prepare(&a) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            return EXIT_SANDBOX_ERROR;
+        }
+    };
+    let res = sb.run(&spec);
+    if let Some(path) = &a.report {
+        let body = serde_json::to_string_pretty(&res.to_json(false)).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, body + "\n") {
+            eprintln!("sandbox: --report {}: {e}", path.display());
+            return EXIT_SANDBOX_ERROR;
+        }
+    }
+    if a.json {
+        match serde_json::to_string(&res.to_json(true)) {
+            Ok(s) => {
+                use std::io::Write;
+                // A closed stdout (e.g. `| head`) is the reader's choice, not an error.
+                let _ = writeln!(std::io::stdout().lock(), "{s}");
+            }
+            Err(e) => {
+                eprintln!("sandbox: encoding the result: {e}");
+                return EXIT_SANDBOX_ERROR;
+            }
+        }
+    } else {
+        match res.status() {
+            Status::Ok | Status::RuntimeError if !res.exec_failed => {}
+            _ => {
+                let msg = res.message.clone().unwrap_or_else(|| res.status().as_str().into());
+                if res.exec_failed {
+                    eprintln!("sandbox: cannot execute {msg}");
+                } else {
+                    eprintln!("sandbox: {}: {msg}", res.status().as_str());
+                }
+            }
+        }
+    }
+    exit_code(&res)
+}

@@ -1,0 +1,356 @@
+//! The child side of a run: everything between clone and execve.
+//!
+//! Process tree: supervisor → init (pid 1 of the new pid namespace: joins
+//! the cgroup, builds the filesystem, then reaps) → payload (drops
+//! privileges, installs seccomp, execs the program). When the payload ends,
+//! init reports its wait status and exits, and the kernel kills whatever is
+//! left in the pid namespace.
+//!
+//! All of this runs after a fork in a possibly multi-threaded process, so it
+//! only uses async-signal-safe syscalls on data the parent prepared
+//! ([`ChildPlan`]): no allocation, no locks, no logging. Failures are
+//! reported as (step, errno) over a CLOEXEC pipe.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use crate::isolation::mounts::{self, MountPlan};
+use crate::isolation::sys::{self, errno, write_all};
+use crate::security::caps::{CapPlan, CapStep};
+
+/// Fixed steps after the mount plan, for error reports. Mount op `i` is
+/// reported as step `i`; these are offset by `STEP_BASE`.
+pub const STEP_BASE: u32 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    SyncWait = STEP_BASE,
+    JoinCgroup,
+    UnshareCgroupNs,
+    Hostname,
+    ForkPayload,
+    Setsid,
+    Stdio,
+    Rlimit,
+    CapBounding,
+    KeepCaps,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Capset,
+    Ambient,
+    NoNewPrivs,
+    Seccomp,
+    Chdir,
+    Exec,
+    CloseFds,
+    ParentDeath,
+}
+
+impl Step {
+    pub fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        const ALL: [Step; 21] = [
+            SyncWait,
+            JoinCgroup,
+            UnshareCgroupNs,
+            Hostname,
+            ForkPayload,
+            Setsid,
+            Stdio,
+            Rlimit,
+            CapBounding,
+            KeepCaps,
+            Setgroups,
+            Setgid,
+            Setuid,
+            Capset,
+            Ambient,
+            NoNewPrivs,
+            Seccomp,
+            Chdir,
+            Exec,
+            CloseFds,
+            ParentDeath,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+
+    pub fn describe(self) -> &'static str {
+        use Step::*;
+        match self {
+            SyncWait => "waiting for the supervisor",
+            JoinCgroup => "joining the run's cgroup",
+            UnshareCgroupNs => "creating the cgroup namespace",
+            Hostname => "setting the hostname",
+            ForkPayload => "forking the program's process",
+            Setsid => "detaching from the terminal (setsid)",
+            Stdio => "setting up stdin/stdout/stderr",
+            Rlimit => "setting rlimits",
+            CapBounding => "dropping the capability bounding set",
+            KeepCaps => "prctl(PR_SET_KEEPCAPS)",
+            Setgroups => "dropping supplementary groups",
+            Setgid => "setting the gid",
+            Setuid => "setting the uid",
+            Capset => "setting capabilities",
+            Ambient => "setting ambient capabilities",
+            NoNewPrivs => "setting no_new_privs",
+            Seccomp => "installing the seccomp filter",
+            Chdir => "changing to the working directory",
+            Exec => "executing the program",
+            CloseFds => "closing inherited file descriptors",
+            ParentDeath => "arming the parent-death signal",
+        }
+    }
+}
+
+/// Everything the child needs, prepared before the fork.
+pub struct ChildPlan {
+    pub mounts: Option<MountPlan>,
+    pub hostname: Option<CString>,
+    pub workdir: CString,
+    pub uid: u32,
+    pub gid: u32,
+    pub caps: CapPlan,
+    pub no_new_privs: bool,
+    pub filters: Vec<seccompiler::BpfProgram>,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    /// Paths to try in order (PATH search done in the sandbox's view).
+    pub exec_candidates: Vec<CString>,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// The fds that become the program's 0, 1, 2.
+    pub stdio: [RawFd; 3],
+    /// v1: `tasks` files the child writes "0" to; empty on v2 (clone3 puts
+    /// the child in its cgroup directly).
+    pub cgroup_join_fds: Vec<RawFd>,
+    pub new_cgroup_ns: bool,
+    pub sync_read: RawFd,
+    pub err_write: RawFd,
+    pub status_write: RawFd,
+    /// Whether init should wait for the payload and report its status
+    /// (pid namespace), or the payload is exec'd directly by init.
+    pub use_init: bool,
+    /// A new user namespace was created (uid/gid maps written by the parent).
+    pub in_userns: bool,
+    /// Sorted fds the child needs; every other inherited fd is closed first
+    /// (in a threaded server the fd table holds other runs' pipes).
+    pub keep_fds: Vec<RawFd>,
+}
+
+/// Close every fd not in `keep` (sorted ascending). Async-signal-safe.
+fn close_all_except(keep: &[RawFd]) {
+    let mut lo: u32 = 0;
+    for &fd in keep {
+        if fd < 0 {
+            continue;
+        }
+        let fd = fd as u32;
+        if fd > lo {
+            // SAFETY: close_range on a range of descriptors we own.
+            unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0u32) };
+        }
+        lo = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32) };
+}
+
+fn fail(fd: RawFd, step: u32, err: i32) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&step.to_ne_bytes());
+    msg[4..].copy_from_slice(&err.to_ne_bytes());
+    write_all(fd, &msg);
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(125) }
+}
+
+fn check(fd: RawFd, step: Step, rc: libc::c_int) {
+    if rc < 0 {
+        fail(fd, step as u32, errno());
+    }
+}
+
+/// Entry point of the init process (child of clone3). Never returns.
+pub fn init_main(plan: &ChildPlan) -> ! {
+    let efd = plan.err_write;
+    close_all_except(&plan.keep_fds);
+    // Die with the supervisor; whatever is in the pid namespace dies with us.
+    // SAFETY: plain prctl with integer arguments.
+    check(efd, Step::ParentDeath, unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0)
+    });
+    for &fd in &plan.cgroup_join_fds {
+        // SAFETY: writing a static buffer to an fd the parent opened.
+        let r = unsafe { libc::pwrite(fd, b"0".as_ptr().cast(), 1, 0) };
+        check(efd, Step::JoinCgroup, r as i32);
+    }
+    // Wait for the uid/gid maps (and for the supervisor to be alive: EOF
+    // means it died before letting us go).
+    let mut go = [0u8; 1];
+    if sys::read_full(plan.sync_read, &mut go) != 1 {
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(125) }
+    }
+    if plan.in_userns {
+        // Our host uid (root) is unmapped in the new user namespace, so we
+        // could not even create a file on our own tmpfs (EOVERFLOW). Become
+        // the program's mapped uid/gid, keeping this namespace's caps.
+        // SAFETY: raw credential syscalls on integers.
+        unsafe {
+            check(efd, Step::KeepCaps, libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0));
+            let groups = [plan.gid];
+            check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
+            check(efd, Step::Setgid, libc::setresgid(plan.gid, plan.gid, plan.gid));
+            check(efd, Step::Setuid, libc::setresuid(plan.uid, plan.uid, plan.uid));
+        }
+        if let Err(e) = CapPlan::raise_effective() {
+            fail(efd, Step::Capset as u32, e);
+        }
+    }
+    if plan.new_cgroup_ns {
+        // SAFETY: plain unshare.
+        check(efd, Step::UnshareCgroupNs, unsafe {
+            libc::unshare(libc::CLONE_NEWCGROUP)
+        });
+    }
+    if let Some(m) = &plan.mounts
+        && let Err((i, e)) = mounts::apply(m)
+    {
+        fail(efd, i as u32, e);
+    }
+    if let Some(h) = &plan.hostname {
+        // SAFETY: valid buffer and length.
+        check(efd, Step::Hostname, unsafe {
+            libc::sethostname(h.as_ptr(), h.as_bytes().len())
+        });
+    }
+    if !plan.use_init {
+        payload_main(plan);
+    }
+    let pid = sys::clone3(0, None, None);
+    if pid < 0 {
+        fail(efd, Step::ForkPayload as u32, (-pid) as i32);
+    }
+    if pid == 0 {
+        payload_main(plan);
+    }
+    // init: give up what the payload needs alone, then reap until it ends.
+    // SAFETY: closing fds we own.
+    unsafe {
+        libc::close(efd);
+        for fd in plan.stdio {
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == pid as i32 {
+            let mut msg = [0u8; 5];
+            msg[0] = 1;
+            msg[1..].copy_from_slice(&status.to_ne_bytes());
+            write_all(plan.status_write, &msg);
+            // SAFETY: _exit never returns; the kernel kills the rest of the
+            // pid namespace when its init exits.
+            unsafe { libc::_exit(0) }
+        }
+        if r < 0 && errno() == libc::ECHILD {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+fn payload_main(plan: &ChildPlan) -> ! {
+    let efd = plan.err_write;
+    // SAFETY (whole block): raw syscalls on integers and on buffers owned
+    // by the plan, all async-signal-safe.
+    unsafe {
+        // A new session: no controlling terminal, so TIOCSTI and job-control
+        // signals cannot reach the caller's terminal.
+        check(efd, Step::Setsid, libc::setsid());
+        for (i, &fd) in plan.stdio.iter().enumerate() {
+            if fd != i as RawFd {
+                check(efd, Step::Stdio, libc::dup2(fd, i as RawFd));
+            }
+        }
+        // Everything else is closed at exec (the error pipe must live until then).
+        check(
+            efd,
+            Step::CloseFds,
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+                as i32,
+        );
+        for (res, lim) in &plan.rlimits {
+            check(efd, Step::Rlimit, libc::setrlimit(*res, lim));
+        }
+        if let Err((s, e)) = plan.caps.before_setuid() {
+            let step = match s {
+                CapStep::Bounding => Step::CapBounding,
+                _ => Step::KeepCaps,
+            };
+            fail(efd, step as u32, e);
+        }
+        let groups = [plan.gid];
+        check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
+        check(efd, Step::Setgid, libc::setresgid(plan.gid, plan.gid, plan.gid));
+        check(efd, Step::Setuid, libc::setresuid(plan.uid, plan.uid, plan.uid));
+        if let Err((s, e)) = plan.caps.after_setuid() {
+            let step = match s {
+                CapStep::Capset => Step::Capset,
+                _ => Step::Ambient,
+            };
+            fail(efd, step as u32, e);
+        }
+        check(efd, Step::Chdir, libc::chdir(plan.workdir.as_ptr()));
+        if plan.no_new_privs {
+            check(
+                efd,
+                Step::NoNewPrivs,
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            );
+        }
+    }
+    exec(plan)
+}
+
+/// Installs the seccomp filters and execs. Kept apart so the argv/envp
+/// pointer arrays can be built without allocating: they live in fixed-size
+/// stack arrays.
+fn exec(plan: &ChildPlan) -> ! {
+    const MAX: usize = 4096;
+    let efd = plan.err_write;
+    let mut argv = [std::ptr::null::<libc::c_char>(); MAX + 1];
+    let mut envp = [std::ptr::null::<libc::c_char>(); MAX + 1];
+    for (slot, a) in argv.iter_mut().zip(plan.argv.iter().take(MAX)) {
+        *slot = a.as_ptr();
+    }
+    for (slot, e) in envp.iter_mut().zip(plan.envp.iter().take(MAX)) {
+        *slot = e.as_ptr();
+    }
+    for f in &plan.filters {
+        if let Err(e) = seccompiler::apply_filter(f) {
+            let code = match e {
+                seccompiler::Error::Seccomp(io) => io.raw_os_error().unwrap_or(libc::EINVAL),
+                _ => libc::EINVAL,
+            };
+            fail(efd, Step::Seccomp as u32, code);
+        }
+    }
+    let mut last = libc::ENOENT;
+    for path in &plan.exec_candidates {
+        // SAFETY: NULL-terminated arrays of valid C strings.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = errno();
+        // Like execvp: remember a "found but not executable" over "not here".
+        if e != libc::ENOENT && e != libc::ENOTDIR || last == libc::ENOENT {
+            last = e;
+        }
+    }
+    fail(efd, Step::Exec as u32, last)
+}
