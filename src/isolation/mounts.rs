@@ -471,6 +471,15 @@ impl MountPlan {
             Some("newinstance,ptmxmode=0666,mode=0620"),
         )?;
 
+        // The program must not swap /dev/null for a file of its own.
+        p.mount(
+            "remount /dev read-only".into(),
+            None,
+            &dev,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+            None,
+        )?;
         for t in &fs.tmpfs {
             p.tmpfs(t)?;
         }
