@@ -59,7 +59,7 @@ fn show(name: &str, json: bool) -> i32 {
     let p = match profile::load(name) {
         Ok(p) => p,
         Err(e) => {
-            eout!("{e}");
+            eprintln!("{e}");
             return 2;
         }
     };
@@ -75,7 +75,7 @@ fn show(name: &str, json: bool) -> i32 {
             0
         }
         Err(e) => {
-            eout!("sandbox: cannot render profile: {e}");
+            eprintln!("sandbox: cannot render profile: {e}");
             1
         }
     }
@@ -111,32 +111,32 @@ pub fn seccomp_test(name: &str, cmd: &[String]) -> i32 {
     let p = match profile::load(name) {
         Ok(p) => p,
         Err(e) => {
-            eout!("{e}");
+            eprintln!("{e}");
             return 2;
         }
     };
     let filters = match crate::security::seccomp::compile(&p.seccomp) {
         Ok(f) => f,
         Err(e) => {
-            eout!("sandbox: {e}");
+            eprintln!("sandbox: {e}");
             return 2;
         }
     };
     let args: Result<Vec<CString>, _> = cmd.iter().map(|a| CString::new(a.as_bytes())).collect();
     let Ok(args) = args else {
-        eout!("sandbox: argument contains a NUL byte");
+        eprintln!("sandbox: argument contains a NUL byte");
         return 2;
     };
     let Some(prog) = args.first() else {
-        eout!("sandbox: no command");
+        eprintln!("sandbox: no command");
         return 2;
     };
     if let Err(e) = crate::security::seccomp::install(&filters) {
-        eout!("sandbox: {e}");
+        eprintln!("sandbox: {e}");
         return 125;
     }
     let err = nix::unistd::execvp(prog, &args).err();
     // Only reached when execvp failed (if the filter allows write).
-    eout!("sandbox: exec {}: {}", cmd[0], err.map(|e| e.to_string()).unwrap_or_default());
+    eprintln!("sandbox: exec {}: {}", cmd[0], err.map(|e| e.to_string()).unwrap_or_default());
     127
 }
