@@ -35,6 +35,10 @@ pub enum SeccompError {
     Backend(#[from] seccompiler::BackendError),
     #[error("seccomp: {0}")]
     Compile(#[from] seccompiler::Error),
+    #[error("seccomp: the seccomp syscall itself is refused by more than one filter (give it a single action: an allow-list default or one deny/rule action)")]
+    SelfBlocking,
+    #[error("seccomp: cannot install filter: {0}")]
+    Install(std::io::Error),
     #[error("seccomp: this architecture is not supported")]
     UnsupportedArch,
 }
@@ -211,18 +215,30 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
             add_action(&r.action, n, &r.args);
         }
     }
+    // Filters are installed one after another with the seccomp(2) syscall,
+    // so a filter that may refuse seccomp(2) itself must come last; the
+    // kernel's verdict does not depend on the order.
+    let seccomp_nr = for_arch("seccomp", arch);
+    let touches = |e: &Entries| seccomp_nr.is_some_and(|n| e.contains_key(&n));
     let mut out = Vec::new();
+    let mut last: Vec<BpfProgram> = Vec::new();
     if arch == TargetArch::x86_64 {
         out.push(x32_guard());
     }
-    if s.default_action != SeccompAction::Allow {
-        out.push(build(all, to_backend(&s.default_action), SAction::Allow, arch)?);
-    }
-    // Most restrictive first: the kernel's result does not depend on the
-    // order, but a killing filter evaluated early is cheaper to reason about.
     for (_, (a, entries)) in by_action.into_iter().rev() {
-        out.push(build(entries, SAction::Allow, to_backend(&a), arch)?);
+        let blocks = touches(&entries);
+        let f = build(entries, SAction::Allow, to_backend(&a), arch)?;
+        if blocks { last.push(f) } else { out.push(f) }
     }
+    if s.default_action != SeccompAction::Allow {
+        let allowed = seccomp_nr.is_some_and(|n| matches!(all.get(&n), Some(None)));
+        let f = build(all, to_backend(&s.default_action), SAction::Allow, arch)?;
+        if allowed { out.push(f) } else { last.push(f) }
+    }
+    if last.len() > 1 {
+        return Err(SeccompError::SelfBlocking);
+    }
+    out.extend(last);
     if out.len() <= usize::from(arch == TargetArch::x86_64) {
         // No seccompiler filter (default allow, no entries): still add one
         // for its architecture check, which refuses foreign-ABI syscalls.
@@ -231,16 +247,39 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
     Ok(out)
 }
 
-/// Set no_new_privs and install `filters` on the calling thread. Allocates
-/// nothing; safe to call between fork and exec.
+/// Set no_new_privs once and install `filters` IN ORDER on the calling
+/// thread with seccomp(2). Use this rather than `seccompiler::apply_filter`,
+/// which calls prctl() again before every filter (and prctl may be refused
+/// by the filters already installed). Allocates nothing: safe between fork
+/// and exec.
 pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
-        return Err(SeccompError::Compile(seccompiler::Error::Prctl(std::io::Error::last_os_error())));
+        return Err(SeccompError::Install(std::io::Error::last_os_error()));
     }
     for f in filters {
-        seccompiler::apply_filter(f)?;
+        if f.is_empty() || f.len() > u16::MAX as usize {
+            return Err(SeccompError::Install(std::io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let prog = libc::sock_fprog {
+            len: f.len() as u16,
+            // seccompiler's sock_filter is #[repr(C)] with the same layout as libc's.
+            filter: f.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points to `f`, a valid BPF program of `len`
+        // instructions that outlives the call; the kernel copies it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(SeccompError::Install(std::io::Error::last_os_error()));
+        }
     }
     Ok(())
 }
