@@ -2,6 +2,19 @@
 //! file:line:col errors, and the bundled profiles. Everything downstream (the
 //! runner, the job engine, the server) consumes only the resolved [`Profile`].
 
+pub mod bundled;
+pub mod error;
+pub mod load;
+pub mod names;
+pub mod schema;
+pub mod source;
+pub mod units;
+pub mod validate;
+pub mod view;
+
+pub use error::ProfileError;
+pub use load::{load, parse_str};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

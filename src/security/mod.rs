@@ -1,1 +1,3 @@
-//! security (to be written)
+//! Security: capabilities and the seccomp filter.
+
+pub mod seccomp;

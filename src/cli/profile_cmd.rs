@@ -1,0 +1,142 @@
+//! `sandbox profile list|show|check` and the hidden `__seccomp-test` helper.
+
+use std::ffi::CString;
+use std::io::Write;
+
+/// Print a line to stdout, ignoring a closed pipe (`sandbox profile show | head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+use clap::Subcommand;
+
+use crate::profile::{self, bundled, view::ProfileView};
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// List the bundled profiles (and those in $SANDBOX_PROFILE_DIR) with their descriptions.
+    List,
+    /// Print a resolved profile (extends applied, defaults filled in).
+    Show {
+        /// Bundled name (e.g. strict) or path to a .toml file.
+        profile: String,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate profile files; prints "PATH: ok" or one error line each. Exit 0 if all pass, 2 otherwise.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+pub fn run(cmd: ProfileCommand) -> i32 {
+    match cmd {
+        ProfileCommand::List => list(),
+        ProfileCommand::Show { profile, json } => show(&profile, json),
+        ProfileCommand::Check { paths } => check(&paths),
+    }
+}
+
+fn list() -> i32 {
+    let mut code = 0;
+    for name in bundled::names() {
+        match profile::load(&name) {
+            Ok(p) => out!("{name:<12} {}", p.description),
+            Err(e) => {
+                out!("{name:<12} (invalid: {e})");
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+fn show(name: &str, json: bool) -> i32 {
+    let p = match profile::load(name) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let view = ProfileView::from(&p);
+    let out = if json {
+        serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
+    } else {
+        toml::to_string(&view).map_err(|e| e.to_string())
+    };
+    match out {
+        Ok(s) => {
+            out!("{}", s.trim_end());
+            0
+        }
+        Err(e) => {
+            eprintln!("sandbox: cannot render profile: {e}");
+            1
+        }
+    }
+}
+
+fn check(paths: &[String]) -> i32 {
+    let mut code = 0;
+    for path in paths {
+        let res = profile::load(path).and_then(|p| {
+            crate::security::seccomp::compile(&p.seccomp)
+                .map(|_| ())
+                .map_err(|e| profile::ProfileError::Invalid {
+                    file: path.clone(),
+                    line: 1,
+                    col: 1,
+                    key: "seccomp".into(),
+                    message: e.to_string(),
+                })
+        });
+        match res {
+            Ok(()) => out!("{path}: ok"),
+            Err(e) => {
+                out!("{e}");
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+/// Compile PROFILE's filter, set no_new_privs, install it and exec CMD.
+pub fn seccomp_test(name: &str, cmd: &[String]) -> i32 {
+    let p = match profile::load(name) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let filters = match crate::security::seccomp::compile(&p.seccomp) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            return 2;
+        }
+    };
+    let args: Result<Vec<CString>, _> = cmd.iter().map(|a| CString::new(a.as_bytes())).collect();
+    let Ok(args) = args else {
+        eprintln!("sandbox: argument contains a NUL byte");
+        return 2;
+    };
+    let Some(prog) = args.first() else {
+        eprintln!("sandbox: no command");
+        return 2;
+    };
+    if let Err(e) = crate::security::seccomp::install(&filters) {
+        eprintln!("sandbox: {e}");
+        return 125;
+    }
+    let err = nix::unistd::execvp(prog, &args).err();
+    // Only reached when execvp failed (if the filter allows write).
+    eprintln!("sandbox: exec {}: {}", cmd[0], err.map(|e| e.to_string()).unwrap_or_default());
+    127
+}

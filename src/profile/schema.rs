@@ -1,0 +1,338 @@
+//! The raw TOML schema (serde structs, every key optional) and the
+//! `extends` merge of two raw profiles. Keys here are a public contract.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// A scalar that may be written as a TOML integer, float or string
+/// (`memory = 1048576`, `memory = "256M"`, `mode = 0o1777`, `mode = "1777"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string with a unit (e.g. \"64M\", \"1.5s\")")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub extends: Option<String>,
+    pub description: Option<String>,
+    pub namespaces: Option<RawNamespaces>,
+    pub filesystem: Option<RawFilesystem>,
+    pub process: Option<RawProcess>,
+    pub capabilities: Option<RawCapabilities>,
+    pub seccomp: Option<RawSeccomp>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNamespaces {
+    pub user: Option<bool>,
+    pub pid: Option<bool>,
+    pub mount: Option<bool>,
+    pub network: Option<bool>,
+    pub ipc: Option<bool>,
+    pub uts: Option<bool>,
+    pub cgroup: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilesystem {
+    pub root: Option<String>,
+    pub system_dirs: Option<Vec<String>>,
+    pub bind: Option<Vec<RawBind>>,
+    pub tmpfs: Option<Vec<RawTmpfs>>,
+    pub writable_layer_size: Option<Scalar>,
+    pub dev_shm_size: Option<Scalar>,
+    pub workdir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBind {
+    pub source: Option<String>,
+    pub dest: Option<String>,
+    pub writable: Option<bool>,
+    pub optional: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTmpfs {
+    pub dest: Option<String>,
+    pub size: Option<Scalar>,
+    pub mode: Option<Scalar>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub host_uid: Option<u32>,
+    pub host_gid: Option<u32>,
+    pub hostname: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub env_passthrough: Option<Vec<String>>,
+    pub no_new_privs: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapabilities {
+    pub keep: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeccomp {
+    pub enabled: Option<bool>,
+    pub default_action: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub deny_action: Option<String>,
+    pub rule: Option<Vec<RawRule>>,
+    /// Appended to the inherited `allow` (applied when merging `extends`).
+    pub allow_add: Option<Vec<String>>,
+    /// Appended to the inherited `deny`.
+    pub deny_add: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub syscall: Option<String>,
+    pub args: Option<Vec<RawArg>>,
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArg {
+    pub index: Option<i64>,
+    pub op: Option<String>,
+    pub value: Option<i64>,
+    pub mask: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub cpu_time: Option<Scalar>,
+    pub wall_time: Option<Scalar>,
+    pub memory: Option<Scalar>,
+    pub output: Option<Scalar>,
+    pub file_size: Option<Scalar>,
+    pub stack: Option<Scalar>,
+    pub pids: Option<i64>,
+    pub open_files: Option<i64>,
+    pub cpu_quota: Option<f64>,
+}
+
+/// Allowed keys of each table, by normalized path (array indices removed).
+/// `None` means "any key" (free-form tables such as `process.env`).
+pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
+    Some(match table_path {
+        "" => &[
+            "extends",
+            "description",
+            "namespaces",
+            "filesystem",
+            "process",
+            "capabilities",
+            "seccomp",
+            "limits",
+        ],
+        "namespaces" => &["user", "pid", "mount", "network", "ipc", "uts", "cgroup"],
+        "filesystem" => &[
+            "root",
+            "system_dirs",
+            "bind",
+            "tmpfs",
+            "writable_layer_size",
+            "dev_shm_size",
+            "workdir",
+        ],
+        "filesystem.bind" => &["source", "dest", "writable", "optional"],
+        "filesystem.tmpfs" => &["dest", "size", "mode"],
+        "process" => &[
+            "uid",
+            "gid",
+            "host_uid",
+            "host_gid",
+            "hostname",
+            "env",
+            "env_passthrough",
+            "no_new_privs",
+        ],
+        "process.env" => return None,
+        "capabilities" => &["keep"],
+        "seccomp" => &[
+            "enabled",
+            "default_action",
+            "allow",
+            "allow_add",
+            "deny",
+            "deny_add",
+            "deny_action",
+            "rule",
+        ],
+        "seccomp.rule" => &["syscall", "args", "action"],
+        "seccomp.rule.args" => &["index", "op", "value", "mask"],
+        "limits" => &[
+            "cpu_time",
+            "wall_time",
+            "memory",
+            "output",
+            "file_size",
+            "stack",
+            "pids",
+            "open_files",
+            "cpu_quota",
+        ],
+        _ => &[],
+    })
+}
+
+/// Child fields win; absent child fields fall back to the parent.
+macro_rules! merge_fields {
+    ($p:expr, $c:expr, $($f:ident),*) => {{
+        let (p, c) = ($p, $c);
+        $( let $f = c.$f.or(p.$f); )*
+        ($($f),*)
+    }};
+}
+
+fn merge_opt<T>(p: Option<T>, c: Option<T>, f: impl FnOnce(T, T) -> T) -> Option<T> {
+    match (p, c) {
+        (Some(p), Some(c)) => Some(f(p, c)),
+        (p, c) => c.or(p),
+    }
+}
+
+fn append(list: &mut Option<Vec<String>>, add: Option<Vec<String>>) {
+    if let Some(add) = add {
+        let l = list.get_or_insert_with(Vec::new);
+        for a in add {
+            if !l.contains(&a) {
+                l.push(a);
+            }
+        }
+    }
+}
+
+/// Resolve `allow_add`/`deny_add` of a profile without `extends`.
+pub fn apply_adds(mut p: RawProfile) -> RawProfile {
+    if let Some(s) = p.seccomp.as_mut() {
+        let (a, d) = (s.allow_add.take(), s.deny_add.take());
+        append(&mut s.allow, a);
+        append(&mut s.deny, d);
+    }
+    p
+}
+
+/// Apply `child` on top of `parent`: tables merge key by key (recursively),
+/// arrays and scalars in the child replace the parent's. `extends` is not inherited.
+pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
+    RawProfile {
+        extends: child.extends,
+        description: child.description.or(parent.description),
+        namespaces: merge_opt(parent.namespaces, child.namespaces, |p, c| {
+            let (user, pid, mount, network, ipc, uts, cgroup) =
+                merge_fields!(p, c, user, pid, mount, network, ipc, uts, cgroup);
+            RawNamespaces { user, pid, mount, network, ipc, uts, cgroup }
+        }),
+        filesystem: merge_opt(parent.filesystem, child.filesystem, |p, c| {
+            let (root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir) = merge_fields!(
+                p,
+                c,
+                root,
+                system_dirs,
+                bind,
+                tmpfs,
+                writable_layer_size,
+                dev_shm_size,
+                workdir
+            );
+            RawFilesystem { root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir }
+        }),
+        process: merge_opt(parent.process, child.process, |mut p, mut c| {
+            let env = merge_opt(p.env.take(), c.env.take(), |mut pe, ce| {
+                pe.extend(ce);
+                pe
+            });
+            let (uid, gid, host_uid, host_gid, hostname, env_passthrough, no_new_privs) = merge_fields!(
+                p,
+                c,
+                uid,
+                gid,
+                host_uid,
+                host_gid,
+                hostname,
+                env_passthrough,
+                no_new_privs
+            );
+            RawProcess { uid, gid, host_uid, host_gid, hostname, env, env_passthrough, no_new_privs }
+        }),
+        capabilities: merge_opt(parent.capabilities, child.capabilities, |p, c| RawCapabilities {
+            keep: c.keep.or(p.keep),
+        }),
+        seccomp: merge_opt(parent.seccomp, child.seccomp, |p, c| {
+            let (allow_add, deny_add) = (c.allow_add.clone(), c.deny_add.clone());
+            let (enabled, default_action, mut allow, mut deny, deny_action, rule) =
+                merge_fields!(p, c, enabled, default_action, allow, deny, deny_action, rule);
+            append(&mut allow, allow_add);
+            append(&mut deny, deny_add);
+            RawSeccomp { enabled, default_action, allow, deny, deny_action, rule, allow_add: None, deny_add: None }
+        }),
+        limits: merge_opt(parent.limits, child.limits, |p, c| {
+            let (cpu_time, wall_time, memory, output, file_size, stack, pids, open_files, cpu_quota) = merge_fields!(
+                p,
+                c,
+                cpu_time,
+                wall_time,
+                memory,
+                output,
+                file_size,
+                stack,
+                pids,
+                open_files,
+                cpu_quota
+            );
+            RawLimits { cpu_time, wall_time, memory, output, file_size, stack, pids, open_files, cpu_quota }
+        }),
+    }
+}

@@ -1,0 +1,183 @@
+//! One profile file's text with a key-path → span index, used to report
+//! errors at `FILE:LINE:COL`, and the unknown-key check.
+
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+
+use super::error::ProfileError;
+use super::names::did_you_mean;
+use super::schema::allowed_keys;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    path: String,
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+/// A parsed profile file: its display name, text and where each key is.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub display: String,
+    pub text: String,
+    entries: Vec<Entry>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+fn normalize(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut skip = false;
+    for ch in path.chars() {
+        match ch {
+            '[' => skip = true,
+            ']' => skip = false,
+            c if !skip => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+}
+
+impl SourceFile {
+    /// Parse `text` (TOML syntax only) and check for unknown keys.
+    pub fn parse(display: &str, text: String) -> Result<SourceFile, ProfileError> {
+        let mut sf = SourceFile {
+            display: display.to_string(),
+            text,
+            entries: Vec::new(),
+        };
+        let parsed = DeTable::parse(&sf.text);
+        let table = match parsed {
+            Ok(t) => t,
+            Err(e) => {
+                let off = e.span().map(|s| s.start).unwrap_or(0);
+                let msg = e.message().trim().replace('\n', " ");
+                return Err(sf.error_at(off, "(syntax)", &format!("invalid TOML: {msg}")));
+            }
+        };
+        let mut entries = Vec::new();
+        let mut unknown: Option<(usize, String, String)> = None;
+        walk(table.get_ref(), "", &mut entries, &mut unknown);
+        sf.entries = entries;
+        if let Some((off, key, msg)) = unknown {
+            return Err(sf.error_at(off, &key, &msg));
+        }
+        Ok(sf)
+    }
+
+    /// Error at a byte offset.
+    pub fn error_at(&self, offset: usize, key: &str, message: &str) -> ProfileError {
+        let (line, col) = line_col(&self.text, offset);
+        ProfileError::Invalid {
+            file: self.display.clone(),
+            line,
+            col,
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Byte offset of the key `path` (e.g. `seccomp.allow[3]`), if this file sets it.
+    pub fn offset_of(&self, path: &str) -> Option<usize> {
+        self.entries.iter().find(|e| e.path == path).map(|e| e.key.start)
+    }
+
+    /// The innermost key whose key or value contains `offset`.
+    pub fn key_at(&self, offset: usize) -> Option<(String, usize)> {
+        self.entries
+            .iter()
+            .filter(|e| e.key.contains(&offset) || e.value.contains(&offset) || e.value.start == offset)
+            .min_by_key(|e| e.value.len())
+            .map(|e| (e.path.clone(), e.key.start))
+    }
+
+    /// Deserialize into `T`, mapping serde errors (wrong types) to located errors.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProfileError> {
+        toml::from_str(&self.text).map_err(|e| {
+            let off = e.span().map(|s| s.start).unwrap_or(0);
+            let msg = e.message().trim().replace('\n', " ");
+            match self.key_at(off) {
+                Some((key, key_off)) => self.error_at(key_off, &key, &msg),
+                None => self.error_at(off, "(profile)", &msg),
+            }
+        })
+    }
+}
+
+fn walk(
+    table: &DeTable<'_>,
+    prefix: &str,
+    entries: &mut Vec<Entry>,
+    unknown: &mut Option<(usize, String, String)>,
+) {
+    let allowed = allowed_keys(&normalize(prefix));
+    for (k, v) in table.iter() {
+        let path = join(prefix, k.get_ref());
+        if let Some(allowed) = allowed
+            && !allowed.contains(&k.get_ref().as_ref())
+            && unknown.is_none()
+        {
+            let table_name = if prefix.is_empty() { "the top level".to_string() } else { format!("[{}]", normalize(prefix)) };
+            let hint = match did_you_mean(k.get_ref(), allowed.iter().copied()) {
+                Some(s) => format!("did you mean \"{s}\"?"),
+                None if allowed.is_empty() => "this key takes no sub-keys".to_string(),
+                None => format!("valid keys: {}", allowed.join(", ")),
+            };
+            *unknown = Some((k.span().start, path.clone(), format!("unknown key \"{}\" in {table_name} ({hint})", k.get_ref())));
+        }
+        entries.push(Entry { path: path.clone(), key: k.span(), value: v.span() });
+        walk_value(v.get_ref(), &path, entries, unknown);
+    }
+}
+
+fn walk_value(
+    v: &DeValue<'_>,
+    path: &str,
+    entries: &mut Vec<Entry>,
+    unknown: &mut Option<(usize, String, String)>,
+) {
+    match v {
+        DeValue::Table(t) => walk(t, path, entries, unknown),
+        DeValue::Array(a) => {
+            for (i, el) in a.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                entries.push(Entry { path: p.clone(), key: el.span(), value: el.span() });
+                walk_value(el.get_ref(), &p, entries, unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_cols() {
+        assert_eq!(line_col("a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("a\nbc\nd", 5), (3, 1));
+    }
+
+    #[test]
+    fn index_and_unknown_keys() {
+        let sf = SourceFile::parse("x.toml", "[seccomp]\nallow = [\"read\", \"write\"]\n".into()).unwrap();
+        assert_eq!(sf.offset_of("seccomp.allow[1]"), Some(27));
+        let e = SourceFile::parse("x.toml", "[seccomp]\nalow = []\n".into()).unwrap_err();
+        assert_eq!(e.to_string(), "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)");
+    }
+}

@@ -1,0 +1,482 @@
+//! Validation: merged raw profile → resolved [`Profile`]. Applies defaults,
+//! parses units and names, and rejects contradictions, each error located
+//! at the key that caused it.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ProfileError;
+use super::load::Locator;
+use super::names;
+use super::schema::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+
+type R<T> = Result<T, ProfileError>;
+
+pub const DEFAULT_SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin"];
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+const MIB: u64 = 1 << 20;
+
+fn size(loc: &Locator, key: &str, v: Option<&Scalar>) -> R<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Int(n)) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(Scalar::Int(n)) => Err(loc.error(key, format!("size must not be negative (got {n})"))),
+        Some(Scalar::Float(f)) => Err(loc.error(
+            key,
+            format!("size {f} is a float; write bytes as an integer or a string with a unit (e.g. \"256M\")"),
+        )),
+        Some(Scalar::Str(s)) => parse_size(s).map(Some).map_err(|e| loc.error(key, e.to_string())),
+    }
+}
+
+fn duration(loc: &Locator, key: &str, v: Option<&Scalar>) -> R<Option<Duration>> {
+    let secs = |f: f64| {
+        Duration::try_from_secs_f64(f)
+            .map_err(|_| loc.error(key, format!("invalid duration {f} (a non-negative number of seconds, or a string like \"1.5s\", \"500ms\", \"2m\")")))
+    };
+    match v {
+        None => Ok(None),
+        Some(Scalar::Int(n)) => secs(*n as f64).map(Some),
+        Some(Scalar::Float(f)) => secs(*f).map(Some),
+        Some(Scalar::Str(s)) => parse_duration(s).map(Some).map_err(|e| loc.error(key, e.to_string())),
+    }
+}
+
+fn nonzero<T: PartialEq + Default + Copy>(loc: &Locator, key: &str, v: Option<T>) -> R<Option<T>> {
+    if v == Some(T::default()) {
+        return Err(loc.error(key, "a limit of zero would make every program fail; omit the key for no limit"));
+    }
+    Ok(v)
+}
+
+fn count(loc: &Locator, key: &str, v: Option<i64>) -> R<Option<u64>> {
+    match v {
+        Some(n) if n <= 0 => Err(loc.error(
+            key,
+            format!("must be a positive integer (got {n}); omit the key for no limit"),
+        )),
+        v => Ok(v.map(|n| n as u64)),
+    }
+}
+
+/// Parse an action name: kill_process | kill_thread | trap | errno:NAME | log | allow.
+pub fn parse_action(s: &str) -> Result<SeccompAction, String> {
+    Ok(match s {
+        "kill_process" => SeccompAction::KillProcess,
+        "kill_thread" => SeccompAction::KillThread,
+        "trap" => SeccompAction::Trap,
+        "log" => SeccompAction::Log,
+        "allow" => SeccompAction::Allow,
+        _ => {
+            if let Some(name) = s.strip_prefix("errno:") {
+                match names::errno_by_name(name) {
+                    Some(n) => SeccompAction::Errno(n, name.to_string()),
+                    None => return Err(format!("unknown errno name \"{name}\"{}", names::suggest_errno(name))),
+                }
+            } else {
+                let dym = names::did_you_mean(s, ["kill_process", "kill_thread", "trap", "log", "allow", "errno:EPERM"]);
+                return Err(format!(
+                    "unknown action \"{s}\" (valid: kill_process, kill_thread, trap, errno:NAME e.g. errno:EPERM, log, allow){}",
+                    names::suggestion_suffix(dym).replace(" (", "; (")
+                ));
+            }
+        }
+    })
+}
+
+fn action(loc: &Locator, key: &str, v: Option<&String>, default: SeccompAction) -> R<SeccompAction> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_action(s).map_err(|m| loc.error(key, m)),
+    }
+}
+
+fn check_syscall(loc: &Locator, key: &str, name: &str) -> R<()> {
+    if names::syscall_known(name) {
+        Ok(())
+    } else {
+        Err(loc.error(key, format!("unknown syscall \"{name}\"{}", names::suggest_syscall(name))))
+    }
+}
+
+fn abs_clean(loc: &Locator, key: &str, p: &str, what: &str) -> R<PathBuf> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err(loc.error(key, format!("{what} \"{p}\" must be an absolute path (e.g. \"/{}\")", p.trim_start_matches("./"))));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(loc.error(key, format!("{what} \"{p}\" must not contain \"..\"")));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn parse_mode(loc: &Locator, key: &str, v: Option<&Scalar>) -> R<u32> {
+    let m = match v {
+        None => return Ok(0o1777),
+        Some(Scalar::Int(n)) => u32::try_from(*n).ok(),
+        Some(Scalar::Str(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        Some(Scalar::Float(_)) => None,
+    };
+    match m {
+        Some(m) if m <= 0o7777 => Ok(m),
+        _ => Err(loc.error(key, "invalid mode (valid: an octal integer like 0o1777 or an octal string like \"1777\", at most 7777)")),
+    }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    !k.is_empty() && !k.contains('=') && !k.contains('\0')
+}
+
+pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
+    // ---- namespaces
+    let n = raw.namespaces.unwrap_or_default();
+    let namespaces = Namespaces {
+        user: n.user.unwrap_or(true),
+        pid: n.pid.unwrap_or(true),
+        mount: n.mount.unwrap_or(true),
+        network: n.network.unwrap_or(true),
+        ipc: n.ipc.unwrap_or(true),
+        uts: n.uts.unwrap_or(true),
+        cgroup: n.cgroup.unwrap_or(true),
+    };
+
+    // ---- filesystem
+    let f = raw.filesystem.unwrap_or_default();
+    let root = match f.root.as_deref() {
+        None | Some("host") => RootSource::Host,
+        Some(p) if p.starts_with('/') => RootSource::Dir(abs_clean(loc, "filesystem.root", p, "root")?),
+        Some(p) => {
+            return Err(loc.error(
+                "filesystem.root",
+                format!("invalid root \"{p}\" (valid: \"host\" or an absolute path to a root filesystem directory)"),
+            ));
+        }
+    };
+    let system_dirs = match &f.system_dirs {
+        None => DEFAULT_SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
+        Some(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, d)| abs_clean(loc, &format!("filesystem.system_dirs[{i}]"), d, "system dir"))
+            .collect::<R<Vec<_>>>()?,
+    };
+    let mut binds = Vec::new();
+    for (i, b) in f.bind.iter().flatten().enumerate() {
+        let k = format!("filesystem.bind[{i}]");
+        let Some(source) = &b.source else {
+            return Err(loc.error(&k, "a bind needs `source` (host path) and `dest` (path inside)"));
+        };
+        let Some(dest) = &b.dest else {
+            return Err(loc.error(&k, "a bind needs `dest` (absolute path inside the sandbox)"));
+        };
+        if source.is_empty() {
+            return Err(loc.error(&format!("{k}.source"), "source must not be empty"));
+        }
+        binds.push(BindMount {
+            source: PathBuf::from(source),
+            dest: abs_clean(loc, &format!("{k}.dest"), dest, "bind dest")?,
+            writable: b.writable.unwrap_or(false),
+            optional: b.optional.unwrap_or(false),
+        });
+    }
+    let tmpfs = match &f.tmpfs {
+        None => vec![TmpfsMount { dest: "/tmp".into(), size: 64 * MIB, mode: 0o1777 }],
+        Some(v) => {
+            let mut out = Vec::new();
+            for (i, t) in v.iter().enumerate() {
+                let k = format!("filesystem.tmpfs[{i}]");
+                let Some(dest) = &t.dest else {
+                    return Err(loc.error(&k, "a tmpfs needs `dest` (absolute path inside the sandbox)"));
+                };
+                let size = nonzero(loc, &format!("{k}.size"), size(loc, &format!("{k}.size"), t.size.as_ref())?)?;
+                out.push(TmpfsMount {
+                    dest: abs_clean(loc, &format!("{k}.dest"), dest, "tmpfs dest")?,
+                    size: size.unwrap_or(64 * MIB),
+                    mode: parse_mode(loc, &format!("{k}.mode"), t.mode.as_ref())?,
+                });
+            }
+            out
+        }
+    };
+    let wl_key = "filesystem.writable_layer_size";
+    let writable_layer_size = nonzero(loc, wl_key, size(loc, wl_key, f.writable_layer_size.as_ref())?)?.unwrap_or(64 * MIB);
+    let shm_key = "filesystem.dev_shm_size";
+    let dev_shm_size = nonzero(loc, shm_key, size(loc, shm_key, f.dev_shm_size.as_ref())?)?.unwrap_or(16 * MIB);
+    let workdir = abs_clean(loc, "filesystem.workdir", f.workdir.as_deref().unwrap_or("/tmp"), "workdir")?;
+    let filesystem = Filesystem { root, system_dirs, binds, tmpfs, writable_layer_size, dev_shm_size, workdir };
+
+    // ---- process
+    let p = raw.process.unwrap_or_default();
+    let mut env: BTreeMap<String, String> = [
+        ("PATH", DEFAULT_PATH),
+        ("HOME", "/tmp"),
+        ("LANG", "C.UTF-8"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(e) = p.env {
+        for (k, v) in e {
+            if !valid_env_name(&k) || v.contains('\0') {
+                return Err(loc.error(&format!("process.env.{k}"), "invalid environment variable (names must be non-empty without '=' or NUL; values without NUL)"));
+            }
+            env.insert(k, v);
+        }
+    }
+    let env_passthrough = p.env_passthrough.unwrap_or_default();
+    for (i, k) in env_passthrough.iter().enumerate() {
+        if !valid_env_name(k) {
+            return Err(loc.error(&format!("process.env_passthrough[{i}]"), format!("invalid variable name \"{k}\"")));
+        }
+    }
+    let hostname = p.hostname.unwrap_or_else(|| "sandbox".into());
+    if hostname.is_empty()
+        || hostname.len() > 64
+        || !hostname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(loc.error("process.hostname", format!("invalid hostname \"{hostname}\" (1-64 characters: letters, digits, '-', '.')")));
+    }
+    let process = Process {
+        uid: p.uid.unwrap_or(1000),
+        gid: p.gid.unwrap_or(1000),
+        host_uid: p.host_uid.unwrap_or(65534),
+        host_gid: p.host_gid.unwrap_or(65534),
+        hostname,
+        env,
+        env_passthrough,
+        no_new_privs: p.no_new_privs.unwrap_or(true),
+    };
+
+    // ---- capabilities
+    let mut keep = Vec::new();
+    for (i, c) in raw.capabilities.and_then(|c| c.keep).unwrap_or_default().iter().enumerate() {
+        match names::parse_capability(c) {
+            Some(cap) if !keep.contains(&cap) => keep.push(cap),
+            Some(_) => {}
+            None => {
+                return Err(loc.error(
+                    &format!("capabilities.keep[{i}]"),
+                    format!("unknown capability \"{c}\"{}", names::suggest_capability(c)),
+                ));
+            }
+        }
+    }
+    let capabilities = Capabilities { keep };
+
+    // ---- seccomp
+    let s = raw.seccomp.unwrap_or_default();
+    let default_action = action(loc, "seccomp.default_action", s.default_action.as_ref(), SeccompAction::KillProcess)?;
+    let deny_action = action(loc, "seccomp.deny_action", s.deny_action.as_ref(), SeccompAction::Errno(libc::EPERM, "EPERM".into()))?;
+    let allow = s.allow.unwrap_or_default();
+    for (i, sc) in allow.iter().enumerate() {
+        check_syscall(loc, &format!("seccomp.allow[{i}]"), sc)?;
+    }
+    let deny = s.deny.unwrap_or_default();
+    for (i, sc) in deny.iter().enumerate() {
+        check_syscall(loc, &format!("seccomp.deny[{i}]"), sc)?;
+        if allow.contains(sc) {
+            return Err(loc.error(
+                &format!("seccomp.deny[{i}]"),
+                format!("syscall \"{sc}\" is in both seccomp.allow and seccomp.deny (remove it from one; to allow it only with some arguments use a [[seccomp.rule]])"),
+            ));
+        }
+    }
+    let mut rules = Vec::new();
+    for (i, r) in s.rule.iter().flatten().enumerate() {
+        let k = format!("seccomp.rule[{i}]");
+        let Some(sc) = &r.syscall else {
+            return Err(loc.error(&k, "a rule needs `syscall`"));
+        };
+        check_syscall(loc, &format!("{k}.syscall"), sc)?;
+        let mut args = Vec::new();
+        for (j, a) in r.args.iter().flatten().enumerate() {
+            let ak = format!("{k}.args[{j}]");
+            let index = match a.index {
+                Some(ix @ 0..=5) => ix as u8,
+                Some(ix) => return Err(loc.error(&format!("{ak}.index"), format!("argument index {ix} out of range (valid: 0 to 5)"))),
+                None => return Err(loc.error(&ak, "an argument condition needs `index` (0-5), `op` and `value`")),
+            };
+            let Some(value) = a.value else {
+                return Err(loc.error(&ak, "an argument condition needs `value` (an integer; negative values are taken as two's complement)"));
+            };
+            let opk = format!("{ak}.op");
+            let op = match (a.op.as_deref(), a.mask) {
+                (Some("masked_eq"), Some(m)) => ArgOp::MaskedEq(m as u64),
+                (Some("masked_eq"), None) => return Err(loc.error(&opk, "op \"masked_eq\" needs `mask` (the condition is (arg & mask) == value)")),
+                (Some(_), Some(_)) => return Err(loc.error(&format!("{ak}.mask"), "`mask` is only valid with op = \"masked_eq\"")),
+                (Some("eq"), None) => ArgOp::Eq,
+                (Some("ne"), None) => ArgOp::Ne,
+                (Some("lt"), None) => ArgOp::Lt,
+                (Some("le"), None) => ArgOp::Le,
+                (Some("gt"), None) => ArgOp::Gt,
+                (Some("ge"), None) => ArgOp::Ge,
+                (Some(o), None) => {
+                    let dym = names::did_you_mean(o, ["eq", "ne", "lt", "le", "gt", "ge", "masked_eq"]);
+                    return Err(loc.error(&opk, format!("unknown op \"{o}\" (valid: eq, ne, lt, le, gt, ge, masked_eq){}", names::suggestion_suffix(dym))));
+                }
+                (None, _) => return Err(loc.error(&ak, "an argument condition needs `op` (eq, ne, lt, le, gt, ge, masked_eq)")),
+            };
+            args.push(ArgCond { index, op, value: value as u64 });
+        }
+        let act = action(loc, &format!("{k}.action"), r.action.as_ref(), SeccompAction::Allow)?;
+        rules.push(SeccompRule { syscall: sc.clone(), args, action: act });
+    }
+    let seccomp = Seccomp {
+        enabled: s.enabled.unwrap_or(true),
+        default_action,
+        allow,
+        deny,
+        deny_action,
+        rules,
+    };
+
+    // ---- limits
+    let l = raw.limits.unwrap_or_default();
+    let dur = |k: &str, v: Option<&Scalar>| -> R<Option<Duration>> {
+        let key = format!("limits.{k}");
+        nonzero(loc, &key, duration(loc, &key, v)?)
+    };
+    let sz = |k: &str, v: Option<&Scalar>| -> R<Option<u64>> {
+        let key = format!("limits.{k}");
+        nonzero(loc, &key, size(loc, &key, v)?)
+    };
+    let cpu_quota = match l.cpu_quota {
+        Some(q) if !(q.is_finite() && q > 0.0) => {
+            return Err(loc.error("limits.cpu_quota", format!("cpu_quota must be a positive number of CPUs, e.g. 1.0 or 0.5 (got {q})")));
+        }
+        q => q,
+    };
+    let limits = Limits {
+        cpu_time: dur("cpu_time", l.cpu_time.as_ref())?,
+        wall_time: dur("wall_time", l.wall_time.as_ref())?,
+        memory: sz("memory", l.memory.as_ref())?,
+        pids: count(loc, "limits.pids", l.pids)?,
+        output: sz("output", l.output.as_ref())?,
+        file_size: sz("file_size", l.file_size.as_ref())?,
+        open_files: count(loc, "limits.open_files", l.open_files)?,
+        stack: sz("stack", l.stack.as_ref())?,
+        cpu_quota,
+    };
+
+    let profile = Profile {
+        name: name.to_string(),
+        description: raw.description.unwrap_or_default(),
+        namespaces,
+        filesystem,
+        process,
+        capabilities,
+        seccomp,
+        limits,
+    };
+    check_contradictions(&profile, loc)?;
+    Ok(profile)
+}
+
+fn permits(s: &Seccomp, sc: &str) -> bool {
+    matches!(s.default_action, SeccompAction::Allow | SeccompAction::Log)
+        && !s.deny.iter().any(|d| d == sc)
+        || s.allow.iter().any(|a| a == sc)
+        || s.rules.iter().any(|r| r.syscall == sc && r.action == SeccompAction::Allow)
+}
+
+fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
+    let ns = &p.namespaces;
+    let fs = &p.filesystem;
+    if !ns.mount {
+        let what = if fs.root != RootSource::Host {
+            Some("filesystem.root")
+        } else if !fs.system_dirs.is_empty() {
+            Some("filesystem.system_dirs")
+        } else if !fs.binds.is_empty() {
+            Some("filesystem.bind")
+        } else if !fs.tmpfs.is_empty() {
+            Some("filesystem.tmpfs")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(loc.error(
+                "namespaces.mount",
+                format!("{what} needs a mount namespace (set namespaces.mount = true, or set {what} to empty / root = \"host\")"),
+            ));
+        }
+        if ns.pid {
+            return Err(loc.error(
+                "namespaces.pid",
+                "a PID namespace needs a mount namespace for its own /proc (otherwise /proc shows the host's processes); set namespaces.mount = true or namespaces.pid = false",
+            ));
+        }
+    }
+    if !ns.user {
+        if p.process.uid == 0 || p.process.host_uid == 0 {
+            return Err(loc.error(
+                "process.uid",
+                "uid 0 without a user namespace would run the program as real root on the host (set namespaces.user = true or use a non-zero uid)",
+            ));
+        }
+        if p.process.uid != p.process.host_uid || p.process.gid != p.process.host_gid {
+            return Err(loc.error(
+                "process.uid",
+                format!(
+                    "without a user namespace the program runs as host_uid/host_gid ({}:{}), so uid/gid ({}:{}) must be equal to them",
+                    p.process.host_uid, p.process.host_gid, p.process.uid, p.process.gid
+                ),
+            ));
+        }
+        if let Some(c) = p.capabilities.keep.first() {
+            return Err(loc.error(
+                "capabilities.keep[0]",
+                format!("keeping {c} without a user namespace would grant it over the HOST (set namespaces.user = true or remove it)"),
+            ));
+        }
+    }
+    if p.process.host_uid == 0 || p.process.host_gid == 0 {
+        let k = if p.process.host_uid == 0 { "process.host_uid" } else { "process.host_gid" };
+        return Err(loc.error(k, "host id 0 would map the sandbox's user to root on the HOST; use an unprivileged id such as 65534"));
+    }
+    if !ns.network {
+        for (i, c) in p.capabilities.keep.iter().enumerate() {
+            if c.to_string().starts_with("CAP_NET_") {
+                return Err(loc.error(
+                    &format!("capabilities.keep[{i}]"),
+                    format!("keeping {c} without a network namespace would grant power over the HOST network (set namespaces.network = true)"),
+                ));
+            }
+        }
+    }
+    let s = &p.seccomp;
+    if s.enabled {
+        if !p.process.no_new_privs {
+            return Err(loc.error(
+                "process.no_new_privs",
+                "seccomp is enabled but no_new_privs = false: installing a filter after capabilities are dropped requires no_new_privs (set it to true, or disable seccomp)",
+            ));
+        }
+        if s.default_action == SeccompAction::Allow && !s.allow.is_empty() {
+            return Err(loc.error(
+                "seccomp.allow",
+                "an allow list has no effect with default_action = \"allow\" (use a restrictive default_action, or list syscalls to refuse in seccomp.deny)",
+            ));
+        }
+        if !s.deny.is_empty() && s.deny_action == SeccompAction::Allow {
+            return Err(loc.error("seccomp.deny_action", "deny_action = \"allow\" contradicts seccomp.deny (use errno:EPERM, kill_process, ...)"));
+        }
+        if !s.deny.is_empty() && !s.allow.is_empty() && s.deny_action == s.default_action {
+            return Err(loc.error(
+                "seccomp.deny",
+                "with an allow list, syscalls not allowed already get default_action, which equals deny_action: the deny list is redundant (remove it or use a different deny_action)",
+            ));
+        }
+        if !permits(s, "execve") && !permits(s, "execveat") {
+            return Err(loc.error(
+                "seccomp.allow",
+                "the filter does not permit execve, so no program could start (add \"execve\" to seccomp.allow, or extend \"strict\")",
+            ));
+        }
+    }
+    Ok(())
+}
