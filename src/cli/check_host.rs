@@ -18,7 +18,9 @@ pub struct Check {
 }
 
 fn read(p: &str) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn sysctl(name: &'static str, p: &str, ok: impl Fn(i64) -> bool, advice: &str) -> Check {
@@ -27,7 +29,11 @@ fn sysctl(name: &'static str, p: &str, ok: impl Fn(i64) -> bool, advice: &str) -
             name,
             level: if ok(v) { Level::Ok } else { Level::Warn },
             found: s,
-            advice: if ok(v) { String::new() } else { advice.to_string() },
+            advice: if ok(v) {
+                String::new()
+            } else {
+                advice.to_string()
+            },
         },
         None => Check {
             name,
@@ -61,7 +67,11 @@ pub fn checks() -> Vec<Check> {
     });
     out.push(Check {
         name: "root",
-        level: if nix::unistd::geteuid().is_root() { Level::Ok } else { Level::Warn },
+        level: if nix::unistd::geteuid().is_root() {
+            Level::Ok
+        } else {
+            Level::Warn
+        },
         found: format!("euid {}", nix::unistd::geteuid()),
         advice: "the sandbox runs as root today (rootless mode is planned)".into(),
     });
@@ -82,7 +92,11 @@ pub fn checks() -> Vec<Check> {
         }),
     }
     let filesystems = read("/proc/filesystems").unwrap_or_default();
-    let has_fs = |f: &str| filesystems.lines().any(|l| l.split_whitespace().last() == Some(f));
+    let has_fs = |f: &str| {
+        filesystems
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(f))
+    };
     out.push(Check {
         name: "overlayfs",
         level: if has_fs("overlay") || Path::new("/sys/module/overlay").exists() {
@@ -90,7 +104,12 @@ pub fn checks() -> Vec<Check> {
         } else {
             Level::Warn
         },
-        found: if has_fs("overlay") { "available" } else { "not listed in /proc/filesystems" }.into(),
+        found: if has_fs("overlay") {
+            "available"
+        } else {
+            "not listed in /proc/filesystems"
+        }
+        .into(),
         advice: "modprobe overlay (it loads on first use on most distributions)".into(),
     });
     let seccomp = read("/proc/self/status")
@@ -100,7 +119,12 @@ pub fn checks() -> Vec<Check> {
     out.push(Check {
         name: "seccomp",
         level: if seccomp { Level::Ok } else { Level::Fail },
-        found: if seccomp { "supported" } else { "no Seccomp field in /proc/self/status" }.into(),
+        found: if seccomp {
+            "supported"
+        } else {
+            "no Seccomp field in /proc/self/status"
+        }
+        .into(),
         advice: "a kernel with CONFIG_SECCOMP_FILTER is required".into(),
     });
     out.push(sysctl(
@@ -166,11 +190,16 @@ pub fn checks() -> Vec<Check> {
     let core = read("/proc/sys/kernel/core_pattern").unwrap_or_default();
     out.push(Check {
         name: "kernel.core_pattern",
-        level: if core.starts_with('|') { Level::Warn } else { Level::Ok },
+        level: if core.starts_with('|') {
+            Level::Warn
+        } else {
+            Level::Ok
+        },
         found: core.clone(),
-        advice: "a piped core_pattern runs a host helper as root for every crash; the sandbox sets \
+        advice:
+            "a piped core_pattern runs a host helper as root for every crash; the sandbox sets \
                  RLIMIT_CORE=0 for every run, but consider `sysctl kernel.core_pattern=core`"
-            .into(),
+                .into(),
     });
     let swap = read("/proc/swaps")
         .map(|s| s.lines().count().saturating_sub(1))
@@ -179,9 +208,10 @@ pub fn checks() -> Vec<Check> {
         name: "swap",
         level: if swap == 0 { Level::Ok } else { Level::Warn },
         found: format!("{swap} swap device(s)"),
-        advice: "with swap, memory limits must also cap swap (v2 memory.swap.max=0, which the sandbox \
+        advice:
+            "with swap, memory limits must also cap swap (v2 memory.swap.max=0, which the sandbox \
                  sets; v1 needs swapaccount=1 for memory.memsw.*); judges usually run without swap"
-            .into(),
+                .into(),
     });
     out
 }
@@ -219,7 +249,11 @@ pub fn run(json: bool) -> i32 {
             Level::Fail => (w, f + 1),
             Level::Ok => (w, f),
         });
-        println!("\n{} checks: {} ok, {w} warnings, {f} failures", checks.len(), checks.len() - w - f);
+        println!(
+            "\n{} checks: {} ok, {w} warnings, {f} failures",
+            checks.len(),
+            checks.len() - w - f
+        );
     }
     if worst == Level::Fail { 1 } else { 0 }
 }

@@ -103,7 +103,8 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
     let prof = profile::load(&a.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
     let mut limits = prof.limits.clone();
     if let Some(s) = &a.time_limit {
-        limits.cpu_time = Some(profile::units::parse_duration(s).map_err(flag_err("--time-limit"))?);
+        limits.cpu_time =
+            Some(profile::units::parse_duration(s).map_err(flag_err("--time-limit"))?);
     }
     if let Some(s) = &a.wall_time_limit {
         limits.wall_time =
@@ -128,7 +129,10 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
         }
         limits.pids = Some(n);
     }
-    for (d, name) in [(limits.cpu_time, "--time-limit"), (limits.wall_time, "--wall-time-limit")] {
+    for (d, name) in [
+        (limits.cpu_time, "--time-limit"),
+        (limits.wall_time, "--wall-time-limit"),
+    ] {
         if d.is_some_and(|d| d.is_zero()) {
             return Err(ExecError::Flag {
                 flag: name,
@@ -162,7 +166,10 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
     {
         return Err(ExecError::Flag {
             flag: "--cwd",
-            msg: format!("{} is not an absolute path inside the sandbox", cwd.display()),
+            msg: format!(
+                "{} is not an absolute path inside the sandbox",
+                cwd.display()
+            ),
         });
     }
     let stdin = match &a.stdin {
@@ -244,7 +251,10 @@ pub fn run(a: ExecArgs) -> i32 {
         match res.status() {
             Status::Ok | Status::RuntimeError if !res.exec_failed => {}
             _ => {
-                let msg = res.message.clone().unwrap_or_else(|| res.status().as_str().into());
+                let msg = res
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| res.status().as_str().into());
                 if res.exec_failed {
                     eprintln!("sandbox: cannot execute {msg}");
                 } else {

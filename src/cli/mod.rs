@@ -3,10 +3,16 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check_host;
+pub mod exec;
 pub mod profile_cmd;
 
 #[derive(Parser, Debug)]
-#[command(name = "sandbox", version, about = "A declarative Linux sandbox for untrusted code")]
+#[command(
+    name = "sandbox",
+    version,
+    about = "A declarative Linux sandbox for untrusted code"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -14,6 +20,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run one program in a fresh sandbox.
+    Exec(exec::ExecArgs),
+    /// Report the host settings the sandbox depends on or recommends.
+    CheckHost {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List, show and check security profiles.
     #[command(subcommand)]
     Profile(profile_cmd::ProfileCommand),
@@ -32,12 +46,19 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            // Usage errors are the sandbox's own errors: 125, like env(1) and timeout(1).
+            let code = if e.use_stderr() {
+                exec::EXIT_SANDBOX_ERROR
+            } else {
+                0
+            };
             let _ = e.print();
             return code;
         }
     };
     match cli.command {
+        Command::Exec(a) => exec::run(a),
+        Command::CheckHost { json } => check_host::run(json),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }

@@ -47,14 +47,27 @@ pub enum MountOp {
         data: Option<CString>,
     },
     /// mkdir, EEXIST ignored.
-    Mkdir { path: CString, mode: u32 },
+    Mkdir {
+        path: CString,
+        mode: u32,
+    },
     /// Create an empty file to bind a file onto, EEXIST ignored.
-    Touch { path: CString },
-    Symlink { target: CString, link: CString },
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
     /// pivot_root(new, put_old) then chdir("/").
-    Pivot { new_root: CString, put_old: CString },
+    Pivot {
+        new_root: CString,
+        put_old: CString,
+    },
     /// chdir(dir); pivot_root(".", "."); umount2(".", MNT_DETACH); chdir("/").
-    PivotDetach { dir: CString },
+    PivotDetach {
+        dir: CString,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -215,7 +228,11 @@ impl MountPlan {
             format!(
                 "remount {} {}",
                 b.dest.display(),
-                if b.writable { "nosuid,nodev" } else { "read-only" }
+                if b.writable {
+                    "nosuid,nodev"
+                } else {
+                    "read-only"
+                }
             ),
             None,
             &target,
@@ -423,9 +440,7 @@ impl MountPlan {
             let node = dev.join(n);
             p.push(
                 format!("create /dev/{n}"),
-                MountOp::Touch {
-                    path: cstr(&node)?,
-                },
+                MountOp::Touch { path: cstr(&node)? },
             );
             p.mount(
                 format!("bind host /dev/{n}"),
@@ -524,7 +539,11 @@ pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
                 ),
                 MountOp::Mkdir { path, mode } => {
                     let r = libc::mkdir(path.as_ptr(), *mode);
-                    if r < 0 && errno() == libc::EEXIST { 0 } else { r }
+                    if r < 0 && errno() == libc::EEXIST {
+                        0
+                    } else {
+                        r
+                    }
                 }
                 MountOp::Touch { path } => {
                     let fd = libc::open(
@@ -543,7 +562,11 @@ pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
                 }
                 MountOp::Symlink { target, link } => {
                     let r = libc::symlink(target.as_ptr(), link.as_ptr());
-                    if r < 0 && errno() == libc::EEXIST { 0 } else { r }
+                    if r < 0 && errno() == libc::EEXIST {
+                        0
+                    } else {
+                        r
+                    }
                 }
                 MountOp::Pivot { new_root, put_old } => {
                     let r = pivot_root(new_root, put_old);

@@ -179,7 +179,13 @@ pub fn init_main(plan: &ChildPlan) -> ! {
     // Die with the supervisor; whatever is in the pid namespace dies with us.
     // SAFETY: plain prctl with integer arguments.
     check(efd, Step::ParentDeath, unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0)
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
     });
     for &fd in &plan.cgroup_join_fds {
         // SAFETY: writing a static buffer to an fd the parent opened.
@@ -199,11 +205,23 @@ pub fn init_main(plan: &ChildPlan) -> ! {
         // the program's mapped uid/gid, keeping this namespace's caps.
         // SAFETY: raw credential syscalls on integers.
         unsafe {
-            check(efd, Step::KeepCaps, libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0));
+            check(
+                efd,
+                Step::KeepCaps,
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+            );
             let groups = [plan.gid];
             check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
-            check(efd, Step::Setgid, libc::setresgid(plan.gid, plan.gid, plan.gid));
-            check(efd, Step::Setuid, libc::setresuid(plan.uid, plan.uid, plan.uid));
+            check(
+                efd,
+                Step::Setgid,
+                libc::setresgid(plan.gid, plan.gid, plan.gid),
+            );
+            check(
+                efd,
+                Step::Setuid,
+                libc::setresuid(plan.uid, plan.uid, plan.uid),
+            );
         }
         if let Err(e) = CapPlan::raise_effective() {
             fail(efd, Step::Capset as u32, e);
@@ -283,8 +301,12 @@ fn payload_main(plan: &ChildPlan) -> ! {
         check(
             efd,
             Step::CloseFds,
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
-                as i32,
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) as i32,
         );
         for (res, lim) in &plan.rlimits {
             check(efd, Step::Rlimit, libc::setrlimit(*res, lim));
@@ -298,8 +320,16 @@ fn payload_main(plan: &ChildPlan) -> ! {
         }
         let groups = [plan.gid];
         check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
-        check(efd, Step::Setgid, libc::setresgid(plan.gid, plan.gid, plan.gid));
-        check(efd, Step::Setuid, libc::setresuid(plan.uid, plan.uid, plan.uid));
+        check(
+            efd,
+            Step::Setgid,
+            libc::setresgid(plan.gid, plan.gid, plan.gid),
+        );
+        check(
+            efd,
+            Step::Setuid,
+            libc::setresuid(plan.uid, plan.uid, plan.uid),
+        );
         if let Err((s, e)) = plan.caps.after_setuid() {
             let step = match s {
                 CapStep::Capset => Step::Capset,
@@ -333,14 +363,16 @@ fn exec(plan: &ChildPlan) -> ! {
     for (slot, e) in envp.iter_mut().zip(plan.envp.iter().take(MAX)) {
         *slot = e.as_ptr();
     }
-    for f in &plan.filters {
-        if let Err(e) = seccompiler::apply_filter(f) {
-            let code = match e {
-                seccompiler::Error::Seccomp(io) => io.raw_os_error().unwrap_or(libc::EINVAL),
-                _ => libc::EINVAL,
-            };
-            fail(efd, Step::Seccomp as u32, code);
-        }
+    if !plan.filters.is_empty()
+        && let Err(e) = crate::security::seccomp::install(&plan.filters)
+    {
+        let code = match e {
+            crate::security::seccomp::SeccompError::Install(io) => {
+                io.raw_os_error().unwrap_or(libc::EINVAL)
+            }
+            _ => libc::EINVAL,
+        };
+        fail(efd, Step::Seccomp as u32, code);
     }
     let mut last = libc::ENOENT;
     for path in &plan.exec_candidates {

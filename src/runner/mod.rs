@@ -285,8 +285,7 @@ impl Sandbox {
                 )
             }
             None => {
-                if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some()
-                {
+                if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some() {
                     return Err(RunError::Cgroup(
                         "memory, pids and CPU-time limits need cgroups, which are unavailable here"
                             .into(),
@@ -493,8 +492,10 @@ impl Supervisor<'_> {
             let mut timeout: i32 = -1;
             if !killed {
                 if let Some(d) = wall_deadline {
-                    timeout = d.saturating_duration_since(now).as_millis().min(i32::MAX as u128)
-                        as i32
+                    timeout = d
+                        .saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32
                         + 1;
                 }
                 if cpu_limit_ns.is_some() {
@@ -528,7 +529,11 @@ impl Supervisor<'_> {
                     let seen = o.output[k].len() as u64 + passed[k];
                     let room = cap.saturating_sub(seen) as usize;
                     let take = &chunk[..chunk.len().min(room)];
-                    let pass = if k == 0 { self.spec.stdout } else { self.spec.stderr };
+                    let pass = if k == 0 {
+                        self.spec.stdout
+                    } else {
+                        self.spec.stderr
+                    };
                     match pass {
                         OutputSpec::Capture => o.output[k].extend_from_slice(take),
                         OutputSpec::PassThrough => {
@@ -634,7 +639,9 @@ fn verdict(r: &mut RunResult, o: &Outcome, limits: &Limits, profile: &Profile, a
             return;
         }
         let what = if step >= STEP_BASE {
-            Step::from_u32(step).map_or("setting up the sandbox", |s| s.describe()).to_string()
+            Step::from_u32(step)
+                .map_or("setting up the sandbox", |s| s.describe())
+                .to_string()
         } else {
             format!("filesystem step {step}")
         };
@@ -693,6 +700,10 @@ fn verdict(r: &mut RunResult, o: &Outcome, limits: &Limits, profile: &Profile, a
             )),
             Status::RuntimeError => match (r.exit_code, r.signal) {
                 (Some(c), _) => Some(format!("exited with code {c}")),
+                (_, Some(s)) if s == libc::SIGSYS => Some(
+                    "killed by SIGSYS: a system call refused by the profile's seccomp filter"
+                        .into(),
+                ),
                 (_, Some(s)) => Some(format!("killed by {}", result::signal_name(s))),
                 _ => None,
             },

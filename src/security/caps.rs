@@ -51,7 +51,8 @@ impl CapPlan {
         for cap in 0..=self.last_cap {
             if self.keep & (1u64 << cap) == 0 {
                 // SAFETY: plain prctl with integer arguments.
-                let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                let r =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
                 if r < 0 && crate::isolation::sys::errno() != libc::EINVAL {
                     return Err((CapStep::Bounding, crate::isolation::sys::errno()));
                 }
@@ -73,7 +74,8 @@ impl CapPlan {
         };
         let mut data = [Data::default(); 2];
         // SAFETY: header and a two-element data array as capget(2) requires.
-        if unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, data.as_mut_ptr()) } < 0 {
+        if unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, data.as_mut_ptr()) } < 0
+        {
             return Err(crate::isolation::sys::errno());
         }
         for d in &mut data {

@@ -1,3 +1,4 @@
 //! Security: capabilities and the seccomp filter.
 
+pub mod caps;
 pub mod seccomp;
