@@ -43,6 +43,7 @@ pub enum Command {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -62,4 +63,20 @@ pub fn main() -> i32 {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
+}
+
+/// Logs go to stderr, off unless `SANDBOX_LOG` (or `RUST_LOG`) sets a filter,
+/// e.g. `SANDBOX_LOG=sandbox=debug` shows the phases of every run.
+fn init_logging() {
+    let filter = std::env::var("SANDBOX_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_default();
+    if filter.is_empty() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -246,7 +246,9 @@ impl Sandbox {
     }
 
     fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let t0 = Instant::now();
         let mut plan = self.plan(spec)?;
+        let t_plan = t0.elapsed();
         let limits = &spec.limits;
 
         // Pipes: sync (parent → child "go"), err (child → parent, closed by
@@ -307,6 +309,7 @@ impl Sandbox {
         keep.dedup();
         plan.keep_fds = keep;
 
+        let t_cgroup = t0.elapsed();
         let flags = namespaces::clone_flags(&self.profile.namespaces);
         let mut pidfd: RawFd = -1;
         let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
@@ -342,6 +345,7 @@ impl Sandbox {
             });
         }
         let start = Instant::now();
+        let t_clone = start - t0;
         sys::write_all(sync_w.as_raw_fd(), b"g");
         drop(sync_w);
 
@@ -357,6 +361,7 @@ impl Sandbox {
             use_init: plan.use_init,
         };
         let mut outcome = sup.supervise(pid);
+        let t_reaped = t0.elapsed();
         guard.reaped = true;
         let mut result = RunResult::default();
 
@@ -390,6 +395,19 @@ impl Sandbox {
         result.stdout_truncated = outcome.truncated[0];
         result.stderr_truncated = outcome.truncated[1];
         verdict(&mut result, &outcome, limits, &self.profile, &spec.argv[0]);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            plan_ms = ms(t_plan),
+            cgroup_create_ms = ms(t_cgroup - t_plan),
+            clone_and_maps_ms = ms(t_clone - t_cgroup),
+            setup_until_exec_ms = outcome.exec_at.map(|d| ms(d)),
+            program_ms = ms(outcome.wall),
+            teardown_ms =
+                ms(t_reaped - t_clone) - ms(outcome.wall) - outcome.exec_at.map_or(0.0, ms),
+            accounting_and_cgroup_remove_ms = ms(t0.elapsed() - t_reaped),
+            total_ms = ms(t0.elapsed()),
+            "run phases"
+        );
         Ok(result)
     }
 }
@@ -437,13 +455,21 @@ struct Outcome {
     truncated: [bool; 2],
     wall: Duration,
     cpu_ns_at_kill: Option<u64>,
+    /// When the program's execve succeeded (the error pipe closed), from "go".
+    exec_at: Option<Duration>,
 }
 
 impl Supervisor<'_> {
     fn supervise(&self, pid: i32) -> Outcome {
         let mut o = Outcome::default();
         let cap = self.limits.output.unwrap_or(u64::MAX);
-        let wall_deadline = self.limits.wall_time.map(|d| self.start + d);
+        // The wall clock starts when the program's execve succeeds; until
+        // then a generous deadline covers a setup that hangs.
+        let mut wall_deadline = self
+            .limits
+            .wall_time
+            .map(|d| self.start + d + Duration::from_secs(5));
+        let mut exec_at: Option<Instant> = None;
         let cpu_limit_ns = self.limits.cpu_time.map(|d| d.as_nanos() as u64);
         let mut open = [true, true];
         let mut err_open = true;
@@ -556,6 +582,12 @@ impl Supervisor<'_> {
                     o.child_error = Some((step, errno));
                     kill(&mut o, None, &mut killed);
                 }
+                if o.child_error.is_none() {
+                    let now = Instant::now();
+                    o.exec_at = Some(now - self.start);
+                    exec_at = Some(now);
+                    wall_deadline = self.limits.wall_time.map(|d| now + d);
+                }
                 err_open = false;
             }
             if status_open && ready(2) {
@@ -563,7 +595,7 @@ impl Supervisor<'_> {
                 if sys::read_full(self.status_r, &mut msg) == 5 && msg[0] == 1 {
                     o.status = Some(i32::from_ne_bytes(msg[1..].try_into().unwrap_or_default()));
                     if o.wall.is_zero() {
-                        o.wall = self.start.elapsed();
+                        o.wall = exec_at.unwrap_or(self.start).elapsed();
                     }
                 }
                 status_open = false;
@@ -575,7 +607,7 @@ impl Supervisor<'_> {
                 if r == pid {
                     init_done = true;
                     if o.wall.is_zero() {
-                        o.wall = self.start.elapsed();
+                        o.wall = exec_at.unwrap_or(self.start).elapsed();
                     }
                     if !self.use_init && o.status.is_none() && o.child_error.is_none() {
                         o.status = Some(st);
@@ -616,7 +648,7 @@ impl Supervisor<'_> {
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         }
         if o.wall.is_zero() {
-            o.wall = self.start.elapsed();
+            o.wall = exec_at.unwrap_or(self.start).elapsed();
         }
         o
     }
