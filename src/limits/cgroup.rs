@@ -379,7 +379,6 @@ struct Inner {
     layout: Layout,
     owner_pid: u32,
     owner_start: u64,
-    seq: AtomicU64,
 }
 
 /// Detected once per process (cheap to clone); knows the version and, per
@@ -427,7 +426,6 @@ impl CgroupManager {
                 layout,
                 owner_pid,
                 owner_start,
-                seq: AtomicU64::new(0),
             }),
         })
     }
@@ -625,7 +623,9 @@ impl CgroupManager {
     }
 
     fn run_dir_name(&self, name: &str) -> String {
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        // Process-wide, so two managers of one process never collide.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut s = format!(
             "sandbox-{}-{}-{}",
             self.inner.owner_pid, self.inner.owner_start, seq
@@ -738,6 +738,13 @@ impl CgroupManager {
     /// non-empty cgroups, or cgroups of a live owner. Returns how many
     /// distinct run cgroups (names) were removed.
     pub fn sweep_stale(&self) -> usize {
+        self.sweep_stale_filtered(&|_| true)
+    }
+
+    /// [`CgroupManager::sweep_stale`] restricted to names for which `only`
+    /// returns true (tests use it to touch nothing but their own leftovers).
+    #[doc(hidden)]
+    pub fn sweep_stale_filtered(&self, only: &dyn Fn(&str) -> bool) -> usize {
         let mut removed: BTreeSet<String> = BTreeSet::new();
         for base in self.base_dirs() {
             let Ok(rd) = fs::read_dir(&base) else {
@@ -747,7 +754,7 @@ impl CgroupManager {
                 let Ok(name) = ent.file_name().into_string() else {
                     continue;
                 };
-                if !owner_is_dead(&name) {
+                if !only(&name) || !owner_is_dead(&name) {
                     continue;
                 }
                 let dir = base.join(&name);
