@@ -398,15 +398,29 @@ impl CgroupManager {
     pub fn detect() -> Result<Self, CgroupError> {
         let mi_path = Path::new("/proc/self/mountinfo");
         let cg_path = Path::new("/proc/self/cgroup");
-        let mounts = parse_mountinfo(&read_string("read", mi_path)?);
-        let cgroups = parse_proc_cgroup(&read_string("read", cg_path)?);
+        let mountinfo = read_string("read", mi_path)?;
+        let proc_cgroup = read_string("read", cg_path)?;
         let owner_pid = std::process::id();
         let owner_start = process_start_time(owner_pid).ok_or_else(|| CgroupError::Parse {
             op: "read start time from",
             path: PathBuf::from("/proc/self/stat"),
             detail: "no field 22".into(),
         })?;
+        Self::detect_from(&mountinfo, &proc_cgroup, owner_pid, owner_start)
+    }
 
+    /// [`CgroupManager::detect`] on given `/proc/self/mountinfo` and
+    /// `/proc/self/cgroup` contents (for tests against a fake hierarchy).
+    #[doc(hidden)]
+    pub fn detect_from(
+        mountinfo: &str,
+        proc_cgroup: &str,
+        owner_pid: u32,
+        owner_start: u64,
+    ) -> Result<Self, CgroupError> {
+        let mi_path = Path::new("/proc/self/mountinfo");
+        let mounts = parse_mountinfo(mountinfo);
+        let cgroups = parse_proc_cgroup(proc_cgroup);
         let v1_memory = mounts
             .iter()
             .any(|m| !m.v2 && m.controllers.iter().any(|c| c == "memory"));
@@ -1279,6 +1293,75 @@ mod tests {
         assert!(!owner_is_dead(&format!("sandbox-{me}-{st}-0")));
         assert!(owner_is_dead(&format!("sandbox-{me}-{}-0", st + 1)));
         assert!(owner_is_dead("sandbox-4194300-1-0-x"));
+    }
+
+    #[test]
+    fn v2_detection_on_fake_hierarchy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let ours = root.join("user.slice/job");
+        fs::create_dir_all(&ours).unwrap();
+        let mi = format!("41 31 0:38 / {} rw - cgroup2 cgroup2 rw\n", root.display());
+        let pc = "0::/user.slice/job\n";
+        // cpu not delegated: clear error naming it.
+        fs::write(ours.join("cgroup.controllers"), "memory pids\n").unwrap();
+        fs::write(ours.join("cgroup.subtree_control"), "").unwrap();
+        let e = CgroupManager::detect_from(&mi, pc, 1, 1).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("`cpu`") && msg.contains("delegate"), "{msg}");
+        // Available and already enabled.
+        fs::write(
+            ours.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        fs::write(ours.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+        let m = CgroupManager::detect_from(&mi, pc, 1, 1).unwrap();
+        assert_eq!(m.version(), CgroupVersion::V2);
+        assert_eq!(m.base_dirs(), vec![ours.clone()]);
+        // Available, not enabled: we enable them.
+        fs::write(ours.join("cgroup.subtree_control"), "").unwrap();
+        CgroupManager::detect_from(&mi, pc, 1, 1).unwrap();
+        assert_eq!(
+            fs::read_to_string(ours.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        // Already inside our supervisor leaf: base is its parent.
+        let leaf = ours.join("sandbox-supervisor-7");
+        fs::create_dir(&leaf).unwrap();
+        let pc = "0::/user.slice/job/sandbox-supervisor-7\n";
+        let m = CgroupManager::detect_from(&mi, pc, 7, 1).unwrap();
+        assert_eq!(m.base_dirs(), vec![ours.clone()]);
+        assert!(m.describe().contains("sandbox-supervisor-7"));
+    }
+
+    #[test]
+    fn v1_detection_separate_and_comounted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        for d in ["memory/a", "pids", "cpu,cpuacct/b", "unified"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let mi = format!(
+            "35 31 0:32 / {r}/memory rw - cgroup cgroup rw,memory\n\
+             39 31 0:36 / {r}/pids rw - cgroup cgroup rw,pids\n\
+             32 31 0:29 / {r}/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             41 31 0:38 / {r}/unified rw - cgroup2 cgroup2 rw\n",
+            r = r.display()
+        );
+        let pc = "4:memory:/a\n8:pids:/\n2:cpu,cpuacct:/b\n0::/\n";
+        let m = CgroupManager::detect_from(&mi, pc, 1, 1).unwrap();
+        assert_eq!(m.version(), CgroupVersion::V1);
+        assert_eq!(
+            m.base_dirs(),
+            vec![r.join("memory/a"), r.join("pids"), r.join("cpu,cpuacct/b")]
+        );
+        let d = m.describe();
+        assert!(d.contains("cpu,cpuacct under"), "{d}");
+        // No cpuacct: clear error.
+        let pc = "4:memory:/a\n8:pids:/\n0::/\n";
+        let e = CgroupManager::detect_from(&mi, pc, 1, 1).unwrap_err();
+        assert!(e.to_string().contains("`cpuacct`"), "{e}");
     }
 
     #[test]
