@@ -597,6 +597,24 @@ impl CgroupManager {
         })
     }
 
+    /// A v2 manager rooted at `base` **without** any controller checks or
+    /// delegation (for tests on a controller-less cgroup2 mount, e.g. the
+    /// `unified` hierarchy of a hybrid system, and for diagnostics).
+    #[doc(hidden)]
+    pub fn v2_unchecked(base: PathBuf) -> Self {
+        let owner_pid = std::process::id();
+        CgroupManager {
+            inner: Arc::new(Inner {
+                layout: Layout::V2 {
+                    base,
+                    supervisor_leaf: None,
+                },
+                owner_pid,
+                owner_start: process_start_time(owner_pid).unwrap_or(0),
+            }),
+        }
+    }
+
     pub fn version(&self) -> CgroupVersion {
         match self.inner.layout {
             Layout::V1(_) => CgroupVersion::V1,
