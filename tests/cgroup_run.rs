@@ -288,3 +288,29 @@ fn sweep_stale_removes_only_dead_owners() {
         assert_eq!(left.contains(d), name != stale, "{}", d.display());
     }
 }
+
+#[test]
+fn kill_all_during_fork_storm() {
+    let Some(m) = manager("kill_all_during_fork_storm") else {
+        return;
+    };
+    let run = m
+        .create_run(
+            "t_storm",
+            &CgroupLimits {
+                pids: Some(32),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut child = spawn_in(&run, "while :; do (sleep 100 &) 2>/dev/null; done");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(procs(&run).len() > 5, "{:?}", procs(&run));
+    let t = Instant::now();
+    run.kill_all().unwrap();
+    eprintln!("kill_all (fork storm) took {:?}", t.elapsed());
+    let st = child.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert!(run.is_empty(), "left: {:?}", procs(&run));
+    run.remove().unwrap();
+}

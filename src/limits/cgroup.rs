@@ -6,10 +6,11 @@
 //! `/proc/self/cgroup` once. Run cgroups are created directly **under the
 //! cgroup this process is in**, per controller:
 //!
-//! * v1: one directory in each of the memory, pids, cpu and cpuacct
+//! * v1: one directory in each of the memory, pids, cpu, cpuacct and freezer
 //!   hierarchies (co-mounted hierarchies such as `cpu,cpuacct` get a single
 //!   directory). memory and cpuacct are required; pids and cpu are required
-//!   only when the corresponding limit is set.
+//!   only when the corresponding limit is set; freezer is optional (it makes
+//!   [`RunCgroup::kill_all`] race-free).
 //! * v2: one directory. Controllers memory, pids and cpu must be listed in our
 //!   cgroup's `cgroup.controllers` (otherwise the error says which one is
 //!   missing: the parent must delegate it). If they are not yet enabled in our
@@ -388,7 +389,7 @@ pub struct CgroupManager {
     inner: Arc<Inner>,
 }
 
-const V1_WANTED: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+const V1_WANTED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
 const V2_WANTED: [&str; 3] = ["memory", "pids", "cpu"];
 
 impl CgroupManager {
@@ -691,6 +692,7 @@ impl CgroupManager {
             memory_dir: PathBuf::new(),
             cpuacct_dir: PathBuf::new(),
             pids_dir: None,
+            freezer_dir: None,
             mem_sample_peak: AtomicU64::new(0),
             removed: false,
         };
@@ -709,6 +711,9 @@ impl CgroupManager {
                     }
                     if has("pids") {
                         run.pids_dir = Some(dir.clone());
+                    }
+                    if has("freezer") {
+                        run.freezer_dir = Some(dir.clone());
                     }
                     let tasks = dir.join("tasks");
                     let f = OpenOptions::new()
@@ -967,6 +972,8 @@ pub struct RunCgroup {
     memory_dir: PathBuf,
     cpuacct_dir: PathBuf,
     pids_dir: Option<PathBuf>,
+    /// v1 only, when the freezer hierarchy is mounted.
+    freezer_dir: Option<PathBuf>,
     mem_sample_peak: AtomicU64,
     removed: bool,
 }
@@ -1132,11 +1139,14 @@ impl RunCgroup {
     }
 
     /// Kills every process of the run and waits (up to ~2 s) until the
-    /// cgroup is empty. v2: `cgroup.kill` (≥ 5.14). v1 (and older v2): read
-    /// `cgroup.procs` and SIGKILL each pid, repeatedly, until empty; since
-    /// killed processes cannot fork and `pids.max` bounds the count, this
-    /// converges. (A pid could in theory be reused between the read and the
-    /// kill; the window is microseconds and pids are not recycled that fast.)
+    /// cgroup is empty. v2: `cgroup.kill` (≥ 5.14). v1 with the freezer
+    /// hierarchy: freeze (`freezer.state` = FROZEN, so nothing can fork or
+    /// exit and no pid can be recycled), SIGKILL every pid in `cgroup.procs`,
+    /// thaw. Then (and on v1 without freezer, or v2 < 5.14) read
+    /// `cgroup.procs` and SIGKILL each pid, repeatedly, until empty; killed
+    /// processes cannot fork and `pids.max` bounds the count, so this
+    /// converges. (Without the freezer a pid could in theory be recycled
+    /// between the read and the kill; the window is microseconds.)
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(2);
         if self.version == CgroupVersion::V2 {
@@ -1155,6 +1165,9 @@ impl RunCgroup {
                 }
                 return Ok(());
             }
+        }
+        if let Some(fz) = &self.freezer_dir {
+            self.freeze_and_kill(fz);
         }
         loop {
             let mut any = false;
@@ -1179,6 +1192,30 @@ impl RunCgroup {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// v1 freezer step of [`RunCgroup::kill_all`]; best effort (the kill
+    /// loop that follows is the fallback).
+    fn freeze_and_kill(&self, fz: &Path) {
+        let state = fz.join("freezer.state");
+        if write_file("freeze", &state, "FROZEN").is_err() {
+            return;
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(500) {
+            match fs::read_to_string(&state) {
+                Ok(s) if s.trim() == "FROZEN" => break,
+                Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break,
+            }
+        }
+        if let Ok(pids) = read_pids(&fz.join("cgroup.procs")) {
+            for pid in pids.into_iter().filter(|&p| p > 0) {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = write_file("thaw", &state, "THAWED");
     }
 
     fn remove_dirs(&mut self) -> Result<(), CgroupError> {
