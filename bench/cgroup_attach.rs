@@ -13,6 +13,12 @@
 //! does not exist for domain cgroups, so (b) is skipped there.
 //!
 //! This binary stays single-threaded so that `fork` is safe.
+//!
+//! Results on the 2-core Debian 12 VM, kernel 6.18 hybrid v1 (n=20 cold, 60 warm, medians):
+//! (a) parent→cgroup.procs cold 11.6 ms (7–19), warm 0.019 ms;
+//! (b) child "0"→tasks cold 0.036 ms, warm 0.008 ms;
+//! (c) child "0"→cgroup.procs cold 14.8 ms (7–60), warm 0.011 ms;
+//! (b*) child joins all 5 hierarchies via join_fds: cold 0.11 ms, warm 0.05 ms.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
