@@ -138,6 +138,11 @@ fn cpu_usage_grows_for_joined_child() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(last > 200_000_000, "cpu usage only {last} ns");
+    let t = Instant::now();
+    for _ in 0..1000 {
+        run.cpu_usage_ns().unwrap();
+    }
+    eprintln!("cpu_usage_ns: {:?} per call", t.elapsed() / 1000);
     assert!(procs(&run).contains(&(child.id() as i32)));
     let u = run.usage().unwrap();
     assert!(u.cpu_ns >= last);
