@@ -217,7 +217,9 @@ pub fn checks() -> Vec<Check> {
 }
 
 pub fn run(json: bool) -> i32 {
+    use std::io::Write;
     let checks = checks();
+    let mut out = std::io::stdout().lock();
     let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
     if json {
         let v: Vec<_> = checks
@@ -231,7 +233,7 @@ pub fn run(json: bool) -> i32 {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        let _ = writeln!(out, "{}", serde_json::Value::Array(v));
     } else {
         for c in &checks {
             let tag = match c.level {
@@ -239,9 +241,9 @@ pub fn run(json: bool) -> i32 {
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            println!("[{tag}] {:45} {}", c.name, c.found);
+            let _ = writeln!(out, "[{tag}] {:45} {}", c.name, c.found);
             if c.level != Level::Ok && !c.advice.is_empty() {
-                println!("       -> {}", c.advice);
+                let _ = writeln!(out, "       -> {}", c.advice);
             }
         }
         let (w, f) = checks.iter().fold((0, 0), |(w, f), c| match c.level {
@@ -249,7 +251,8 @@ pub fn run(json: bool) -> i32 {
             Level::Fail => (w, f + 1),
             Level::Ok => (w, f),
         });
-        println!(
+        let _ = writeln!(
+            out,
             "\n{} checks: {} ok, {w} warnings, {f} failures",
             checks.len(),
             checks.len() - w - f

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Profile;
 use super::bundled;
 use super::error::ProfileError;
 use super::schema::{RawProfile, apply_adds, merge};
 use super::source::SourceFile;
 use super::validate::validate;
-use super::Profile;
 
 /// Maximum `extends` depth.
 const MAX_DEPTH: usize = 16;
@@ -64,7 +64,14 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
             path: name_or_path.to_string(),
             source,
         })?;
-        load_rec(name_or_path, path_id(&path), text, parent_dir(&path), &mut Vec::new(), &mut files)?
+        load_rec(
+            name_or_path,
+            path_id(&path),
+            text,
+            parent_dir(&path),
+            &mut Vec::new(),
+            &mut files,
+        )?
     } else {
         let b = bundled::get(name_or_path).map_err(|e| match e {
             bundled::GetError::Unknown => ProfileError::UnknownProfile {
@@ -77,7 +84,14 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
             },
             bundled::GetError::Io(path, source) => ProfileError::Io { path, source },
         })?;
-        load_rec(&b.display, format!("bundled:{name_or_path}"), b.text, b.dir, &mut Vec::new(), &mut files)?
+        load_rec(
+            &b.display,
+            format!("bundled:{name_or_path}"),
+            b.text,
+            b.dir,
+            &mut Vec::new(),
+            &mut files,
+        )?
     };
     validate(raw, name_or_path, &Locator { files: &files })
 }
@@ -87,13 +101,26 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
 /// `origin`'s directory when it looks like a path, else the current directory.
 pub fn parse_str(src: &str, origin: &str) -> Result<Profile, ProfileError> {
     let mut files = Vec::new();
-    let dir = if origin.contains('/') { parent_dir(Path::new(origin)) } else { None };
-    let raw = load_rec(origin, format!("str:{origin}"), src.to_string(), dir, &mut Vec::new(), &mut files)?;
+    let dir = if origin.contains('/') {
+        parent_dir(Path::new(origin))
+    } else {
+        None
+    };
+    let raw = load_rec(
+        origin,
+        format!("str:{origin}"),
+        src.to_string(),
+        dir,
+        &mut Vec::new(),
+        &mut files,
+    )?;
     validate(raw, origin, &Locator { files: &files })
 }
 
 fn parent_dir(p: &Path) -> Option<PathBuf> {
-    p.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf)
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
 }
 
 fn path_id(p: &Path) -> String {
@@ -122,9 +149,12 @@ fn load_rec(
         return Ok(apply_adds(raw));
     };
     let here = &files[me];
-    let ext_err = |msg: String| here.error_at(here.offset_of("extends").unwrap_or(0), "extends", &msg);
+    let ext_err =
+        |msg: String| here.error_at(here.offset_of("extends").unwrap_or(0), "extends", &msg);
     if stack.len() > MAX_DEPTH {
-        return Err(ext_err(format!("extends chain deeper than {MAX_DEPTH} profiles")));
+        return Err(ext_err(format!(
+            "extends chain deeper than {MAX_DEPTH} profiles"
+        )));
     }
     let (pid, pdisplay, ptext, pdir) = if is_path(&ext) {
         let p = Path::new(&ext);
@@ -140,15 +170,19 @@ fn load_rec(
         match bundled::get(&ext) {
             Ok(b) => (format!("bundled:{ext}"), b.display, b.text, b.dir),
             Err(bundled::GetError::Unknown) => {
-                let dym = super::names::did_you_mean(&ext, bundled::names().iter().map(String::as_str));
+                let dym =
+                    super::names::did_you_mean(&ext, bundled::names().iter().map(String::as_str));
                 return Err(ext_err(format!(
                     "unknown bundled profile \"{ext}\" (available: {}{}; a path must contain '/' or end in .toml)",
                     bundled::names().join(", "),
-                    dym.map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default()
+                    dym.map(|d| format!("; did you mean \"{d}\"?"))
+                        .unwrap_or_default()
                 )));
             }
             Err(bundled::GetError::Io(path, e)) => {
-                return Err(ext_err(format!("cannot read parent profile \"{path}\": {e}")));
+                return Err(ext_err(format!(
+                    "cannot read parent profile \"{path}\": {e}"
+                )));
             }
         }
     };
@@ -167,13 +201,25 @@ fn load_rec(
 /// element that has it.
 fn check_names(raw: &RawProfile, sf: &SourceFile) -> Result<(), ProfileError> {
     let Some(s) = &raw.seccomp else { return Ok(()) };
-    let lists = [("allow", &s.allow), ("allow_add", &s.allow_add), ("deny", &s.deny), ("deny_add", &s.deny_add)];
+    let lists = [
+        ("allow", &s.allow),
+        ("allow_add", &s.allow_add),
+        ("deny", &s.deny),
+        ("deny_add", &s.deny_add),
+    ];
     for (key, list) in lists {
         for (i, name) in list.iter().flatten().enumerate() {
             if !super::names::syscall_known(name) {
                 let k = format!("seccomp.{key}[{i}]");
                 let off = sf.offset_of(&k).unwrap_or(0);
-                return Err(sf.error_at(off, &k, &format!("unknown syscall \"{name}\"{}", super::names::suggest_syscall(name))));
+                return Err(sf.error_at(
+                    off,
+                    &k,
+                    &format!(
+                        "unknown syscall \"{name}\"{}",
+                        super::names::suggest_syscall(name)
+                    ),
+                ));
             }
         }
     }

@@ -115,7 +115,7 @@ pub struct ChildPlan {
     pub caps: CapPlan,
     pub no_new_privs: bool,
     pub filters: Vec<seccompiler::BpfProgram>,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub rlimits: crate::limits::rlimits::Rlimits,
     /// Paths to try in order (PATH search done in the sandbox's view).
     pub exec_candidates: Vec<CString>,
     pub argv: Vec<CString>,
@@ -187,10 +187,10 @@ pub fn init_main(plan: &ChildPlan) -> ! {
             0,
         )
     });
-    for &fd in &plan.cgroup_join_fds {
-        // SAFETY: writing a static buffer to an fd the parent opened.
-        let r = unsafe { libc::pwrite(fd, b"0".as_ptr().cast(), 1, 0) };
-        check(efd, Step::JoinCgroup, r as i32);
+    // v1: a single-threaded task moving itself skips the global cgroup
+    // lock whose cold write side costs ~12 ms on this kind of kernel.
+    if let Err(e) = crate::limits::cgroup::join_self(&plan.cgroup_join_fds) {
+        fail(efd, Step::JoinCgroup as u32, e);
     }
     // Wait for the uid/gid maps (and for the supervisor to be alive: EOF
     // means it died before letting us go).
@@ -308,8 +308,8 @@ fn payload_main(plan: &ChildPlan) -> ! {
                 libc::CLOSE_RANGE_CLOEXEC,
             ) as i32,
         );
-        for (res, lim) in &plan.rlimits {
-            check(efd, Step::Rlimit, libc::setrlimit(*res, lim));
+        if let Err(e) = plan.rlimits.apply() {
+            fail(efd, Step::Rlimit as u32, e as i32);
         }
         if let Err((s, e)) = plan.caps.before_setuid() {
             let step = match s {

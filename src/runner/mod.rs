@@ -101,7 +101,14 @@ impl Sandbox {
             Vec::new()
         };
         let cgroups = match CgroupManager::detect() {
-            Ok(m) => Some(m),
+            Ok(m) => {
+                // Runs whose supervisor was SIGKILLed leave empty cgroups behind.
+                let swept = m.sweep_stale();
+                if swept > 0 {
+                    tracing::info!("removed {swept} stale run cgroup(s)");
+                }
+                Some(m)
+            }
             Err(e) => {
                 tracing::warn!("cgroups unavailable, running without: {e}");
                 None
@@ -229,7 +236,7 @@ impl Sandbox {
             caps: self.caps,
             no_new_privs: prof.process.no_new_privs,
             filters: self.filters.clone(),
-            rlimits: rlimits(&spec.limits),
+            rlimits: crate::limits::rlimits::Rlimits::from_limits(&spec.limits),
             exec_candidates,
             argv,
             envp,
@@ -275,14 +282,8 @@ impl Sandbox {
         // The cgroup: created per run, removed at the end.
         let cgroup: Option<RunCgroup> = match &self.cgroups {
             Some(m) => {
-                let name = run_name();
-                let cl = CgroupLimits {
-                    memory: limits.memory,
-                    pids: limits.pids,
-                    cpu_quota: limits.cpu_quota,
-                };
                 Some(
-                    m.create_run(&name, &cl)
+                    m.create_run("", &CgroupLimits::from_profile(limits))
                         .map_err(|e| RunError::Cgroup(e.to_string()))?,
                 )
             }
@@ -749,31 +750,6 @@ fn fmt_dur(d: Option<Duration>) -> String {
     d.map_or_else(|| "?".into(), |d| format!("{:.3} s", d.as_secs_f64()))
 }
 
-/// Per-process rlimits: backstops behind the cgroup limits, and the only
-/// enforcement for file size, open files and stack.
-fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
-    let lim = |v: u64| libc::rlimit {
-        rlim_cur: v,
-        rlim_max: v,
-    };
-    let mut v = vec![(libc::RLIMIT_CORE, lim(0))];
-    if let Some(cpu) = l.cpu_time {
-        // The supervisor kills at the limit from cgroup accounting; this only
-        // stops a runaway if the supervisor is gone.
-        v.push((libc::RLIMIT_CPU, lim(cpu.as_secs() + 2)));
-    }
-    if let Some(f) = l.file_size {
-        v.push((libc::RLIMIT_FSIZE, lim(f)));
-    }
-    if let Some(n) = l.open_files {
-        v.push((libc::RLIMIT_NOFILE, lim(n)));
-    }
-    if let Some(s) = l.stack {
-        v.push((libc::RLIMIT_STACK, lim(s)));
-    }
-    v
-}
-
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Io {
         what: "pipe2".into(),
@@ -804,15 +780,4 @@ fn memfd_with(data: &[u8]) -> Result<OwnedFd, RunError> {
         .and_then(|_| f.rewind())
         .map_err(io_err("writing stdin to a memfd"))?;
     Ok(f.into())
-}
-
-/// `sandbox-<pid>-<seq>`, unique within this host while the process lives.
-fn run_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
 }
