@@ -19,6 +19,20 @@ pub struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// An error about the string `value` in one of the arrays `lists` (e.g.
+    /// `seccomp.deny` and `seccomp.deny_add`), located at the element of the
+    /// nearest file that lists it; falls back to `fallback_key`.
+    pub fn error_element(&self, lists: &[&str], value: &str, fallback_key: &str, message: impl Into<String>) -> ProfileError {
+        for f in self.files {
+            for l in lists {
+                if let Some(path) = f.find_element(l, value) {
+                    return self.error(&path, message);
+                }
+            }
+        }
+        self.error(fallback_key, message)
+    }
+
     /// An error about `key` (e.g. `seccomp.allow[3]`), reported in the file
     /// that set it (the child first, then its parents). Falls back to the
     /// nearest enclosing key that is set, then to the top of the profile.
@@ -128,10 +142,13 @@ fn load_rec(
     }
     let (pid, pdisplay, ptext, pdir) = if is_path(&ext) {
         let p = Path::new(&ext);
-        let full = match (&dir, p.is_absolute()) {
+        let full: PathBuf = match (&dir, p.is_absolute()) {
             (Some(d), false) => d.join(p),
             _ => p.to_path_buf(),
-        };
+        }
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
         let pdisplay = full.display().to_string();
         let text = std::fs::read_to_string(&full)
             .map_err(|e| ext_err(format!("cannot read parent profile \"{pdisplay}\": {e}")))?;

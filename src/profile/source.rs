@@ -12,6 +12,8 @@ use super::schema::allowed_keys;
 #[derive(Debug, Clone)]
 struct Entry {
     path: String,
+    /// The value, when it is a string.
+    string: Option<String>,
     key: Range<usize>,
     value: Range<usize>,
 }
@@ -95,6 +97,15 @@ impl SourceFile {
         self.entries.iter().find(|e| e.path == path).map(|e| e.key.start)
     }
 
+    /// The element of array `list` (e.g. `seccomp.deny`) whose string value is `value`.
+    pub fn find_element(&self, list: &str, value: &str) -> Option<String> {
+        let prefix = format!("{list}[");
+        self.entries
+            .iter()
+            .find(|e| e.path.starts_with(&prefix) && !e.path[prefix.len()..].contains('.') && e.string.as_deref() == Some(value))
+            .map(|e| e.path.clone())
+    }
+
     /// The innermost key whose key or value contains `offset`.
     pub fn key_at(&self, offset: usize) -> Option<(String, usize)> {
         self.entries
@@ -138,7 +149,7 @@ fn walk(
             };
             *unknown = Some((k.span().start, path.clone(), format!("unknown key \"{}\" in {table_name} ({hint})", k.get_ref())));
         }
-        entries.push(Entry { path: path.clone(), key: k.span(), value: v.span() });
+        entries.push(Entry { path: path.clone(), string: v.get_ref().as_str().map(str::to_string), key: k.span(), value: v.span() });
         walk_value(v.get_ref(), &path, entries, unknown);
     }
 }
@@ -154,7 +165,7 @@ fn walk_value(
         DeValue::Array(a) => {
             for (i, el) in a.iter().enumerate() {
                 let p = format!("{path}[{i}]");
-                entries.push(Entry { path: p.clone(), key: el.span(), value: el.span() });
+                entries.push(Entry { path: p.clone(), string: el.get_ref().as_str().map(str::to_string), key: el.span(), value: el.span() });
                 walk_value(el.get_ref(), &p, entries, unknown);
             }
         }
