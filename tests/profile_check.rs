@@ -120,7 +120,7 @@ fn override_dir_wins() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("strict.toml"),
-        "description = \"overridden\"\n[seccomp]\nenabled = false\n[limits]\nstack = \"banana\"\n",
+        "description = \"overridden\"\n[seccomp]\nenabled = false\n[process]\nhostname = \"bad host!\"\n",
     )
     .expect("write");
     let out = sandbox()
@@ -129,6 +129,6 @@ fn override_dir_wins() {
         .output()
         .expect("run sandbox");
     let s = String::from_utf8_lossy(&out.stdout);
-    let expect = format!("{}:5:1: limits.stack:", dir.path().join("strict.toml").display());
+    let expect = format!("{}:5:1: process.hostname:", dir.path().join("strict.toml").display());
     assert!(s.starts_with(&expect), "{s}");
 }
