@@ -196,3 +196,96 @@ fn check_names(raw: &RawProfile, sf: &SourceFile) -> Result<(), ProfileError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{RootSource, SeccompAction};
+
+    #[test]
+    fn extends_merges_tables_and_replaces_arrays() {
+        let src = r#"
+extends = "strict"
+description = "child"
+[filesystem]
+system_dirs = ["/usr"]
+[process]
+hostname = "judge"
+[process.env]
+EXTRA = "1"
+[limits]
+memory = "1G"
+"#;
+        let p = parse_str(src, "child.toml").unwrap();
+        let strict = load("strict").unwrap();
+        assert_eq!(p.description, "child");
+        // array replaced
+        assert_eq!(p.filesystem.system_dirs, vec![PathBuf::from("/usr")]);
+        // sibling keys of a merged table are inherited
+        assert_eq!(p.filesystem.tmpfs, strict.filesystem.tmpfs);
+        assert_eq!(p.filesystem.root, RootSource::Host);
+        assert_eq!(p.process.hostname, "judge");
+        assert_eq!(p.process.uid, 1000);
+        // env merges key by key
+        assert_eq!(p.process.env.get("EXTRA").map(String::as_str), Some("1"));
+        assert_eq!(p.process.env.get("LANG").map(String::as_str), Some("C.UTF-8"));
+        assert_eq!(p.limits.memory, Some(1 << 30));
+        assert_eq!(p.limits.pids, strict.limits.pids);
+        assert_eq!(p.seccomp, strict.seccomp);
+    }
+
+    #[test]
+    fn allow_add_appends_and_allow_replaces() {
+        let p = parse_str("extends = \"strict\"\n[seccomp]\nallow_add = [\"bind\", \"read\"]\n", "c.toml").unwrap();
+        let strict = load("strict").unwrap();
+        assert_eq!(p.seccomp.allow.len(), strict.seccomp.allow.len() + 1);
+        assert_eq!(p.seccomp.allow.last().map(String::as_str), Some("bind"));
+        let p = parse_str(
+            "extends = \"strict\"\n[seccomp]\nallow = [\"read\", \"execve\", \"exit_group\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(p.seccomp.allow, ["read", "execve", "exit_group"]);
+        assert_eq!(p.seccomp.default_action, SeccompAction::KillProcess);
+    }
+
+    #[test]
+    fn defaults_without_extends() {
+        let p = parse_str("[seccomp]\nenabled = false\n", "min.toml").unwrap();
+        assert!(p.namespaces.user && p.namespaces.network && p.namespaces.cgroup);
+        assert!(p.process.no_new_privs);
+        assert_eq!((p.process.uid, p.process.host_uid), (1000, 65534));
+        assert_eq!(p.filesystem.workdir, PathBuf::from("/tmp"));
+        assert_eq!(p.filesystem.tmpfs[0].mode, 0o1777);
+        assert_eq!(p.limits, crate::profile::Limits::default());
+        assert!(p.capabilities.keep.is_empty());
+    }
+
+    #[test]
+    fn relative_extends_paths_and_parent_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "extends = \"strict\"\n[limits]\npids = 7\nmemory = \"7X\"\n").unwrap();
+        std::fs::write(dir.path().join("child.toml"), "extends = \"base.toml\"\n[limits]\nmemory = \"7M\"\n").unwrap();
+        let child = dir.path().join("child.toml");
+        let p = load(child.to_str().unwrap()).unwrap();
+        assert_eq!(p.limits.pids, Some(7));
+        assert_eq!(p.limits.memory, Some(7 << 20));
+        // The parent alone is invalid, and the error names the parent's file.
+        std::fs::write(dir.path().join("child2.toml"), "extends = \"base.toml\"\n").unwrap();
+        let e = load(dir.path().join("child2.toml").to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:4:1: limits.memory:", dir.path().join("base.toml").display())), "{e}");
+    }
+
+    #[test]
+    fn unknown_bundled_name_lists_available() {
+        let e = load("stric").unwrap_err().to_string();
+        assert!(e.contains("available: ci, net-bind, strict") && e.contains("did you mean \"strict\""), "{e}");
+    }
+
+    #[test]
+    fn error_display_format() {
+        let e = parse_str("[seccomp]\nallow = [\"opn\"]\n", "strict.toml").unwrap_err();
+        assert_eq!(e.to_string(), "strict.toml:2:10: seccomp.allow[0]: unknown syscall \"opn\" (did you mean \"open\"?)");
+        assert_eq!(e.key(), Some("seccomp.allow[0]"));
+    }
+}

@@ -283,3 +283,53 @@ pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::load;
+
+    #[test]
+    fn resolves_native_names() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(resolve_syscall("read"), Some(0));
+            assert_eq!(resolve_syscall("open"), Some(2));
+        }
+        assert_eq!(resolve_syscall("no_such_call"), None);
+    }
+
+    #[test]
+    fn compiles_bundled_profiles_for_both_arches() {
+        for name in ["strict", "ci", "net-bind"] {
+            let p = load(name).unwrap();
+            let x = compile_for(&p.seccomp, TargetArch::x86_64).unwrap();
+            // x32 guard, the ERRNO filters, then the base (kill) filter last.
+            assert_eq!(x[0], x32_guard());
+            assert!(x.len() >= 3, "{name}: {}", x.len());
+            let a = compile_for(&p.seccomp, TargetArch::aarch64).unwrap();
+            assert_eq!(a.len(), x.len() - 1, "{name}: no x32 guard on aarch64");
+        }
+    }
+
+    #[test]
+    fn disabled_and_allow_default() {
+        let mut s = load("strict").unwrap().seccomp;
+        s.enabled = false;
+        assert!(compile_for(&s, TargetArch::x86_64).unwrap().is_empty());
+        s.enabled = true;
+        s.default_action = SeccompAction::Allow;
+        s.allow.clear();
+        s.deny.clear();
+        s.rules.clear();
+        // Still an x32 guard and an arch-checking filter.
+        assert_eq!(compile_for(&s, TargetArch::x86_64).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_syscall_is_an_error() {
+        let mut s = load("strict").unwrap().seccomp;
+        s.allow.push("opn".into());
+        assert!(matches!(compile_for(&s, TargetArch::x86_64), Err(SeccompError::UnknownSyscall(n)) if n == "opn"));
+    }
+}
