@@ -16,9 +16,13 @@ fn main() {
         let t = Instant::now();
         let mut filters = 0;
         for _ in 0..N {
-            filters = sandbox::security::seccomp::compile(&p.seccomp).expect("compiles").len();
+            filters = sandbox::security::seccomp::compile(&p.seccomp)
+                .expect("compiles")
+                .len();
         }
         let compile_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
-        println!("{name:<10} load+validate {load_us:8.1} us   seccomp compile {compile_us:8.1} us ({filters} filters)");
+        println!(
+            "{name:<10} load+validate {load_us:8.1} us   seccomp compile {compile_us:8.1} us ({filters} filters)"
+        );
     }
 }

@@ -41,7 +41,12 @@ fn describe(o: &Output) -> String {
 
 fn assert_ok(o: &Output, expect_stdout: &str) {
     assert!(o.status.success(), "{}", describe(o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), expect_stdout, "{}", describe(o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        expect_stdout,
+        "{}",
+        describe(o)
+    );
 }
 
 fn build_probe(dir: &Path) -> Option<PathBuf> {
@@ -51,7 +56,13 @@ fn build_probe(dir: &Path) -> Option<PathBuf> {
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seccomp/probe.c");
     let bin = dir.join("probe");
-    let st = Command::new("gcc").arg("-O1").arg("-o").arg(&bin).arg(&src).status().expect("gcc");
+    let st = Command::new("gcc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc");
     assert!(st.success(), "compiling probe.c failed");
     Some(bin)
 }
@@ -60,17 +71,38 @@ fn build_probe(dir: &Path) -> Option<PathBuf> {
 fn strict_runs_ordinary_programs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    assert_ok(&under_filter("strict", &["/usr/bin/python3", "-c", "print(1)"], d), "1\n");
+    assert_ok(
+        &under_filter("strict", &["/usr/bin/python3", "-c", "print(1)"], d),
+        "1\n",
+    );
     assert_ok(
         &under_filter(
             "strict",
-            &["/usr/bin/python3", "-c", "import subprocess,threading; t=threading.Thread(target=print,args=(2,)); t.start(); t.join(); subprocess.run(['true'], check=True)"],
+            &[
+                "/usr/bin/python3",
+                "-c",
+                "import subprocess,threading; t=threading.Thread(target=print,args=(2,)); t.start(); t.join(); subprocess.run(['true'], check=True)",
+            ],
             d,
         ),
         "2\n",
     );
-    assert_ok(&under_filter("strict", &["sh", "-c", "echo hi | cat"], d), "hi\n");
-    assert_ok(&under_filter("strict", &["bash", "-c", "x=$(echo a b | wc -w); ls / >/dev/null; echo $x"], d), "2\n");
+    assert_ok(
+        &under_filter("strict", &["sh", "-c", "echo hi | cat"], d),
+        "hi\n",
+    );
+    assert_ok(
+        &under_filter(
+            "strict",
+            &[
+                "bash",
+                "-c",
+                "x=$(echo a b | wc -w); ls / >/dev/null; echo $x",
+            ],
+            d,
+        ),
+        "2\n",
+    );
 
     if !have("gcc") {
         eprintln!("SKIPPED: gcc is not installed; compile-under-filter test not run");
@@ -82,16 +114,28 @@ fn strict_runs_ordinary_programs() {
     )
     .expect("write hello.c");
     // gcc itself (cc1, as, collect2, ld: fork + exec) under the filter.
-    let o = under_filter("strict", &["gcc", "-O2", "-pthread", "-o", "hello", "hello.c"], d);
+    let o = under_filter(
+        "strict",
+        &["gcc", "-O2", "-pthread", "-o", "hello", "hello.c"],
+        d,
+    );
     assert!(o.status.success(), "gcc under filter: {}", describe(&o));
     assert_ok(&under_filter("strict", &["./hello"], d), "hello\n");
 
     // A Rust binary using threads and spawning a process (built outside the filter).
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seccomp/threads.rs");
-    let built = Command::new(&rustc).arg("-O").arg("-o").arg(d.join("threads")).arg(&src).status();
+    let built = Command::new(&rustc)
+        .arg("-O")
+        .arg("-o")
+        .arg(d.join("threads"))
+        .arg(&src)
+        .status();
     match built {
-        Ok(s) if s.success() => assert_ok(&under_filter("strict", &["./threads"], d), "rust threads 12 true\n"),
+        Ok(s) if s.success() => assert_ok(
+            &under_filter("strict", &["./threads"], d),
+            "rust threads 12 true\n",
+        ),
         _ => eprintln!("SKIPPED: rustc unavailable; Rust thread test not run"),
     }
 }
@@ -106,7 +150,11 @@ enum Outcome {
 }
 
 fn probe(bin: &Path, what: &str) -> Outcome {
-    let o = under_filter("strict", &[bin.to_str().unwrap_or("probe"), what], bin.parent().unwrap_or(Path::new("/")));
+    let o = under_filter(
+        "strict",
+        &[bin.to_str().unwrap_or("probe"), what],
+        bin.parent().unwrap_or(Path::new("/")),
+    );
     let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
     if let Some(sig) = o.status.signal() {
         return Outcome::Killed(sig);
@@ -123,14 +171,27 @@ fn probe(bin: &Path, what: &str) -> Outcome {
 #[test]
 fn strict_blocks_dangerous_syscalls() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let Some(bin) = build_probe(tmp.path()) else { return };
+    let Some(bin) = build_probe(tmp.path()) else {
+        return;
+    };
     let eperm = Outcome::Errno(libc::EPERM);
     // Sanity: the probe works and allowed calls pass.
     assert_eq!(probe(&bin, "getpid"), Outcome::Ok);
     assert_eq!(probe(&bin, "fork"), Outcome::Ok);
     assert_eq!(probe(&bin, "personality_query"), Outcome::Ok);
     // Refused with a clean EPERM.
-    for what in ["unshare", "mount", "ptrace", "keyctl", "bpf", "io_uring_setup", "personality_set", "settimeofday", "tiocsti", "tiocsti_high"] {
+    for what in [
+        "unshare",
+        "mount",
+        "ptrace",
+        "keyctl",
+        "bpf",
+        "io_uring_setup",
+        "personality_set",
+        "settimeofday",
+        "tiocsti",
+        "tiocsti_high",
+    ] {
         assert_eq!(probe(&bin, what), eperm, "{what}");
     }
     // Refused by killing the process.
@@ -144,7 +205,9 @@ fn strict_blocks_dangerous_syscalls() {
         // the kernel lacks IA32 emulation); in no case may it succeed.
         match probe(&bin, "int80") {
             Outcome::Killed(SIGSYS) => {}
-            Outcome::Killed(libc::SIGSEGV) => eprintln!("note: kernel without IA32 emulation; int 0x80 faulted"),
+            Outcome::Killed(libc::SIGSEGV) => {
+                eprintln!("note: kernel without IA32 emulation; int 0x80 faulted")
+            }
             other => panic!("int 0x80 getpid was not refused: {other:?}"),
         }
     }
@@ -155,9 +218,18 @@ fn unfiltered_probe_baseline() {
     // Without the filter the same probes behave normally, so the checks above
     // really measure the filter.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let Some(bin) = build_probe(tmp.path()) else { return };
-    let o = Command::new(&bin).arg("personality_set").output().expect("probe");
+    let Some(bin) = build_probe(tmp.path()) else {
+        return;
+    };
+    let o = Command::new(&bin)
+        .arg("personality_set")
+        .output()
+        .expect("probe");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
     let o = Command::new(&bin).arg("x32").output().expect("probe");
-    assert!(o.status.signal().is_none(), "x32 without filter: {}", describe(&o));
+    assert!(
+        o.status.signal().is_none(),
+        "x32 without filter: {}",
+        describe(&o)
+    );
 }

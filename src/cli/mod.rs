@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 pub mod profile_cmd;
 
 #[derive(Parser, Debug)]
-#[command(name = "sandbox", version, about = "A declarative Linux sandbox for untrusted code")]
+#[command(
+    name = "sandbox",
+    version,
+    about = "A declarative Linux sandbox for untrusted code"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -137,6 +137,10 @@ pub fn seccomp_test(name: &str, cmd: &[String]) -> i32 {
     }
     let err = nix::unistd::execvp(prog, &args).err();
     // Only reached when execvp failed (if the filter allows write).
-    eprintln!("sandbox: exec {}: {}", cmd[0], err.map(|e| e.to_string()).unwrap_or_default());
+    eprintln!(
+        "sandbox: exec {}: {}",
+        prog.to_string_lossy(),
+        err.map(|e| e.to_string()).unwrap_or_default()
+    );
     127
 }

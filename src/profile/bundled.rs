@@ -27,7 +27,10 @@ pub enum GetError {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Names of the bundled profiles plus any in the override directory, sorted.
@@ -61,7 +64,11 @@ pub fn get(name: &str) -> Result<Bundled, GetError> {
         if path.is_file() {
             let display = path.display().to_string();
             return match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(Bundled { display, text, dir: Some(dir) }),
+                Ok(text) => Ok(Bundled {
+                    display,
+                    text,
+                    dir: Some(dir),
+                }),
                 Err(e) => Err(GetError::Io(display, e)),
             };
         }

@@ -22,7 +22,9 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     /// `load("name")` with a name that is not a bundled profile.
-    #[error("unknown profile \"{name}\" (available: {available}; or give a path to a .toml file){hint}")]
+    #[error(
+        "unknown profile \"{name}\" (available: {available}; or give a path to a .toml file){hint}"
+    )]
     UnknownProfile {
         name: String,
         available: String,

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Profile;
 use super::bundled;
 use super::error::ProfileError;
 use super::schema::{RawProfile, apply_adds, merge};
 use super::source::SourceFile;
 use super::validate::validate;
-use super::Profile;
 
 /// Maximum `extends` depth.
 const MAX_DEPTH: usize = 16;
@@ -22,7 +22,13 @@ impl Locator<'_> {
     /// An error about the string `value` in one of the arrays `lists` (e.g.
     /// `seccomp.deny` and `seccomp.deny_add`), located at the element of the
     /// nearest file that lists it; falls back to `fallback_key`.
-    pub fn error_element(&self, lists: &[&str], value: &str, fallback_key: &str, message: impl Into<String>) -> ProfileError {
+    pub fn error_element(
+        &self,
+        lists: &[&str],
+        value: &str,
+        fallback_key: &str,
+        message: impl Into<String>,
+    ) -> ProfileError {
         for f in self.files {
             for l in lists {
                 if let Some(path) = f.find_element(l, value) {
@@ -78,7 +84,14 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
             path: name_or_path.to_string(),
             source,
         })?;
-        load_rec(name_or_path, path_id(&path), text, parent_dir(&path), &mut Vec::new(), &mut files)?
+        load_rec(
+            name_or_path,
+            path_id(&path),
+            text,
+            parent_dir(&path),
+            &mut Vec::new(),
+            &mut files,
+        )?
     } else {
         let b = bundled::get(name_or_path).map_err(|e| match e {
             bundled::GetError::Unknown => ProfileError::UnknownProfile {
@@ -91,7 +104,14 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
             },
             bundled::GetError::Io(path, source) => ProfileError::Io { path, source },
         })?;
-        load_rec(&b.display, format!("bundled:{name_or_path}"), b.text, b.dir, &mut Vec::new(), &mut files)?
+        load_rec(
+            &b.display,
+            format!("bundled:{name_or_path}"),
+            b.text,
+            b.dir,
+            &mut Vec::new(),
+            &mut files,
+        )?
     };
     validate(raw, name_or_path, &Locator { files: &files })
 }
@@ -101,13 +121,26 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
 /// `origin`'s directory when it looks like a path, else the current directory.
 pub fn parse_str(src: &str, origin: &str) -> Result<Profile, ProfileError> {
     let mut files = Vec::new();
-    let dir = if origin.contains('/') { parent_dir(Path::new(origin)) } else { None };
-    let raw = load_rec(origin, format!("str:{origin}"), src.to_string(), dir, &mut Vec::new(), &mut files)?;
+    let dir = if origin.contains('/') {
+        parent_dir(Path::new(origin))
+    } else {
+        None
+    };
+    let raw = load_rec(
+        origin,
+        format!("str:{origin}"),
+        src.to_string(),
+        dir,
+        &mut Vec::new(),
+        &mut files,
+    )?;
     validate(raw, origin, &Locator { files: &files })
 }
 
 fn parent_dir(p: &Path) -> Option<PathBuf> {
-    p.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf)
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
 }
 
 fn path_id(p: &Path) -> String {
@@ -136,9 +169,12 @@ fn load_rec(
         return Ok(apply_adds(raw));
     };
     let here = &files[me];
-    let ext_err = |msg: String| here.error_at(here.offset_of("extends").unwrap_or(0), "extends", &msg);
+    let ext_err =
+        |msg: String| here.error_at(here.offset_of("extends").unwrap_or(0), "extends", &msg);
     if stack.len() > MAX_DEPTH {
-        return Err(ext_err(format!("extends chain deeper than {MAX_DEPTH} profiles")));
+        return Err(ext_err(format!(
+            "extends chain deeper than {MAX_DEPTH} profiles"
+        )));
     }
     let (pid, pdisplay, ptext, pdir) = if is_path(&ext) {
         let p = Path::new(&ext);
@@ -157,15 +193,19 @@ fn load_rec(
         match bundled::get(&ext) {
             Ok(b) => (format!("bundled:{ext}"), b.display, b.text, b.dir),
             Err(bundled::GetError::Unknown) => {
-                let dym = super::names::did_you_mean(&ext, bundled::names().iter().map(String::as_str));
+                let dym =
+                    super::names::did_you_mean(&ext, bundled::names().iter().map(String::as_str));
                 return Err(ext_err(format!(
                     "unknown bundled profile \"{ext}\" (available: {}{}; a path must contain '/' or end in .toml)",
                     bundled::names().join(", "),
-                    dym.map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default()
+                    dym.map(|d| format!("; did you mean \"{d}\"?"))
+                        .unwrap_or_default()
                 )));
             }
             Err(bundled::GetError::Io(path, e)) => {
-                return Err(ext_err(format!("cannot read parent profile \"{path}\": {e}")));
+                return Err(ext_err(format!(
+                    "cannot read parent profile \"{path}\": {e}"
+                )));
             }
         }
     };
@@ -184,13 +224,25 @@ fn load_rec(
 /// element that has it.
 fn check_names(raw: &RawProfile, sf: &SourceFile) -> Result<(), ProfileError> {
     let Some(s) = &raw.seccomp else { return Ok(()) };
-    let lists = [("allow", &s.allow), ("allow_add", &s.allow_add), ("deny", &s.deny), ("deny_add", &s.deny_add)];
+    let lists = [
+        ("allow", &s.allow),
+        ("allow_add", &s.allow_add),
+        ("deny", &s.deny),
+        ("deny_add", &s.deny_add),
+    ];
     for (key, list) in lists {
         for (i, name) in list.iter().flatten().enumerate() {
             if !super::names::syscall_known(name) {
                 let k = format!("seccomp.{key}[{i}]");
                 let off = sf.offset_of(&k).unwrap_or(0);
-                return Err(sf.error_at(off, &k, &format!("unknown syscall \"{name}\"{}", super::names::suggest_syscall(name))));
+                return Err(sf.error_at(
+                    off,
+                    &k,
+                    &format!(
+                        "unknown syscall \"{name}\"{}",
+                        super::names::suggest_syscall(name)
+                    ),
+                ));
             }
         }
     }
@@ -228,7 +280,10 @@ memory = "1G"
         assert_eq!(p.process.uid, 1000);
         // env merges key by key
         assert_eq!(p.process.env.get("EXTRA").map(String::as_str), Some("1"));
-        assert_eq!(p.process.env.get("LANG").map(String::as_str), Some("C.UTF-8"));
+        assert_eq!(
+            p.process.env.get("LANG").map(String::as_str),
+            Some("C.UTF-8")
+        );
         assert_eq!(p.limits.memory, Some(1 << 30));
         assert_eq!(p.limits.pids, strict.limits.pids);
         assert_eq!(p.seccomp, strict.seccomp);
@@ -236,7 +291,11 @@ memory = "1G"
 
     #[test]
     fn allow_add_appends_and_allow_replaces() {
-        let p = parse_str("extends = \"strict\"\n[seccomp]\nallow_add = [\"bind\", \"read\"]\n", "c.toml").unwrap();
+        let p = parse_str(
+            "extends = \"strict\"\n[seccomp]\nallow_add = [\"bind\", \"read\"]\n",
+            "c.toml",
+        )
+        .unwrap();
         let strict = load("strict").unwrap();
         assert_eq!(p.seccomp.allow.len(), strict.seccomp.allow.len() + 1);
         assert_eq!(p.seccomp.allow.last().map(String::as_str), Some("bind"));
@@ -264,28 +323,50 @@ memory = "1G"
     #[test]
     fn relative_extends_paths_and_parent_errors() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("base.toml"), "extends = \"strict\"\n[limits]\npids = 7\nmemory = \"7X\"\n").unwrap();
-        std::fs::write(dir.path().join("child.toml"), "extends = \"base.toml\"\n[limits]\nmemory = \"7M\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            "extends = \"strict\"\n[limits]\npids = 7\nmemory = \"7X\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("child.toml"),
+            "extends = \"base.toml\"\n[limits]\nmemory = \"7M\"\n",
+        )
+        .unwrap();
         let child = dir.path().join("child.toml");
         let p = load(child.to_str().unwrap()).unwrap();
         assert_eq!(p.limits.pids, Some(7));
         assert_eq!(p.limits.memory, Some(7 << 20));
         // The parent alone is invalid, and the error names the parent's file.
         std::fs::write(dir.path().join("child2.toml"), "extends = \"base.toml\"\n").unwrap();
-        let e = load(dir.path().join("child2.toml").to_str().unwrap()).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:4:1: limits.memory:", dir.path().join("base.toml").display())), "{e}");
+        let e = load(dir.path().join("child2.toml").to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:4:1: limits.memory:",
+                dir.path().join("base.toml").display()
+            )),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_bundled_name_lists_available() {
         let e = load("stric").unwrap_err().to_string();
-        assert!(e.contains("available: ci, net-bind, strict") && e.contains("did you mean \"strict\""), "{e}");
+        assert!(
+            e.contains("available: ci, net-bind, strict") && e.contains("did you mean \"strict\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn error_display_format() {
         let e = parse_str("[seccomp]\nallow = [\"opn\"]\n", "strict.toml").unwrap_err();
-        assert_eq!(e.to_string(), "strict.toml:2:10: seccomp.allow[0]: unknown syscall \"opn\" (did you mean \"open\"?)");
+        assert_eq!(
+            e.to_string(),
+            "strict.toml:2:10: seccomp.allow[0]: unknown syscall \"opn\" (did you mean \"open\"?)"
+        );
         assert_eq!(e.key(), Some("seccomp.allow[0]"));
     }
 }

@@ -59,12 +59,16 @@ pub fn errno_by_name(name: &str) -> Option<i32> {
 
 /// Syscall number on x86_64, if the name exists there.
 pub fn x86_64_nr(name: &str) -> Option<i64> {
-    syscalls::x86_64::Sysno::from_str(name).ok().map(|s| s.id() as i64)
+    syscalls::x86_64::Sysno::from_str(name)
+        .ok()
+        .map(|s| s.id() as i64)
 }
 
 /// Syscall number on aarch64, if the name exists there.
 pub fn aarch64_nr(name: &str) -> Option<i64> {
-    syscalls::aarch64::Sysno::from_str(name).ok().map(|s| s.id() as i64)
+    syscalls::aarch64::Sysno::from_str(name)
+        .ok()
+        .map(|s| s.id() as i64)
 }
 
 /// Whether a syscall name is known on at least one supported architecture.
@@ -137,11 +141,11 @@ pub fn suggest_syscall(name: &str) -> String {
 pub fn suggest_capability(name: &str) -> String {
     let all = all_capability_names();
     let upper = name.to_ascii_uppercase();
-    if all.iter().any(|c| *c == upper) {
+    if all.contains(&upper) {
         return format!(" (capability names are upper case: \"{upper}\")");
     }
     let with_prefix = format!("CAP_{upper}");
-    if all.iter().any(|c| *c == with_prefix) {
+    if all.contains(&with_prefix) {
         return format!(" (did you mean \"{with_prefix}\"?)");
     }
     suggestion_suffix(did_you_mean(name, all.iter().map(String::as_str)))
@@ -173,8 +177,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("opn", all_syscall_names()).as_deref(), Some("open"));
-        assert_eq!(did_you_mean("exit_grup", all_syscall_names()).as_deref(), Some("exit_group"));
+        assert_eq!(
+            did_you_mean("opn", all_syscall_names()).as_deref(),
+            Some("open")
+        );
+        assert_eq!(
+            did_you_mean("exit_grup", all_syscall_names()).as_deref(),
+            Some("exit_group")
+        );
         assert_eq!(did_you_mean("zzzzzzzzzzzzzzzzz", all_syscall_names()), None);
         assert!(suggest_capability("CAP_NET_BIND_SERVIC").contains("CAP_NET_BIND_SERVICE"));
         assert!(suggest_capability("cap_chown").contains("\"CAP_CHOWN\""));

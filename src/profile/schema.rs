@@ -273,7 +273,15 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
         namespaces: merge_opt(parent.namespaces, child.namespaces, |p, c| {
             let (user, pid, mount, network, ipc, uts, cgroup) =
                 merge_fields!(p, c, user, pid, mount, network, ipc, uts, cgroup);
-            RawNamespaces { user, pid, mount, network, ipc, uts, cgroup }
+            RawNamespaces {
+                user,
+                pid,
+                mount,
+                network,
+                ipc,
+                uts,
+                cgroup,
+            }
         }),
         filesystem: merge_opt(parent.filesystem, child.filesystem, |p, c| {
             let (root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir) = merge_fields!(
@@ -287,7 +295,15 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 dev_shm_size,
                 workdir
             );
-            RawFilesystem { root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir }
+            RawFilesystem {
+                root,
+                system_dirs,
+                bind,
+                tmpfs,
+                writable_layer_size,
+                dev_shm_size,
+                workdir,
+            }
         }),
         process: merge_opt(parent.process, child.process, |mut p, mut c| {
             let env = merge_opt(p.env.take(), c.env.take(), |mut pe, ce| {
@@ -305,23 +321,49 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 env_passthrough,
                 no_new_privs
             );
-            RawProcess { uid, gid, host_uid, host_gid, hostname, env, env_passthrough, no_new_privs }
+            RawProcess {
+                uid,
+                gid,
+                host_uid,
+                host_gid,
+                hostname,
+                env,
+                env_passthrough,
+                no_new_privs,
+            }
         }),
-        capabilities: merge_opt(parent.capabilities, child.capabilities, |p, c| RawCapabilities {
-            keep: c.keep.or(p.keep),
+        capabilities: merge_opt(parent.capabilities, child.capabilities, |p, c| {
+            RawCapabilities {
+                keep: c.keep.or(p.keep),
+            }
         }),
         seccomp: merge_opt(parent.seccomp, child.seccomp, |p, c| {
             let (allow_add, deny_add) = (c.allow_add.clone(), c.deny_add.clone());
-            let (enabled, default_action, mut allow, mut deny, deny_action, rule) =
-                merge_fields!(p, c, enabled, default_action, allow, deny, deny_action, rule);
-            append(&mut allow, allow_add);
-            append(&mut deny, deny_add);
-            RawSeccomp { enabled, default_action, allow, deny, deny_action, rule, allow_add: None, deny_add: None }
-        }),
-        limits: merge_opt(parent.limits, child.limits, |p, c| {
-            let (cpu_time, wall_time, memory, output, file_size, stack, pids, open_files, cpu_quota) = merge_fields!(
+            let (enabled, default_action, mut allow, mut deny, deny_action, rule) = merge_fields!(
                 p,
                 c,
+                enabled,
+                default_action,
+                allow,
+                deny,
+                deny_action,
+                rule
+            );
+            append(&mut allow, allow_add);
+            append(&mut deny, deny_add);
+            RawSeccomp {
+                enabled,
+                default_action,
+                allow,
+                deny,
+                deny_action,
+                rule,
+                allow_add: None,
+                deny_add: None,
+            }
+        }),
+        limits: merge_opt(parent.limits, child.limits, |p, c| {
+            let (
                 cpu_time,
                 wall_time,
                 memory,
@@ -330,9 +372,22 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 stack,
                 pids,
                 open_files,
+                cpu_quota,
+            ) = merge_fields!(
+                p, c, cpu_time, wall_time, memory, output, file_size, stack, pids, open_files,
                 cpu_quota
             );
-            RawLimits { cpu_time, wall_time, memory, output, file_size, stack, pids, open_files, cpu_quota }
+            RawLimits {
+                cpu_time,
+                wall_time,
+                memory,
+                output,
+                file_size,
+                stack,
+                pids,
+                open_files,
+                cpu_quota,
+            }
         }),
     }
 }

@@ -31,7 +31,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .get(line_start..)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -50,7 +54,11 @@ fn normalize(path: &str) -> String {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 impl SourceFile {
@@ -94,7 +102,10 @@ impl SourceFile {
 
     /// Byte offset of the key `path` (e.g. `seccomp.allow[3]`), if this file sets it.
     pub fn offset_of(&self, path: &str) -> Option<usize> {
-        self.entries.iter().find(|e| e.path == path).map(|e| e.key.start)
+        self.entries
+            .iter()
+            .find(|e| e.path == path)
+            .map(|e| e.key.start)
     }
 
     /// The element of array `list` (e.g. `seccomp.deny`) whose string value is `value`.
@@ -102,7 +113,11 @@ impl SourceFile {
         let prefix = format!("{list}[");
         self.entries
             .iter()
-            .find(|e| e.path.starts_with(&prefix) && !e.path[prefix.len()..].contains('.') && e.string.as_deref() == Some(value))
+            .find(|e| {
+                e.path.starts_with(&prefix)
+                    && !e.path[prefix.len()..].contains('.')
+                    && e.string.as_deref() == Some(value)
+            })
             .map(|e| e.path.clone())
     }
 
@@ -110,7 +125,9 @@ impl SourceFile {
     pub fn key_at(&self, offset: usize) -> Option<(String, usize)> {
         self.entries
             .iter()
-            .filter(|e| e.key.contains(&offset) || e.value.contains(&offset) || e.value.start == offset)
+            .filter(|e| {
+                e.key.contains(&offset) || e.value.contains(&offset) || e.value.start == offset
+            })
             .min_by_key(|e| e.value.len())
             .map(|e| (e.path.clone(), e.key.start))
     }
@@ -141,15 +158,28 @@ fn walk(
             && !allowed.contains(&k.get_ref().as_ref())
             && unknown.is_none()
         {
-            let table_name = if prefix.is_empty() { "the top level".to_string() } else { format!("[{}]", normalize(prefix)) };
+            let table_name = if prefix.is_empty() {
+                "the top level".to_string()
+            } else {
+                format!("[{}]", normalize(prefix))
+            };
             let hint = match did_you_mean(k.get_ref(), allowed.iter().copied()) {
                 Some(s) => format!("did you mean \"{s}\"?"),
                 None if allowed.is_empty() => "this key takes no sub-keys".to_string(),
                 None => format!("valid keys: {}", allowed.join(", ")),
             };
-            *unknown = Some((k.span().start, path.clone(), format!("unknown key \"{}\" in {table_name} ({hint})", k.get_ref())));
+            *unknown = Some((
+                k.span().start,
+                path.clone(),
+                format!("unknown key \"{}\" in {table_name} ({hint})", k.get_ref()),
+            ));
         }
-        entries.push(Entry { path: path.clone(), string: v.get_ref().as_str().map(str::to_string), key: k.span(), value: v.span() });
+        entries.push(Entry {
+            path: path.clone(),
+            string: v.get_ref().as_str().map(str::to_string),
+            key: k.span(),
+            value: v.span(),
+        });
         walk_value(v.get_ref(), &path, entries, unknown);
     }
 }
@@ -165,7 +195,12 @@ fn walk_value(
         DeValue::Array(a) => {
             for (i, el) in a.iter().enumerate() {
                 let p = format!("{path}[{i}]");
-                entries.push(Entry { path: p.clone(), string: el.get_ref().as_str().map(str::to_string), key: el.span(), value: el.span() });
+                entries.push(Entry {
+                    path: p.clone(),
+                    string: el.get_ref().as_str().map(str::to_string),
+                    key: el.span(),
+                    value: el.span(),
+                });
                 walk_value(el.get_ref(), &p, entries, unknown);
             }
         }
@@ -186,9 +221,16 @@ mod tests {
 
     #[test]
     fn index_and_unknown_keys() {
-        let sf = SourceFile::parse("x.toml", "[seccomp]\nallow = [\"read\", \"write\"]\n".into()).unwrap();
+        let sf = SourceFile::parse(
+            "x.toml",
+            "[seccomp]\nallow = [\"read\", \"write\"]\n".into(),
+        )
+        .unwrap();
         assert_eq!(sf.offset_of("seccomp.allow[1]"), Some(27));
         let e = SourceFile::parse("x.toml", "[seccomp]\nalow = []\n".into()).unwrap_err();
-        assert_eq!(e.to_string(), "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)"
+        );
     }
 }

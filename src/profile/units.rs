@@ -7,9 +7,13 @@ use std::time::Duration;
 /// value and the valid forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
-    #[error("invalid size \"{0}\" (valid: a byte count like 1048576, or a number with a unit K, M, G, T (powers of 1024; optional B/iB suffix), e.g. \"512K\", \"256M\", \"1.5G\")")]
+    #[error(
+        "invalid size \"{0}\" (valid: a byte count like 1048576, or a number with a unit K, M, G, T (powers of 1024; optional B/iB suffix), e.g. \"512K\", \"256M\", \"1.5G\")"
+    )]
     Size(String),
-    #[error("invalid duration \"{0}\" (valid: a number with a unit us, ms, s, m, h, e.g. \"500ms\", \"1.5s\", \"2m\")")]
+    #[error(
+        "invalid duration \"{0}\" (valid: a number with a unit us, ms, s, m, h, e.g. \"500ms\", \"1.5s\", \"2m\")"
+    )]
     Duration(String),
     #[error("size \"{0}\" is too large (maximum 2^64-1 bytes)")]
     SizeOverflow(String),
@@ -28,10 +32,13 @@ fn split_number(s: &str) -> (&str, &str) {
 }
 
 fn parse_number(num: &str) -> Option<f64> {
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1 {
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
+    {
         return None;
     }
-    num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+    num.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// Parse a byte size: `"1048576"`, `"512K"`, `"256M"`, `"1G"`, `"1.5G"`, `"2T"`.
@@ -90,8 +97,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
 
 /// Render a size the way a profile would write it (exact: "64M", "1536K", "1000").
 pub fn format_size(v: u64) -> String {
-    for (unit, m) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-        if v >= m && v % m == 0 {
+    for (unit, m) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if v >= m && v.is_multiple_of(m) {
             return format!("{}{unit}", v / m);
         }
     }
@@ -104,11 +116,11 @@ pub fn format_duration(d: Duration) -> String {
     if ns == 0 {
         return "0s".into();
     }
-    if ns % 60_000_000_000 == 0 {
+    if ns.is_multiple_of(60_000_000_000) {
         format!("{}m", ns / 60_000_000_000)
-    } else if ns % 1_000_000 == 0 && ns < 1_000_000_000 {
+    } else if ns.is_multiple_of(1_000_000) && ns < 1_000_000_000 {
         format!("{}ms", ns / 1_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}s", d.as_secs_f64())
     } else {
         format!("{}us", ns / 1000)
@@ -128,7 +140,17 @@ mod tests {
         assert_eq!(parse_size("1g"), Ok(1 << 30));
         assert_eq!(parse_size("1.5G"), Ok(3 << 29));
         assert_eq!(parse_size(" 64M "), Ok(64 << 20));
-        for bad in ["banana", "", "12X", "1.5", "M", "-1M", "1..2M", ".5M", "99999999999999999999"] {
+        for bad in [
+            "banana",
+            "",
+            "12X",
+            "1.5",
+            "M",
+            "-1M",
+            "1..2M",
+            ".5M",
+            "99999999999999999999",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         assert!(parse_size("99999999T").is_err());

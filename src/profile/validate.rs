@@ -42,13 +42,18 @@ fn duration(loc: &Locator, key: &str, v: Option<&Scalar>) -> R<Option<Duration>>
         None => Ok(None),
         Some(Scalar::Int(n)) => secs(*n as f64).map(Some),
         Some(Scalar::Float(f)) => secs(*f).map(Some),
-        Some(Scalar::Str(s)) => parse_duration(s).map(Some).map_err(|e| loc.error(key, e.to_string())),
+        Some(Scalar::Str(s)) => parse_duration(s)
+            .map(Some)
+            .map_err(|e| loc.error(key, e.to_string())),
     }
 }
 
 fn nonzero<T: PartialEq + Default + Copy>(loc: &Locator, key: &str, v: Option<T>) -> R<Option<T>> {
     if v == Some(T::default()) {
-        return Err(loc.error(key, "a limit of zero would make every program fail; omit the key for no limit"));
+        return Err(loc.error(
+            key,
+            "a limit of zero would make every program fail; omit the key for no limit",
+        ));
     }
     Ok(v)
 }
@@ -75,10 +80,25 @@ pub fn parse_action(s: &str) -> Result<SeccompAction, String> {
             if let Some(name) = s.strip_prefix("errno:") {
                 match names::errno_by_name(name) {
                     Some(n) => SeccompAction::Errno(n, name.to_string()),
-                    None => return Err(format!("unknown errno name \"{name}\"{}", names::suggest_errno(name))),
+                    None => {
+                        return Err(format!(
+                            "unknown errno name \"{name}\"{}",
+                            names::suggest_errno(name)
+                        ));
+                    }
                 }
             } else {
-                let dym = names::did_you_mean(s, ["kill_process", "kill_thread", "trap", "log", "allow", "errno:EPERM"]);
+                let dym = names::did_you_mean(
+                    s,
+                    [
+                        "kill_process",
+                        "kill_thread",
+                        "trap",
+                        "log",
+                        "allow",
+                        "errno:EPERM",
+                    ],
+                );
                 return Err(format!(
                     "unknown action \"{s}\" (valid: kill_process, kill_thread, trap, errno:NAME e.g. errno:EPERM, log, allow){}",
                     names::suggestion_suffix(dym).replace(" (", "; (")
@@ -88,7 +108,12 @@ pub fn parse_action(s: &str) -> Result<SeccompAction, String> {
     })
 }
 
-fn action(loc: &Locator, key: &str, v: Option<&String>, default: SeccompAction) -> R<SeccompAction> {
+fn action(
+    loc: &Locator,
+    key: &str,
+    v: Option<&String>,
+    default: SeccompAction,
+) -> R<SeccompAction> {
     match v {
         None => Ok(default),
         Some(s) => parse_action(s).map_err(|m| loc.error(key, m)),
@@ -99,14 +124,23 @@ fn check_syscall(loc: &Locator, key: &str, name: &str) -> R<()> {
     if names::syscall_known(name) {
         Ok(())
     } else {
-        Err(loc.error(key, format!("unknown syscall \"{name}\"{}", names::suggest_syscall(name))))
+        Err(loc.error(
+            key,
+            format!("unknown syscall \"{name}\"{}", names::suggest_syscall(name)),
+        ))
     }
 }
 
 fn abs_clean(loc: &Locator, key: &str, p: &str, what: &str) -> R<PathBuf> {
     let path = Path::new(p);
     if !path.is_absolute() {
-        return Err(loc.error(key, format!("{what} \"{p}\" must be an absolute path (e.g. \"/{}\")", p.trim_start_matches("./"))));
+        return Err(loc.error(
+            key,
+            format!(
+                "{what} \"{p}\" must be an absolute path (e.g. \"/{}\")",
+                p.trim_start_matches("./")
+            ),
+        ));
     }
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(loc.error(key, format!("{what} \"{p}\" must not contain \"..\"")));
@@ -148,7 +182,9 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
     let f = raw.filesystem.unwrap_or_default();
     let root = match f.root.as_deref() {
         None | Some("host") => RootSource::Host,
-        Some(p) if p.starts_with('/') => RootSource::Dir(abs_clean(loc, "filesystem.root", p, "root")?),
+        Some(p) if p.starts_with('/') => {
+            RootSource::Dir(abs_clean(loc, "filesystem.root", p, "root")?)
+        }
         Some(p) => {
             return Err(loc.error(
                 "filesystem.root",
@@ -161,14 +197,24 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         Some(v) => v
             .iter()
             .enumerate()
-            .map(|(i, d)| abs_clean(loc, &format!("filesystem.system_dirs[{i}]"), d, "system dir"))
+            .map(|(i, d)| {
+                abs_clean(
+                    loc,
+                    &format!("filesystem.system_dirs[{i}]"),
+                    d,
+                    "system dir",
+                )
+            })
             .collect::<R<Vec<_>>>()?,
     };
     let mut binds = Vec::new();
     for (i, b) in f.bind.iter().flatten().enumerate() {
         let k = format!("filesystem.bind[{i}]");
         let Some(source) = &b.source else {
-            return Err(loc.error(&k, "a bind needs `source` (host path) and `dest` (path inside)"));
+            return Err(loc.error(
+                &k,
+                "a bind needs `source` (host path) and `dest` (path inside)",
+            ));
         };
         let Some(dest) = &b.dest else {
             return Err(loc.error(&k, "a bind needs `dest` (absolute path inside the sandbox)"));
@@ -184,15 +230,26 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         });
     }
     let tmpfs = match &f.tmpfs {
-        None => vec![TmpfsMount { dest: "/tmp".into(), size: 64 * MIB, mode: 0o1777 }],
+        None => vec![TmpfsMount {
+            dest: "/tmp".into(),
+            size: 64 * MIB,
+            mode: 0o1777,
+        }],
         Some(v) => {
             let mut out = Vec::new();
             for (i, t) in v.iter().enumerate() {
                 let k = format!("filesystem.tmpfs[{i}]");
                 let Some(dest) = &t.dest else {
-                    return Err(loc.error(&k, "a tmpfs needs `dest` (absolute path inside the sandbox)"));
+                    return Err(loc.error(
+                        &k,
+                        "a tmpfs needs `dest` (absolute path inside the sandbox)",
+                    ));
                 };
-                let size = nonzero(loc, &format!("{k}.size"), size(loc, &format!("{k}.size"), t.size.as_ref())?)?;
+                let size = nonzero(
+                    loc,
+                    &format!("{k}.size"),
+                    size(loc, &format!("{k}.size"), t.size.as_ref())?,
+                )?;
                 out.push(TmpfsMount {
                     dest: abs_clean(loc, &format!("{k}.dest"), dest, "tmpfs dest")?,
                     size: size.unwrap_or(64 * MIB),
@@ -203,11 +260,30 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         }
     };
     let wl_key = "filesystem.writable_layer_size";
-    let writable_layer_size = nonzero(loc, wl_key, size(loc, wl_key, f.writable_layer_size.as_ref())?)?.unwrap_or(64 * MIB);
+    let writable_layer_size = nonzero(
+        loc,
+        wl_key,
+        size(loc, wl_key, f.writable_layer_size.as_ref())?,
+    )?
+    .unwrap_or(64 * MIB);
     let shm_key = "filesystem.dev_shm_size";
-    let dev_shm_size = nonzero(loc, shm_key, size(loc, shm_key, f.dev_shm_size.as_ref())?)?.unwrap_or(16 * MIB);
-    let workdir = abs_clean(loc, "filesystem.workdir", f.workdir.as_deref().unwrap_or("/tmp"), "workdir")?;
-    let filesystem = Filesystem { root, system_dirs, binds, tmpfs, writable_layer_size, dev_shm_size, workdir };
+    let dev_shm_size =
+        nonzero(loc, shm_key, size(loc, shm_key, f.dev_shm_size.as_ref())?)?.unwrap_or(16 * MIB);
+    let workdir = abs_clean(
+        loc,
+        "filesystem.workdir",
+        f.workdir.as_deref().unwrap_or("/tmp"),
+        "workdir",
+    )?;
+    let filesystem = Filesystem {
+        root,
+        system_dirs,
+        binds,
+        tmpfs,
+        writable_layer_size,
+        dev_shm_size,
+        workdir,
+    };
 
     // ---- process
     let p = raw.process.unwrap_or_default();
@@ -230,15 +306,23 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
     let env_passthrough = p.env_passthrough.unwrap_or_default();
     for (i, k) in env_passthrough.iter().enumerate() {
         if !valid_env_name(k) {
-            return Err(loc.error(&format!("process.env_passthrough[{i}]"), format!("invalid variable name \"{k}\"")));
+            return Err(loc.error(
+                &format!("process.env_passthrough[{i}]"),
+                format!("invalid variable name \"{k}\""),
+            ));
         }
     }
     let hostname = p.hostname.unwrap_or_else(|| "sandbox".into());
     if hostname.is_empty()
         || hostname.len() > 64
-        || !hostname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        || !hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     {
-        return Err(loc.error("process.hostname", format!("invalid hostname \"{hostname}\" (1-64 characters: letters, digits, '-', '.')")));
+        return Err(loc.error(
+            "process.hostname",
+            format!("invalid hostname \"{hostname}\" (1-64 characters: letters, digits, '-', '.')"),
+        ));
     }
     let process = Process {
         uid: p.uid.unwrap_or(1000),
@@ -253,7 +337,13 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
 
     // ---- capabilities
     let mut keep = Vec::new();
-    for (i, c) in raw.capabilities.and_then(|c| c.keep).unwrap_or_default().iter().enumerate() {
+    for (i, c) in raw
+        .capabilities
+        .and_then(|c| c.keep)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         match names::parse_capability(c) {
             Some(cap) if !keep.contains(&cap) => keep.push(cap),
             Some(_) => {}
@@ -269,8 +359,18 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
 
     // ---- seccomp
     let s = raw.seccomp.unwrap_or_default();
-    let default_action = action(loc, "seccomp.default_action", s.default_action.as_ref(), SeccompAction::KillProcess)?;
-    let deny_action = action(loc, "seccomp.deny_action", s.deny_action.as_ref(), SeccompAction::Errno(libc::EPERM, "EPERM".into()))?;
+    let default_action = action(
+        loc,
+        "seccomp.default_action",
+        s.default_action.as_ref(),
+        SeccompAction::KillProcess,
+    )?;
+    let deny_action = action(
+        loc,
+        "seccomp.deny_action",
+        s.deny_action.as_ref(),
+        SeccompAction::Errno(libc::EPERM, "EPERM".into()),
+    )?;
     let allow = s.allow.unwrap_or_default();
     for (i, sc) in allow.iter().enumerate() {
         check_syscall(loc, &format!("seccomp.allow[{i}]"), sc)?;
@@ -299,8 +399,18 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
             let ak = format!("{k}.args[{j}]");
             let index = match a.index {
                 Some(ix @ 0..=5) => ix as u8,
-                Some(ix) => return Err(loc.error(&format!("{ak}.index"), format!("argument index {ix} out of range (valid: 0 to 5)"))),
-                None => return Err(loc.error(&ak, "an argument condition needs `index` (0-5), `op` and `value`")),
+                Some(ix) => {
+                    return Err(loc.error(
+                        &format!("{ak}.index"),
+                        format!("argument index {ix} out of range (valid: 0 to 5)"),
+                    ));
+                }
+                None => {
+                    return Err(loc.error(
+                        &ak,
+                        "an argument condition needs `index` (0-5), `op` and `value`",
+                    ));
+                }
             };
             let Some(value) = a.value else {
                 return Err(loc.error(&ak, "an argument condition needs `value` (an integer; negative values are taken as two's complement)"));
@@ -308,8 +418,18 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
             let opk = format!("{ak}.op");
             let op = match (a.op.as_deref(), a.mask) {
                 (Some("masked_eq"), Some(m)) => ArgOp::MaskedEq(m as u64),
-                (Some("masked_eq"), None) => return Err(loc.error(&opk, "op \"masked_eq\" needs `mask` (the condition is (arg & mask) == value)")),
-                (Some(_), Some(_)) => return Err(loc.error(&format!("{ak}.mask"), "`mask` is only valid with op = \"masked_eq\"")),
+                (Some("masked_eq"), None) => {
+                    return Err(loc.error(
+                        &opk,
+                        "op \"masked_eq\" needs `mask` (the condition is (arg & mask) == value)",
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(loc.error(
+                        &format!("{ak}.mask"),
+                        "`mask` is only valid with op = \"masked_eq\"",
+                    ));
+                }
                 (Some("eq"), None) => ArgOp::Eq,
                 (Some("ne"), None) => ArgOp::Ne,
                 (Some("lt"), None) => ArgOp::Lt,
@@ -317,15 +437,40 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
                 (Some("gt"), None) => ArgOp::Gt,
                 (Some("ge"), None) => ArgOp::Ge,
                 (Some(o), None) => {
-                    let dym = names::did_you_mean(o, ["eq", "ne", "lt", "le", "gt", "ge", "masked_eq"]);
-                    return Err(loc.error(&opk, format!("unknown op \"{o}\" (valid: eq, ne, lt, le, gt, ge, masked_eq){}", names::suggestion_suffix(dym))));
+                    let dym =
+                        names::did_you_mean(o, ["eq", "ne", "lt", "le", "gt", "ge", "masked_eq"]);
+                    return Err(loc.error(
+                        &opk,
+                        format!(
+                            "unknown op \"{o}\" (valid: eq, ne, lt, le, gt, ge, masked_eq){}",
+                            names::suggestion_suffix(dym)
+                        ),
+                    ));
                 }
-                (None, _) => return Err(loc.error(&ak, "an argument condition needs `op` (eq, ne, lt, le, gt, ge, masked_eq)")),
+                (None, _) => {
+                    return Err(loc.error(
+                        &ak,
+                        "an argument condition needs `op` (eq, ne, lt, le, gt, ge, masked_eq)",
+                    ));
+                }
             };
-            args.push(ArgCond { index, op, value: value as u64 });
+            args.push(ArgCond {
+                index,
+                op,
+                value: value as u64,
+            });
         }
-        let act = action(loc, &format!("{k}.action"), r.action.as_ref(), SeccompAction::Allow)?;
-        rules.push(SeccompRule { syscall: sc.clone(), args, action: act });
+        let act = action(
+            loc,
+            &format!("{k}.action"),
+            r.action.as_ref(),
+            SeccompAction::Allow,
+        )?;
+        rules.push(SeccompRule {
+            syscall: sc.clone(),
+            args,
+            action: act,
+        });
     }
     let seccomp = Seccomp {
         enabled: s.enabled.unwrap_or(true),
@@ -348,7 +493,10 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
     };
     let cpu_quota = match l.cpu_quota {
         Some(q) if !(q.is_finite() && q > 0.0) => {
-            return Err(loc.error("limits.cpu_quota", format!("cpu_quota must be a positive number of CPUs, e.g. 1.0 or 0.5 (got {q})")));
+            return Err(loc.error(
+                "limits.cpu_quota",
+                format!("cpu_quota must be a positive number of CPUs, e.g. 1.0 or 0.5 (got {q})"),
+            ));
         }
         q => q,
     };
@@ -382,7 +530,9 @@ fn permits(s: &Seccomp, sc: &str) -> bool {
     matches!(s.default_action, SeccompAction::Allow | SeccompAction::Log)
         && !s.deny.iter().any(|d| d == sc)
         || s.allow.iter().any(|a| a == sc)
-        || s.rules.iter().any(|r| r.syscall == sc && r.action == SeccompAction::Allow)
+        || s.rules
+            .iter()
+            .any(|r| r.syscall == sc && r.action == SeccompAction::Allow)
 }
 
 fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
@@ -437,7 +587,11 @@ fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
         }
     }
     if p.process.host_uid == 0 || p.process.host_gid == 0 {
-        let k = if p.process.host_uid == 0 { "process.host_uid" } else { "process.host_gid" };
+        let k = if p.process.host_uid == 0 {
+            "process.host_uid"
+        } else {
+            "process.host_gid"
+        };
         return Err(loc.error(k, "host id 0 would map the sandbox's user to root on the HOST; use an unprivileged id such as 65534"));
     }
     if !ns.network {

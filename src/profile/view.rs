@@ -129,7 +129,8 @@ impl From<&Profile> for ProfileView {
         };
         let d = |v: Option<std::time::Duration>| v.map(|d| toml::Value::String(format_duration(d)));
         let s = |v: Option<u64>| v.map(|x| toml::Value::String(format_size(x)));
-        let i = |v: Option<u64>| v.map(|x| toml::Value::Integer(i64::try_from(x).unwrap_or(i64::MAX)));
+        let i =
+            |v: Option<u64>| v.map(|x| toml::Value::Integer(i64::try_from(x).unwrap_or(i64::MAX)));
         put("cpu_time", d(l.cpu_time));
         put("wall_time", d(l.wall_time));
         put("memory", s(l.memory));
@@ -219,7 +220,12 @@ impl From<&Profile> for ProfileView {
                                     ArgOp::Ge => ("ge", None),
                                     ArgOp::MaskedEq(m) => ("masked_eq", Some(m as i64)),
                                 };
-                                ArgView { index: a.index, op, value: a.value as i64, mask }
+                                ArgView {
+                                    index: a.index,
+                                    op,
+                                    value: a.value as i64,
+                                    mask,
+                                }
                             })
                             .collect(),
                     })

@@ -35,7 +35,9 @@ pub enum SeccompError {
     Backend(#[from] seccompiler::BackendError),
     #[error("seccomp: {0}")]
     Compile(#[from] seccompiler::Error),
-    #[error("seccomp: the seccomp syscall itself is refused by more than one filter (give it a single action: an allow-list default or one deny/rule action)")]
+    #[error(
+        "seccomp: the seccomp syscall itself is refused by more than one filter (give it a single action: an allow-list default or one deny/rule action)"
+    )]
     SelfBlocking,
     #[error("seccomp: cannot install filter: {0}")]
     Install(std::io::Error),
@@ -92,8 +94,13 @@ fn rank(a: &SeccompAction) -> u8 {
 /// must not let a call slip past, as in the TIOCSTI ioctl bypass); wider
 /// ones compare all 64 bits.
 fn condition(c: &ArgCond) -> Result<SeccompCondition, SeccompError> {
-    let wide = c.value > u32::MAX as u64 || matches!(c.op, ArgOp::MaskedEq(m) if m > u32::MAX as u64);
-    let len = if wide { SeccompCmpArgLen::Qword } else { SeccompCmpArgLen::Dword };
+    let wide =
+        c.value > u32::MAX as u64 || matches!(c.op, ArgOp::MaskedEq(m) if m > u32::MAX as u64);
+    let len = if wide {
+        SeccompCmpArgLen::Qword
+    } else {
+        SeccompCmpArgLen::Dword
+    };
     let op = match c.op {
         ArgOp::Eq => SeccompCmpOp::Eq,
         ArgOp::Ne => SeccompCmpOp::Ne,
@@ -119,7 +126,12 @@ fn add(map: &mut Entries, nr: i64, args: &[ArgCond]) {
     }
 }
 
-fn build(map: Entries, mismatch: SAction, matched: SAction, arch: TargetArch) -> Result<BpfProgram, SeccompError> {
+fn build(
+    map: Entries,
+    mismatch: SAction,
+    matched: SAction,
+    arch: TargetArch,
+) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SRule>> = BTreeMap::new();
     for (nr, alts) in map {
         let v = match alts {
@@ -194,7 +206,9 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
     let mut add_action = |a: &SeccompAction, n: i64, args: &[ArgCond]| {
         if *a != SeccompAction::Allow {
             let key = (rank(a), format!("{a:?}"));
-            let e = by_action.entry(key).or_insert_with(|| (a.clone(), BTreeMap::new()));
+            let e = by_action
+                .entry(key)
+                .or_insert_with(|| (a.clone(), BTreeMap::new()));
             add(&mut e.1, n, args);
         }
     };
@@ -242,7 +256,12 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
     if out.len() <= usize::from(arch == TargetArch::x86_64) {
         // No seccompiler filter (default allow, no entries): still add one
         // for its architecture check, which refuses foreign-ABI syscalls.
-        out.push(build(BTreeMap::new(), SAction::Allow, SAction::KillProcess, arch)?);
+        out.push(build(
+            BTreeMap::new(),
+            SAction::Allow,
+            SAction::KillProcess,
+            arch,
+        )?);
     }
     Ok(out)
 }
@@ -260,7 +279,9 @@ pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
     }
     for f in filters {
         if f.is_empty() || f.len() > u16::MAX as usize {
-            return Err(SeccompError::Install(std::io::Error::from_raw_os_error(libc::EINVAL)));
+            return Err(SeccompError::Install(std::io::Error::from_raw_os_error(
+                libc::EINVAL,
+            )));
         }
         let prog = libc::sock_fprog {
             len: f.len() as u16,
@@ -330,6 +351,8 @@ mod tests {
     fn unknown_syscall_is_an_error() {
         let mut s = load("strict").unwrap().seccomp;
         s.allow.push("opn".into());
-        assert!(matches!(compile_for(&s, TargetArch::x86_64), Err(SeccompError::UnknownSyscall(n)) if n == "opn"));
+        assert!(
+            matches!(compile_for(&s, TargetArch::x86_64), Err(SeccompError::UnknownSyscall(n)) if n == "opn")
+        );
     }
 }
