@@ -67,7 +67,7 @@ fn show(name: &str, json: bool) -> i32 {
     let out = if json {
         serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
     } else {
-        toml::to_string(&view).map_err(|e| e.to_string())
+        profile::view::to_toml(&p).map_err(|e| e.to_string())
     };
     match out {
         Ok(s) => {

@@ -352,6 +352,17 @@ memory = "1G"
     }
 
     #[test]
+    fn shown_toml_round_trips() {
+        for name in ["strict", "ci", "net-bind"] {
+            let p = load(name).unwrap();
+            let text = crate::profile::view::to_toml(&p).unwrap();
+            let mut q = parse_str(&text, name).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            q.name = p.name.clone();
+            assert_eq!(p, q, "{name}");
+        }
+    }
+
+    #[test]
     fn unknown_bundled_name_lists_available() {
         let e = load("stric").unwrap_err().to_string();
         assert!(

@@ -266,12 +266,16 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
     Ok(out)
 }
 
-/// Set no_new_privs once and install `filters` IN ORDER on the calling
+/// Set no_new_privs once and install `filters` (nothing at all when the
+/// list is empty, i.e. seccomp is disabled) IN ORDER on the calling
 /// thread with seccomp(2). Use this rather than `seccompiler::apply_filter`,
 /// which calls prctl() again before every filter (and prctl may be refused
 /// by the filters already installed). Allocates nothing: safe between fork
 /// and exec.
 pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
+    if filters.is_empty() {
+        return Ok(());
+    }
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
