@@ -158,8 +158,7 @@ fn load_rec(
     stack: &mut Vec<(String, String)>,
     files: &mut Vec<SourceFile>,
 ) -> Result<RawProfile, ProfileError> {
-    let sf = SourceFile::parse(display, text)?;
-    let raw: RawProfile = sf.deserialize()?;
+    let (sf, raw): (SourceFile, RawProfile) = SourceFile::parse_into(display, text)?;
     check_names(&raw, &sf)?;
     stack.push((id, display.to_string()));
     let me = files.len();
