@@ -233,3 +233,37 @@ fn unfiltered_probe_baseline() {
         describe(&o)
     );
 }
+
+#[test]
+fn net_bind_allows_server_sockets_strict_does_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let script = "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); print('listening')";
+    let o = under_filter("net-bind", &["/usr/bin/python3", "-c", script], tmp.path());
+    assert_ok(&o, "listening\n");
+    let o = under_filter("strict", &["/usr/bin/python3", "-c", script], tmp.path());
+    assert_eq!(
+        o.status.signal(),
+        Some(SIGSYS),
+        "bind under strict: {}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn ci_runs_a_build() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let o = under_filter(
+        "ci",
+        &[
+            "sh",
+            "-c",
+            "echo 'int main(void){return 0;}' > m.c && cc -o m m.c && ./m && echo built",
+        ],
+        tmp.path(),
+    );
+    if have("cc") {
+        assert_ok(&o, "built\n");
+    } else {
+        eprintln!("SKIPPED: cc is not installed; ci build test not run");
+    }
+}
