@@ -351,6 +351,63 @@ memory = "1G"
     }
 
     #[test]
+    fn value_forms() {
+        let src = r#"
+extends = "strict"
+[[filesystem.tmpfs]]
+dest = "/a"
+size = 1048576
+mode = 0o700
+[[filesystem.tmpfs]]
+dest = "/b"
+mode = "1777"
+[limits]
+cpu_time = 2
+wall_time = 2.5
+memory = 1073741824
+cpu_quota = 0.5
+[[seccomp.rule]]
+syscall = "socket"
+args = [{ index = 0, op = "eq", value = 1 }, { index = 1, op = "masked_eq", mask = 0xf, value = 1 }]
+action = "errno:EAFNOSUPPORT"
+"#;
+        let p = parse_str(src, "forms.toml").unwrap();
+        assert_eq!(p.filesystem.tmpfs[0].size, 1 << 20);
+        assert_eq!(p.filesystem.tmpfs[0].mode, 0o700);
+        assert_eq!(p.filesystem.tmpfs[1].mode, 0o1777);
+        assert_eq!(p.filesystem.tmpfs[1].size, 64 << 20);
+        assert_eq!(p.limits.cpu_time, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            p.limits.wall_time,
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(p.limits.memory, Some(1 << 30));
+        assert_eq!(p.limits.cpu_quota, Some(0.5));
+        let r = p.seccomp.rules.last().unwrap();
+        assert_eq!(r.args[1].op, crate::profile::ArgOp::MaskedEq(0xf));
+        assert_eq!(
+            r.action,
+            SeccompAction::Errno(libc::EAFNOSUPPORT, "EAFNOSUPPORT".into())
+        );
+        for (bad, key) in [
+            ("[limits]\nmemory = 1.5\n", "limits.memory"),
+            ("[limits]\ncpu_quota = 0.0\n", "limits.cpu_quota"),
+            (
+                "[[filesystem.tmpfs]]\ndest = \"/x\"\nmode = \"999\"\n",
+                "filesystem.tmpfs[0].mode",
+            ),
+            ("[process]\nuid = -1\n", "process.uid"),
+            (
+                "[seccomp]\nallow = [\"read\"]\ndefault_action = \"allow\"\n",
+                "seccomp.allow",
+            ),
+        ] {
+            let e = parse_str(&format!("extends = \"strict\"\n{bad}"), "bad.toml").unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+        }
+    }
+
+    #[test]
     fn shown_toml_round_trips() {
         for name in ["strict", "ci", "net-bind"] {
             let p = load(name).unwrap();
