@@ -179,6 +179,14 @@ fn strict_blocks_dangerous_syscalls() {
     assert_eq!(probe(&bin, "getpid"), Outcome::Ok);
     assert_eq!(probe(&bin, "fork"), Outcome::Ok);
     assert_eq!(probe(&bin, "personality_query"), Outcome::Ok);
+    assert_eq!(probe(&bin, "socket_inet"), Outcome::Ok);
+    for what in ["socket_packet", "socket_alg"] {
+        assert_eq!(
+            probe(&bin, what),
+            Outcome::Errno(libc::EAFNOSUPPORT),
+            "{what}"
+        );
+    }
     // Refused with a clean EPERM.
     for what in [
         "unshare",

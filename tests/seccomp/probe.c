@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
@@ -45,6 +46,9 @@ int main(int argc, char **argv) {
     if (!strcmp(t, "settimeofday")) { struct timeval tv; gettimeofday(&tv, 0); return report(settimeofday(&tv, 0)); }
     if (!strcmp(t, "tiocsti")) return report(ioctl(0, TIOCSTI, "x"));
     if (!strcmp(t, "tiocsti_high")) return report(syscall(SYS_ioctl, 0, 0x100005412UL, "x"));
+    if (!strcmp(t, "socket_inet")) return report(socket(AF_INET, SOCK_STREAM, 0));
+    if (!strcmp(t, "socket_packet")) return report(socket(AF_PACKET, SOCK_RAW, 0));
+    if (!strcmp(t, "socket_alg")) return report(socket(AF_ALG, SOCK_SEQPACKET, 0));
     if (!strcmp(t, "kexec_load")) return report(syscall(SYS_kexec_load, 0, 0, 0, 0));
 #if defined(__x86_64__)
     if (!strcmp(t, "int80")) {
