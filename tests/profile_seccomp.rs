@@ -104,6 +104,13 @@ fn strict_runs_ordinary_programs() {
         "2\n",
     );
 
+    if have("node") {
+        let js = "console.log(1 + 1); require('child_process').execSync('true'); setTimeout(() => console.log('t'), 5)";
+        assert_ok(&under_filter("strict", &["node", "-e", js], d), "2\nt\n");
+    } else {
+        eprintln!("SKIPPED: node is not installed; node test not run");
+    }
+
     if !have("gcc") {
         eprintln!("SKIPPED: gcc is not installed; compile-under-filter test not run");
         return;
