@@ -67,7 +67,7 @@ fn show(name: &str, json: bool) -> i32 {
     let out = if json {
         serde_json::to_string_pretty(&view).map_err(|e| e.to_string())
     } else {
-        toml::to_string(&view).map_err(|e| e.to_string())
+        profile::view::to_toml(&p).map_err(|e| e.to_string())
     };
     match out {
         Ok(s) => {
@@ -139,7 +139,7 @@ pub fn seccomp_test(name: &str, cmd: &[String]) -> i32 {
     // Only reached when execvp failed (if the filter allows write).
     eprintln!(
         "sandbox: exec {}: {}",
-        cmd[0],
+        prog.to_string_lossy(),
         err.map(|e| e.to_string()).unwrap_or_default()
     );
     127

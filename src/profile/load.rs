@@ -19,6 +19,26 @@ pub struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// An error about the string `value` in one of the arrays `lists` (e.g.
+    /// `seccomp.deny` and `seccomp.deny_add`), located at the element of the
+    /// nearest file that lists it; falls back to `fallback_key`.
+    pub fn error_element(
+        &self,
+        lists: &[&str],
+        value: &str,
+        fallback_key: &str,
+        message: impl Into<String>,
+    ) -> ProfileError {
+        for f in self.files {
+            for l in lists {
+                if let Some(path) = f.find_element(l, value) {
+                    return self.error(&path, message);
+                }
+            }
+        }
+        self.error(fallback_key, message)
+    }
+
     /// An error about `key` (e.g. `seccomp.allow[3]`), reported in the file
     /// that set it (the child first, then its parents). Falls back to the
     /// nearest enclosing key that is set, then to the top of the profile.
@@ -138,8 +158,7 @@ fn load_rec(
     stack: &mut Vec<(String, String)>,
     files: &mut Vec<SourceFile>,
 ) -> Result<RawProfile, ProfileError> {
-    let sf = SourceFile::parse(display, text)?;
-    let raw: RawProfile = sf.deserialize()?;
+    let (sf, raw): (SourceFile, RawProfile) = SourceFile::parse_into(display, text)?;
     check_names(&raw, &sf)?;
     stack.push((id, display.to_string()));
     let me = files.len();
@@ -158,10 +177,13 @@ fn load_rec(
     }
     let (pid, pdisplay, ptext, pdir) = if is_path(&ext) {
         let p = Path::new(&ext);
-        let full = match (&dir, p.is_absolute()) {
+        let full: PathBuf = match (&dir, p.is_absolute()) {
             (Some(d), false) => d.join(p),
             _ => p.to_path_buf(),
-        };
+        }
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
         let pdisplay = full.display().to_string();
         let text = std::fs::read_to_string(&full)
             .map_err(|e| ext_err(format!("cannot read parent profile \"{pdisplay}\": {e}")))?;
@@ -224,4 +246,194 @@ fn check_names(raw: &RawProfile, sf: &SourceFile) -> Result<(), ProfileError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{RootSource, SeccompAction};
+
+    #[test]
+    fn extends_merges_tables_and_replaces_arrays() {
+        let src = r#"
+extends = "strict"
+description = "child"
+[filesystem]
+system_dirs = ["/usr"]
+[process]
+hostname = "judge"
+[process.env]
+EXTRA = "1"
+[limits]
+memory = "1G"
+"#;
+        let p = parse_str(src, "child.toml").unwrap();
+        let strict = load("strict").unwrap();
+        assert_eq!(p.description, "child");
+        // array replaced
+        assert_eq!(p.filesystem.system_dirs, vec![PathBuf::from("/usr")]);
+        // sibling keys of a merged table are inherited
+        assert_eq!(p.filesystem.tmpfs, strict.filesystem.tmpfs);
+        assert_eq!(p.filesystem.root, RootSource::Host);
+        assert_eq!(p.process.hostname, "judge");
+        assert_eq!(p.process.uid, 1000);
+        // env merges key by key
+        assert_eq!(p.process.env.get("EXTRA").map(String::as_str), Some("1"));
+        assert_eq!(
+            p.process.env.get("LANG").map(String::as_str),
+            Some("C.UTF-8")
+        );
+        assert_eq!(p.limits.memory, Some(1 << 30));
+        assert_eq!(p.limits.pids, strict.limits.pids);
+        assert_eq!(p.seccomp, strict.seccomp);
+    }
+
+    #[test]
+    fn allow_add_appends_and_allow_replaces() {
+        let p = parse_str(
+            "extends = \"strict\"\n[seccomp]\nallow_add = [\"bind\", \"read\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        let strict = load("strict").unwrap();
+        assert_eq!(p.seccomp.allow.len(), strict.seccomp.allow.len() + 1);
+        assert_eq!(p.seccomp.allow.last().map(String::as_str), Some("bind"));
+        let p = parse_str(
+            "extends = \"strict\"\n[seccomp]\nallow = [\"read\", \"execve\", \"exit_group\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(p.seccomp.allow, ["read", "execve", "exit_group"]);
+        assert_eq!(p.seccomp.default_action, SeccompAction::KillProcess);
+    }
+
+    #[test]
+    fn defaults_without_extends() {
+        let p = parse_str("[seccomp]\nenabled = false\n", "min.toml").unwrap();
+        assert!(p.namespaces.user && p.namespaces.network && p.namespaces.cgroup);
+        assert!(p.process.no_new_privs);
+        assert_eq!((p.process.uid, p.process.host_uid), (1000, 65534));
+        assert_eq!(p.filesystem.workdir, PathBuf::from("/tmp"));
+        assert_eq!(p.filesystem.tmpfs[0].mode, 0o1777);
+        assert_eq!(p.limits, crate::profile::Limits::default());
+        assert!(p.capabilities.keep.is_empty());
+    }
+
+    #[test]
+    fn relative_extends_paths_and_parent_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            "extends = \"strict\"\n[limits]\npids = 7\nmemory = \"7X\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("child.toml"),
+            "extends = \"base.toml\"\n[limits]\nmemory = \"7M\"\n",
+        )
+        .unwrap();
+        let child = dir.path().join("child.toml");
+        let p = load(child.to_str().unwrap()).unwrap();
+        assert_eq!(p.limits.pids, Some(7));
+        assert_eq!(p.limits.memory, Some(7 << 20));
+        // The parent alone is invalid, and the error names the parent's file.
+        std::fs::write(dir.path().join("child2.toml"), "extends = \"base.toml\"\n").unwrap();
+        let e = load(dir.path().join("child2.toml").to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:4:1: limits.memory:",
+                dir.path().join("base.toml").display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn value_forms() {
+        let src = r#"
+extends = "strict"
+[[filesystem.tmpfs]]
+dest = "/a"
+size = 1048576
+mode = 0o700
+[[filesystem.tmpfs]]
+dest = "/b"
+mode = "1777"
+[limits]
+cpu_time = 2
+wall_time = 2.5
+memory = 1073741824
+cpu_quota = 0.5
+[[seccomp.rule]]
+syscall = "socket"
+args = [{ index = 0, op = "eq", value = 1 }, { index = 1, op = "masked_eq", mask = 0xf, value = 1 }]
+action = "errno:EAFNOSUPPORT"
+"#;
+        let p = parse_str(src, "forms.toml").unwrap();
+        assert_eq!(p.filesystem.tmpfs[0].size, 1 << 20);
+        assert_eq!(p.filesystem.tmpfs[0].mode, 0o700);
+        assert_eq!(p.filesystem.tmpfs[1].mode, 0o1777);
+        assert_eq!(p.filesystem.tmpfs[1].size, 64 << 20);
+        assert_eq!(p.limits.cpu_time, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            p.limits.wall_time,
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(p.limits.memory, Some(1 << 30));
+        assert_eq!(p.limits.cpu_quota, Some(0.5));
+        let r = p.seccomp.rules.last().unwrap();
+        assert_eq!(r.args[1].op, crate::profile::ArgOp::MaskedEq(0xf));
+        assert_eq!(
+            r.action,
+            SeccompAction::Errno(libc::EAFNOSUPPORT, "EAFNOSUPPORT".into())
+        );
+        for (bad, key) in [
+            ("[limits]\nmemory = 1.5\n", "limits.memory"),
+            ("[limits]\ncpu_quota = 0.0\n", "limits.cpu_quota"),
+            (
+                "[[filesystem.tmpfs]]\ndest = \"/x\"\nmode = \"999\"\n",
+                "filesystem.tmpfs[0].mode",
+            ),
+            ("[process]\nuid = -1\n", "process.uid"),
+            (
+                "[seccomp]\nallow = [\"read\"]\ndefault_action = \"allow\"\n",
+                "seccomp.allow",
+            ),
+        ] {
+            let e = parse_str(&format!("extends = \"strict\"\n{bad}"), "bad.toml").unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn shown_toml_round_trips() {
+        for name in ["strict", "ci", "net-bind"] {
+            let p = load(name).unwrap();
+            let text = crate::profile::view::to_toml(&p).unwrap();
+            let mut q = parse_str(&text, name).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            q.name = p.name.clone();
+            assert_eq!(p, q, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_bundled_name_lists_available() {
+        let e = load("stric").unwrap_err().to_string();
+        assert!(
+            e.contains("available: ci, net-bind, strict") && e.contains("did you mean \"strict\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn error_display_format() {
+        let e = parse_str("[seccomp]\nallow = [\"opn\"]\n", "strict.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "strict.toml:2:10: seccomp.allow[0]: unknown syscall \"opn\" (did you mean \"open\"?)"
+        );
+        assert_eq!(e.key(), Some("seccomp.allow[0]"));
+    }
 }

@@ -1,7 +1,9 @@
 //! Name tables: syscall names (checked on x86_64 and aarch64), errno names,
 //! capability names, and "did you mean" suggestions.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// Errno names accepted in `errno:NAME` actions, with their Linux numbers
 /// (identical on x86_64 and aarch64).
@@ -57,18 +59,31 @@ pub fn errno_by_name(name: &str) -> Option<i32> {
     ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
+/// name → (x86_64 number, aarch64 number), built once.
+type Table = HashMap<&'static str, (Option<i64>, Option<i64>)>;
+
+fn syscall_table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut m: Table = HashMap::new();
+        for s in syscalls::x86_64::Sysno::iter() {
+            m.entry(s.name()).or_default().0 = Some(s.id() as i64);
+        }
+        for s in syscalls::aarch64::Sysno::iter() {
+            m.entry(s.name()).or_default().1 = Some(s.id() as i64);
+        }
+        m
+    })
+}
+
 /// Syscall number on x86_64, if the name exists there.
 pub fn x86_64_nr(name: &str) -> Option<i64> {
-    syscalls::x86_64::Sysno::from_str(name)
-        .ok()
-        .map(|s| s.id() as i64)
+    syscall_table().get(name).and_then(|e| e.0)
 }
 
 /// Syscall number on aarch64, if the name exists there.
 pub fn aarch64_nr(name: &str) -> Option<i64> {
-    syscalls::aarch64::Sysno::from_str(name)
-        .ok()
-        .map(|s| s.id() as i64)
+    syscall_table().get(name).and_then(|e| e.1)
 }
 
 /// Whether a syscall name is known on at least one supported architecture.
@@ -141,11 +156,11 @@ pub fn suggest_syscall(name: &str) -> String {
 pub fn suggest_capability(name: &str) -> String {
     let all = all_capability_names();
     let upper = name.to_ascii_uppercase();
-    if all.iter().any(|c| *c == upper) {
+    if all.contains(&upper) {
         return format!(" (capability names are upper case: \"{upper}\")");
     }
     let with_prefix = format!("CAP_{upper}");
-    if all.iter().any(|c| *c == with_prefix) {
+    if all.contains(&with_prefix) {
         return format!(" (did you mean \"{with_prefix}\"?)");
     }
     suggestion_suffix(did_you_mean(name, all.iter().map(String::as_str)))
@@ -173,6 +188,13 @@ mod tests {
         assert!(x86_64_nr("open").is_some() && aarch64_nr("open").is_none());
         assert!(syscall_known("open"));
         assert!(!syscall_known("opn"));
+        for s in syscalls::x86_64::Sysno::iter() {
+            assert_eq!(x86_64_nr(s.name()), Some(s.id() as i64));
+            assert_eq!(syscalls::x86_64::Sysno::from_str(s.name()), Ok(s));
+        }
+        for s in syscalls::aarch64::Sysno::iter() {
+            assert_eq!(aarch64_nr(s.name()), Some(s.id() as i64));
+        }
     }
 
     #[test]

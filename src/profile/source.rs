@@ -12,6 +12,8 @@ use super::schema::allowed_keys;
 #[derive(Debug, Clone)]
 struct Entry {
     path: String,
+    /// The value, when it is a string.
+    string: Option<String>,
     key: Range<usize>,
     value: Range<usize>,
 }
@@ -62,28 +64,58 @@ fn join(prefix: &str, key: &str) -> String {
 impl SourceFile {
     /// Parse `text` (TOML syntax only) and check for unknown keys.
     pub fn parse(display: &str, text: String) -> Result<SourceFile, ProfileError> {
+        Self::parse_into::<serde::de::IgnoredAny>(display, text).map(|(sf, _)| sf)
+    }
+
+    /// Parse `text` once: check for unknown keys, index the keys, and
+    /// deserialize into `T` (wrong types become located errors).
+    pub fn parse_into<T: serde::de::DeserializeOwned>(
+        display: &str,
+        text: String,
+    ) -> Result<(SourceFile, T), ProfileError> {
         let mut sf = SourceFile {
             display: display.to_string(),
-            text,
+            text: String::new(),
             entries: Vec::new(),
         };
-        let parsed = DeTable::parse(&sf.text);
-        let table = match parsed {
-            Ok(t) => t,
-            Err(e) => {
-                let off = e.span().map(|s| s.start).unwrap_or(0);
-                let msg = e.message().trim().replace('\n', " ");
-                return Err(sf.error_at(off, "(syntax)", &format!("invalid TOML: {msg}")));
-            }
+        let (result, unknown) = {
+            let table = match DeTable::parse(&text) {
+                Ok(t) => t,
+                Err(e) => {
+                    sf.text = text.clone();
+                    let off = e.span().map(|s| s.start).unwrap_or(0);
+                    let msg = e.message().trim().replace('\n', " ");
+                    return Err(sf.error_at(off, "(syntax)", &format!("invalid TOML: {msg}")));
+                }
+            };
+            let mut unknown: Option<(usize, String, String)> = None;
+            walk(table.get_ref(), "", &mut sf.entries, &mut unknown);
+            let result = if unknown.is_none() {
+                Some(
+                    T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| {
+                        (
+                            e.span().map(|s| s.start).unwrap_or(0),
+                            e.message().trim().replace('\n', " "),
+                        )
+                    }),
+                )
+            } else {
+                None
+            };
+            (result, unknown)
         };
-        let mut entries = Vec::new();
-        let mut unknown: Option<(usize, String, String)> = None;
-        walk(table.get_ref(), "", &mut entries, &mut unknown);
-        sf.entries = entries;
+        sf.text = text;
         if let Some((off, key, msg)) = unknown {
             return Err(sf.error_at(off, &key, &msg));
         }
-        Ok(sf)
+        match result {
+            Some(Ok(v)) => Ok((sf, v)),
+            Some(Err((off, msg))) => Err(match sf.key_at(off) {
+                Some((key, key_off)) => sf.error_at(key_off, &key, &msg),
+                None => sf.error_at(off, "(profile)", &msg),
+            }),
+            None => Err(sf.error_at(0, "(profile)", "invalid profile")),
+        }
     }
 
     /// Error at a byte offset.
@@ -106,6 +138,19 @@ impl SourceFile {
             .map(|e| e.key.start)
     }
 
+    /// The element of array `list` (e.g. `seccomp.deny`) whose string value is `value`.
+    pub fn find_element(&self, list: &str, value: &str) -> Option<String> {
+        let prefix = format!("{list}[");
+        self.entries
+            .iter()
+            .find(|e| {
+                e.path.starts_with(&prefix)
+                    && !e.path[prefix.len()..].contains('.')
+                    && e.string.as_deref() == Some(value)
+            })
+            .map(|e| e.path.clone())
+    }
+
     /// The innermost key whose key or value contains `offset`.
     pub fn key_at(&self, offset: usize) -> Option<(String, usize)> {
         self.entries
@@ -115,18 +160,6 @@ impl SourceFile {
             })
             .min_by_key(|e| e.value.len())
             .map(|e| (e.path.clone(), e.key.start))
-    }
-
-    /// Deserialize into `T`, mapping serde errors (wrong types) to located errors.
-    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProfileError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let off = e.span().map(|s| s.start).unwrap_or(0);
-            let msg = e.message().trim().replace('\n', " ");
-            match self.key_at(off) {
-                Some((key, key_off)) => self.error_at(key_off, &key, &msg),
-                None => self.error_at(off, "(profile)", &msg),
-            }
-        })
     }
 }
 
@@ -161,6 +194,7 @@ fn walk(
         }
         entries.push(Entry {
             path: path.clone(),
+            string: v.get_ref().as_str().map(str::to_string),
             key: k.span(),
             value: v.span(),
         });
@@ -181,6 +215,7 @@ fn walk_value(
                 let p = format!("{path}[{i}]");
                 entries.push(Entry {
                     path: p.clone(),
+                    string: el.get_ref().as_str().map(str::to_string),
                     key: el.span(),
                     value: el.span(),
                 });

@@ -103,7 +103,7 @@ pub fn format_size(v: u64) -> String {
         ("M", 1 << 20),
         ("K", 1 << 10),
     ] {
-        if v >= m && v % m == 0 {
+        if v >= m && v.is_multiple_of(m) {
             return format!("{}{unit}", v / m);
         }
     }
@@ -116,11 +116,11 @@ pub fn format_duration(d: Duration) -> String {
     if ns == 0 {
         return "0s".into();
     }
-    if ns % 60_000_000_000 == 0 {
+    if ns.is_multiple_of(60_000_000_000) {
         format!("{}m", ns / 60_000_000_000)
-    } else if ns % 1_000_000 == 0 && ns < 1_000_000_000 {
+    } else if ns.is_multiple_of(1_000_000) && ns < 1_000_000_000 {
         format!("{}ms", ns / 1_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}s", d.as_secs_f64())
     } else {
         format!("{}us", ns / 1000)

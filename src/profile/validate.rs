@@ -379,7 +379,9 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
     for (i, sc) in deny.iter().enumerate() {
         check_syscall(loc, &format!("seccomp.deny[{i}]"), sc)?;
         if allow.contains(sc) {
-            return Err(loc.error(
+            return Err(loc.error_element(
+                &["seccomp.deny", "seccomp.deny_add", "seccomp.allow", "seccomp.allow_add"],
+                sc,
                 &format!("seccomp.deny[{i}]"),
                 format!("syscall \"{sc}\" is in both seccomp.allow and seccomp.deny (remove it from one; to allow it only with some arguments use a [[seccomp.rule]])"),
             ));

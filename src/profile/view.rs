@@ -10,7 +10,9 @@ use super::*;
 
 #[derive(Serialize)]
 pub struct ProfileView {
-    pub name: String,
+    /// Omitted (set to `None`) for TOML output, so that it is a valid profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub description: String,
     pub namespaces: NamespacesView,
     pub filesystem: FilesystemView,
@@ -141,7 +143,7 @@ impl From<&Profile> for ProfileView {
         put("open_files", i(l.open_files));
         put("cpu_quota", l.cpu_quota.map(toml::Value::Float));
         ProfileView {
-            name: p.name.clone(),
+            name: Some(p.name.clone()),
             description: p.description.clone(),
             namespaces: NamespacesView {
                 user: n.user,
@@ -234,4 +236,15 @@ impl From<&Profile> for ProfileView {
             limits,
         }
     }
+}
+
+/// The resolved profile as a TOML profile (loading it gives the same profile).
+pub fn to_toml(p: &Profile) -> Result<String, toml::ser::Error> {
+    let mut v = ProfileView::from(p);
+    v.name = None;
+    let body = toml::to_string(&v)?;
+    Ok(format!(
+        "# Resolved profile \"{}\" (extends applied, defaults filled in)\n{body}",
+        p.name
+    ))
 }

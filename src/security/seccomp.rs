@@ -266,12 +266,16 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
     Ok(out)
 }
 
-/// Set no_new_privs once and install `filters` IN ORDER on the calling
+/// Set no_new_privs once and install `filters` (nothing at all when the
+/// list is empty, i.e. seccomp is disabled) IN ORDER on the calling
 /// thread with seccomp(2). Use this rather than `seccompiler::apply_filter`,
 /// which calls prctl() again before every filter (and prctl may be refused
 /// by the filters already installed). Allocates nothing: safe between fork
 /// and exec.
 pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
+    if filters.is_empty() {
+        return Ok(());
+    }
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
@@ -303,4 +307,56 @@ pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::load;
+
+    #[test]
+    fn resolves_native_names() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(resolve_syscall("read"), Some(0));
+            assert_eq!(resolve_syscall("open"), Some(2));
+        }
+        assert_eq!(resolve_syscall("no_such_call"), None);
+    }
+
+    #[test]
+    fn compiles_bundled_profiles_for_both_arches() {
+        for name in ["strict", "ci", "net-bind"] {
+            let p = load(name).unwrap();
+            let x = compile_for(&p.seccomp, TargetArch::x86_64).unwrap();
+            // x32 guard, the ERRNO filters, then the base (kill) filter last.
+            assert_eq!(x[0], x32_guard());
+            assert!(x.len() >= 3, "{name}: {}", x.len());
+            let a = compile_for(&p.seccomp, TargetArch::aarch64).unwrap();
+            assert_eq!(a.len(), x.len() - 1, "{name}: no x32 guard on aarch64");
+        }
+    }
+
+    #[test]
+    fn disabled_and_allow_default() {
+        let mut s = load("strict").unwrap().seccomp;
+        s.enabled = false;
+        assert!(compile_for(&s, TargetArch::x86_64).unwrap().is_empty());
+        s.enabled = true;
+        s.default_action = SeccompAction::Allow;
+        s.allow.clear();
+        s.deny.clear();
+        s.rules.clear();
+        // Still an x32 guard and an arch-checking filter.
+        assert_eq!(compile_for(&s, TargetArch::x86_64).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_syscall_is_an_error() {
+        let mut s = load("strict").unwrap().seccomp;
+        s.allow.push("opn".into());
+        assert!(
+            matches!(compile_for(&s, TargetArch::x86_64), Err(SeccompError::UnknownSyscall(n)) if n == "opn")
+        );
+    }
 }
