@@ -41,8 +41,7 @@ fn host_files_outside_profile_are_invisible() {
         let p = PathBuf::from(dir).join(&tag);
         std::fs::write(&p, &secret).unwrap();
         // World-readable: only the mount layout may hide it.
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         planted.0.push(p.clone());
         paths.push(p.display().to_string());
     }
@@ -53,9 +52,7 @@ fn host_files_outside_profile_are_invisible() {
             "if cat {p} 2>/dev/null; then echo LEAK:{p}; fi; if [ -e {p} ]; then echo EXISTS:{p}; fi; "
         ));
     }
-    script.push_str(
-        "if cat /etc/shadow >/dev/null 2>&1; then echo LEAK:/etc/shadow; fi; ",
-    );
+    script.push_str("if cat /etc/shadow >/dev/null 2>&1; then echo LEAK:/etc/shadow; fi; ");
     script.push_str(&format!(
         "if ls {0} >/dev/null 2>&1; then echo LEAK:cwd; fi; if [ -e {0}/Cargo.toml ]; then echo EXISTS:cwd; fi; ",
         cwd.display()
@@ -87,11 +84,7 @@ fn writes_vanish_and_never_reach_host() {
         ));
     }
     let o = sh_json(&[], &script);
-    assert!(
-        ["ok", "runtime_error"].contains(&o.status()),
-        "{}",
-        o.j()
-    );
+    assert!(["ok", "runtime_error"].contains(&o.status()), "{}", o.j());
     // At least the writable ones must have been written inside.
     let out = o.prog_stdout();
     assert!(out.contains(&format!("wrote:/tmp/{n}")), "{out}");
@@ -110,7 +103,10 @@ fn writes_vanish_and_never_reach_host() {
     let o2 = sh_json(&[], &script2);
     let out2 = o2.prog_stdout();
     assert!(out2.contains("done"), "{}", o2.j());
-    assert!(!out2.contains("SEEN:"), "a file survived into a second run: {out2}");
+    assert!(
+        !out2.contains("SEEN:"),
+        "a file survived into a second run: {out2}"
+    );
     assert_host_clean(None);
 }
 
@@ -147,7 +143,11 @@ fn kill_minus_one_hurts_nothing_outside() {
     let alive = victim.try_wait().unwrap().is_none();
     let _ = victim.kill();
     let _ = victim.wait();
-    assert!(alive, "kill(-1) in the sandbox killed a host process; {}", o.j());
+    assert!(
+        alive,
+        "kill(-1) in the sandbox killed a host process; {}",
+        o.j()
+    );
     assert_host_clean(None);
 }
 
@@ -210,12 +210,7 @@ fn sysv_ipc_is_private() {
     let o = Command::new("ipcmk").args(["-M", "4096"]).output().unwrap();
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    let id: String = s
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let id: String = s.rsplit(':').next().unwrap().trim().to_string();
     let _ = id.parse::<u64>().expect("ipcmk shm id");
     let r = sh_json(&[], "cat /proc/sysvipc/shm; echo; ipcs -m 2>&1; echo done");
     let _ = Command::new("ipcrm").args(["-m", &id]).status();
@@ -448,8 +443,14 @@ fn no_inherited_fd_and_no_host_env() {
     let fds = numeric_entries(fds);
     // 0,1,2 plus the directory fd `ls` opens.
     assert!(!fds.contains(&7), "inherited fd 7 visible: {fds:?}");
-    assert!(fds.len() <= 4 && fds.iter().all(|&f| f <= 3), "fds: {fds:?}");
-    assert!(!env.contains("SANDBOX_TEST_SECRET"), "host env leaked: {env}");
+    assert!(
+        fds.len() <= 4 && fds.iter().all(|&f| f <= 3),
+        "fds: {fds:?}"
+    );
+    assert!(
+        !env.contains("SANDBOX_TEST_SECRET"),
+        "host env leaked: {env}"
+    );
     assert_host_clean(None);
 }
 
@@ -501,8 +502,14 @@ fn sigkill_of_sandbox_leaves_nothing_behind() {
     if !left_cg.is_empty() {
         eprintln!("NOTE: SIGKILLed sandbox left cgroups behind (removed by the test): {left_cg:?}");
     }
-    assert!(survivors.is_empty(), "survived SIGKILL of sandbox: {survivors:?}");
-    assert!(cgroups_of(pid).is_empty(), "could not remove leftover cgroups");
+    assert!(
+        survivors.is_empty(),
+        "survived SIGKILL of sandbox: {survivors:?}"
+    );
+    assert!(
+        cgroups_of(pid).is_empty(),
+        "could not remove leftover cgroups"
+    );
     assert_host_clean(Some("876.5"));
 }
 
@@ -604,7 +611,13 @@ fn json_exit_code_and_signal() {
     let o = exec_json(&[], &["true"]);
     assert_eq!(o.status(), "ok", "{}", o.j());
     assert_eq!(o.j()["exit_code"], 0);
-    for k in ["cpu_ms", "user_ms", "sys_ms", "wall_ms", "memory_peak_bytes"] {
+    for k in [
+        "cpu_ms",
+        "user_ms",
+        "sys_ms",
+        "wall_ms",
+        "memory_peak_bytes",
+    ] {
         assert!(o.j()["usage"][k].is_number(), "usage.{k}: {}", o.j());
     }
     assert_host_clean(None);
@@ -638,6 +651,25 @@ fn report_file_and_stdin_file() {
     let o = exec_json(&["--stdin", input.to_str().unwrap()], &["cat"]);
     assert_eq!(o.status(), "ok", "{}", o.j());
     assert_eq!(o.prog_stdout(), "line one\nline two\n");
+    assert_host_clean(None);
+}
+
+#[test]
+fn json_keeps_callers_stdin() {
+    root_or_skip!("json_keeps_callers_stdin");
+    use std::io::Write;
+    let mut c = Command::new(SANDBOX)
+        .args(["exec", "--json", "--", "sh", "-c", "read x; echo got:$x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"from-caller\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(json_body(&v, "stdout"), "got:from-caller\n");
     assert_host_clean(None);
 }
 

@@ -415,5 +415,7 @@ pub fn assert_host_clean(marker: Option<&str>) {
 
 /// Collect unique numbers of a whitespace-separated listing.
 pub fn numeric_entries(s: &str) -> HashSet<u64> {
-    s.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+    s.split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
 }
