@@ -419,3 +419,87 @@ pub fn numeric_entries(s: &str) -> HashSet<u64> {
         .filter_map(|w| w.parse().ok())
         .collect()
 }
+
+/// The host's 1-minute load average (for failure messages).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Timing assertions on a shared, possibly loaded 2-core host: run `f` up
+/// to `attempts` times and pass on the first success. Verdict assertions
+/// belong outside `f` (or as hard panics inside it); only the load-sensitive
+/// bounds should be returned as `Err`.
+/// `f` receives whether the host was quiet (>= 80% idle CPU) before the
+/// attempt.
+pub fn with_timing_retries(attempts: usize, mut f: impl FnMut(bool) -> Result<(), String>) {
+    let mut errs = vec![];
+    for i in 0..attempts {
+        // Other work on the host (builds, other suites) makes wall-clock
+        // bounds meaningless; wait (bounded) for the CPUs to be mostly idle.
+        let quiet = wait_for_quiet_cpu(Duration::from_secs(15));
+        match f(quiet) {
+            Ok(()) => {
+                if i > 0 {
+                    eprintln!(
+                        "NOTE: timing bound met on attempt {} after: {errs:?}",
+                        i + 1
+                    );
+                }
+                return;
+            }
+            Err(e) => errs.push(format!("attempt {}: {e} (loadavg {})", i + 1, loadavg())),
+        }
+    }
+    panic!("timing bound missed on every attempt:\n{}", errs.join("\n"));
+}
+
+fn cpu_idle_total() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (idle, f.iter().take(8).sum())
+}
+
+/// Fraction of all CPUs idle over `over`.
+pub fn cpu_idle_fraction(over: Duration) -> f64 {
+    let (i0, t0) = cpu_idle_total();
+    std::thread::sleep(over);
+    let (i1, t1) = cpu_idle_total();
+    if t1 <= t0 {
+        return 1.0;
+    }
+    (i1 - i0) as f64 / (t1 - t0) as f64
+}
+
+/// Wait up to `max` until at least 80% of the host's CPU time is idle;
+/// false if it never was.
+pub fn wait_for_quiet_cpu(max: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < max {
+        if cpu_idle_fraction(Duration::from_millis(300)) >= 0.8 {
+            return true;
+        }
+    }
+    eprintln!(
+        "NOTE: host still busy after {max:?} (loadavg {}); measuring anyway",
+        loadavg()
+    );
+    false
+}
+
+/// CLOCK_MONOTONIC in ns (shared by host and sandbox: no time namespace).
+pub fn monotonic_ns() -> i64 {
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
