@@ -569,6 +569,16 @@ fn cli_errors() {
 
     let o = run(&["exec", "--bind", "nocolon", "--", "true"]);
     assert_eq!(o.code, 125, "{o:?}");
+    assert_one_line(&o);
+
+    // Found but not executable: 126.
+    let d = tempdir();
+    std::fs::write(d.path().join("noexec"), "echo hi\n").unwrap();
+    let bind = format!("{}:/t", d.path().display());
+    let o = run(&["exec", "--ro-bind", &bind, "--", "/t/noexec"]);
+    assert_eq!(o.code, 126, "{o:?}");
+    assert_one_line(&o);
+    assert!(o.stderr.contains("/t/noexec"), "{}", o.stderr);
     assert_host_clean(None);
 }
 
