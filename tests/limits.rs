@@ -368,29 +368,37 @@ fn host_root_free() -> u64 {
 fn filling_tmp_stops_at_tmpfs_size() {
     root_or_skip!("filling_tmp_stops_at_tmpfs_size");
     let _g = serial();
-    let before = host_root_free();
-    let o = sh_json(
-        &[],
-        "dd if=/dev/zero of=/tmp/f bs=1M count=200; echo rc=$?; stat -c size=%s /tmp/f",
-    );
-    let after = host_root_free();
-    let out = o.prog_stdout();
-    assert!(!out.contains("rc=0"), "dd succeeded: {}", o.j());
-    assert!(
-        o.prog_stderr().contains("No space left"),
-        "{}",
-        o.prog_stderr()
-    );
-    let size: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("size="))
-        .expect("size")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(size > 0 && size <= 64 << 20, "file size {size}");
-    let diff = before.abs_diff(after);
-    assert!(diff < 10_000_000, "host / free space changed by {diff}");
+    // Other work on the host (cargo builds) also changes the free space of
+    // /, so the "unchanged within 10 MB" bound is retried; a real leak of the
+    // 64 MiB written would show on every attempt.
+    with_timing_retries(3, |_| {
+        let before = host_root_free();
+        let o = sh_json(
+            &[],
+            "dd if=/dev/zero of=/tmp/f bs=1M count=200; echo rc=$?; stat -c size=%s /tmp/f",
+        );
+        let after = host_root_free();
+        let out = o.prog_stdout();
+        assert!(!out.contains("rc=0"), "dd succeeded: {}", o.j());
+        assert!(
+            o.prog_stderr().contains("No space left"),
+            "{}",
+            o.prog_stderr()
+        );
+        let size: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("size="))
+            .expect("size")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(size > 0 && size <= 64 << 20, "file size {size}");
+        let diff = before.abs_diff(after);
+        if diff >= 10_000_000 {
+            return Err(format!("host / free space changed by {diff} bytes"));
+        }
+        Ok(())
+    });
     assert_host_clean(None);
 }
 
@@ -404,9 +412,14 @@ fn host_shm_ids() -> Vec<String> {
 }
 
 fn mem_available() -> u64 {
+    meminfo("MemAvailable:")
+}
+
+/// A /proc/meminfo field in bytes.
+fn meminfo(key: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/meminfo").unwrap();
     s.lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .find_map(|l| l.strip_prefix(key))
         .unwrap()
         .trim()
         .trim_end_matches("kB")
@@ -431,33 +444,45 @@ int main(void) { size_t n = 32u << 20;
   char *p = shmat(id, 0, 0); if (p == (void *)-1) { perror("shmat"); return 1; }
   memset(p, 7, n); printf("shm %d\n", id); return 0; }"#,
     );
-    let ids_before = host_shm_ids();
-    let mem_before = mem_available();
-    for _ in 0..20 {
-        let o = exec_json(&["--ro-bind", &p.bind()], &[&p.sb_path()]);
-        assert_eq!(o.status(), "ok", "{}", o.j());
-        assert!(o.prog_stdout().starts_with("shm "), "{}", o.j());
-    }
-    let new: Vec<String> = host_shm_ids()
-        .into_iter()
-        .filter(|i| !ids_before.contains(i))
-        .collect();
-    assert!(new.is_empty(), "new host shm segments: {new:?}");
-    // IPC namespaces are freed asynchronously; give it a moment.
-    let t = Instant::now();
-    let mut drop_bytes;
-    loop {
-        drop_bytes = mem_before.saturating_sub(mem_available());
-        if drop_bytes <= 200 << 20 || t.elapsed() > Duration::from_secs(3) {
-            break;
+    // MemAvailable also moves with other work on the host (cargo builds), so
+    // the experiment is retried; Shmem (SysV shm + tmpfs) is the precise,
+    // hard check: 20 leaked segments would be 640 MiB of it.
+    with_timing_retries(3, |_| {
+        let ids_before = host_shm_ids();
+        let mem_before = mem_available();
+        let shmem_before = meminfo("Shmem:");
+        for _ in 0..20 {
+            let o = exec_json(&["--ro-bind", &p.bind()], &[&p.sb_path()]);
+            assert_eq!(o.status(), "ok", "{}", o.j());
+            assert!(o.prog_stdout().starts_with("shm "), "{}", o.j());
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        drop_bytes <= 200 << 20,
-        "MemAvailable dropped by {} MiB",
-        drop_bytes >> 20
-    );
+        let new: Vec<String> = host_shm_ids()
+            .into_iter()
+            .filter(|i| !ids_before.contains(i))
+            .collect();
+        assert!(new.is_empty(), "new host shm segments: {new:?}");
+        // IPC namespaces are freed asynchronously; give it a moment.
+        let t = Instant::now();
+        let (mut drop_bytes, mut shmem_growth);
+        loop {
+            drop_bytes = mem_before.saturating_sub(mem_available());
+            shmem_growth = meminfo("Shmem:").saturating_sub(shmem_before);
+            let ok = drop_bytes <= 200 << 20 && shmem_growth <= 200 << 20;
+            if ok || t.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            shmem_growth <= 200 << 20,
+            "host Shmem grew by {} MiB: SysV segments outlive their runs",
+            shmem_growth >> 20
+        );
+        if drop_bytes > 200 << 20 {
+            return Err(format!("MemAvailable dropped by {} MiB", drop_bytes >> 20));
+        }
+        Ok(())
+    });
     assert_host_clean(None);
 }
 
