@@ -176,17 +176,6 @@ fn check(fd: RawFd, step: Step, rc: libc::c_int) {
 pub fn init_main(plan: &ChildPlan) -> ! {
     let efd = plan.err_write;
     close_all_except(&plan.keep_fds);
-    // Die with the supervisor; whatever is in the pid namespace dies with us.
-    // SAFETY: plain prctl with integer arguments.
-    check(efd, Step::ParentDeath, unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    });
     // v1: a single-threaded task moving itself skips the global cgroup
     // lock whose cold write side costs ~12 ms on this kind of kernel.
     if let Err(e) = crate::limits::cgroup::join_self(&plan.cgroup_join_fds) {
@@ -225,6 +214,26 @@ pub fn init_main(plan: &ChildPlan) -> ! {
         }
         if let Err(e) = CapPlan::raise_effective() {
             fail(efd, Step::Capset as u32, e);
+        }
+    }
+    // Die with the supervisor; whatever is in the pid namespace dies with us.
+    // Armed only now: a credential change (above) clears the death signal.
+    // The supervisor keeps the sync pipe's write end open for the whole run,
+    // so a hang-up here means it died before the signal was armed.
+    // SAFETY: plain prctl and poll on our own fd.
+    unsafe {
+        check(
+            efd,
+            Step::ParentDeath,
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0),
+        );
+        let mut pfd = libc::pollfd {
+            fd: plan.sync_read,
+            events: 0,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(125);
         }
     }
     if plan.new_cgroup_ns {

@@ -348,7 +348,6 @@ impl Sandbox {
         let start = Instant::now();
         let t_clone = start - t0;
         sys::write_all(sync_w.as_raw_fd(), b"g");
-        drop(sync_w);
 
         let sup = Supervisor {
             spec,
@@ -362,6 +361,8 @@ impl Sandbox {
             use_init: plan.use_init,
         };
         let mut outcome = sup.supervise(pid);
+        // Held open until here: init treats its hang-up as our death.
+        drop(sync_w);
         let t_reaped = t0.elapsed();
         guard.reaped = true;
         let mut result = RunResult::default();
