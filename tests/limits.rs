@@ -375,7 +375,11 @@ fn filling_tmp_stops_at_tmpfs_size() {
         let before = host_root_free();
         let o = sh_json(
             &[],
-            "dd if=/dev/zero of=/tmp/f bs=1M count=200; echo rc=$?; stat -c size=%s /tmp/f",
+            // Two files, each under strict's 64M file-size cap, together
+            // over the 64M /tmp: the tmpfs, not RLIMIT_FSIZE, must stop it.
+            "dd if=/dev/zero of=/tmp/g bs=1M count=40 2>/dev/null; \
+             dd if=/dev/zero of=/tmp/f bs=1M count=40; echo rc=$?; \
+             echo size=$(( $(stat -c %s /tmp/f) + $(stat -c %s /tmp/g) ))",
         );
         let after = host_root_free();
         let out = o.prog_stdout();
