@@ -434,8 +434,13 @@ fn no_inherited_fd_and_no_host_env() {
         ])
         .env("SANDBOX_TEST_SECRET", "xyz")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // `sh` execs the sandbox: same pid.
+    track(o.id());
+    let o = o.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{out}\n{stderr}");
@@ -472,6 +477,7 @@ fn sigkill_of_sandbox_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     let pid = c.id();
+    track(pid);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !procs_with("876.5").is_empty() || c.try_wait().unwrap().is_some(),
@@ -675,6 +681,7 @@ fn json_keeps_callers_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    track(c.id());
     c.stdin.take().unwrap().write_all(b"from-caller\n").unwrap();
     let o = c.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");

@@ -119,6 +119,7 @@ pub fn run_cmd(mut c: Command) -> Out {
     let start = Instant::now();
     let child = c.spawn().expect("spawn sandbox");
     let pid = child.id();
+    track(pid);
     let o = child.wait_with_output().expect("wait sandbox");
     let elapsed = start.elapsed();
     let json = serde_json::from_slice::<Value>(&o.stdout).ok();
@@ -295,7 +296,7 @@ pub fn our_cgroup_dirs() -> Vec<PathBuf> {
             continue;
         }
         for c in ctrls.split(',') {
-            if ["memory", "pids", "cpu", "cpuacct"].contains(&c) {
+            if ["memory", "pids", "cpu", "cpuacct", "freezer"].contains(&c) {
                 dirs.push(Path::new("/sys/fs/cgroup").join(c).join(rel));
             }
         }
@@ -339,6 +340,17 @@ pub fn assert_no_cgroups_of(pid: u32) {
         left.is_empty(),
         "sandbox (pid {pid}) left cgroups behind: {left:?}"
     );
+}
+
+/// Pids of the `sandbox` processes this test binary started: the stale
+/// cgroup check only considers theirs, so other users of the host (other
+/// suites running concurrently) cannot make it fail.
+static OURS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Record a `sandbox` process started by a test (done by `run*`; call it for
+/// processes spawned by hand).
+pub fn track(pid: u32) {
+    OURS.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
 }
 
 /// Sandbox processes a test SIGKILLed on purpose: their cgroups cannot be
@@ -385,8 +397,8 @@ pub fn host_baseline() {
 }
 
 /// The host-leftover check: no process containing `marker`, no overlay
-/// mount beyond the baseline, no cgroup left by a sandbox process that has
-/// exited.
+/// mount beyond the baseline, no cgroup left by a sandbox process of ours
+/// that has exited.
 pub fn assert_host_clean(marker: Option<&str>) {
     if let Some(m) = marker {
         assert_no_process_with(m, Duration::from_secs(1));
@@ -401,13 +413,16 @@ pub fn assert_host_clean(marker: Option<&str>) {
         .into_iter()
         .filter(|p| match cgroup_owner_pid(p) {
             Some(pid) => {
-                !Path::new(&format!("/proc/{pid}")).exists()
+                OURS.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&(pid as u32))
+                    && !Path::new(&format!("/proc/{pid}")).exists()
                     && !KILLED
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .contains(&(pid as u32))
             }
-            None => true,
+            None => false,
         })
         .collect();
     assert!(stale.is_empty(), "stale sandbox cgroups: {stale:?}");
