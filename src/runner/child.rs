@@ -157,6 +157,25 @@ fn close_all_except(keep: &[RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32) };
 }
 
+// glibc's setgroups/setresuid/setresgid run nptl's "setxid" broadcast to
+// every thread it knows of. In a clone3 child of a multi-threaded parent
+// those threads do not exist, and the broadcast can wait forever; the raw
+// syscalls act on this thread only, which here is the whole process.
+fn raw_setgroups(groups: &[libc::gid_t]) -> libc::c_int {
+    // SAFETY: a valid array of `groups.len()` gids.
+    unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) as libc::c_int }
+}
+
+fn raw_setresgid(gid: libc::gid_t) -> libc::c_int {
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int }
+}
+
+fn raw_setresuid(uid: libc::uid_t) -> libc::c_int {
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int }
+}
+
 fn fail(fd: RawFd, step: u32, err: i32) -> ! {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&step.to_ne_bytes());
@@ -200,16 +219,16 @@ pub fn init_main(plan: &ChildPlan) -> ! {
                 libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
             );
             let groups = [plan.gid];
-            check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
+            check(efd, Step::Setgroups, raw_setgroups(&groups));
             check(
                 efd,
                 Step::Setgid,
-                libc::setresgid(plan.gid, plan.gid, plan.gid),
+                raw_setresgid(plan.gid),
             );
             check(
                 efd,
                 Step::Setuid,
-                libc::setresuid(plan.uid, plan.uid, plan.uid),
+                raw_setresuid(plan.uid),
             );
         }
         if let Err(e) = CapPlan::raise_effective() {
@@ -328,16 +347,16 @@ fn payload_main(plan: &ChildPlan) -> ! {
             fail(efd, step as u32, e);
         }
         let groups = [plan.gid];
-        check(efd, Step::Setgroups, libc::setgroups(1, groups.as_ptr()));
+        check(efd, Step::Setgroups, raw_setgroups(&groups));
         check(
             efd,
             Step::Setgid,
-            libc::setresgid(plan.gid, plan.gid, plan.gid),
+            raw_setresgid(plan.gid),
         );
         check(
             efd,
             Step::Setuid,
-            libc::setresuid(plan.uid, plan.uid, plan.uid),
+            raw_setresuid(plan.uid),
         );
         if let Err((s, e)) = plan.caps.after_setuid() {
             let step = match s {

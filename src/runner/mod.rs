@@ -375,8 +375,17 @@ impl Sandbox {
             match cg.usage() {
                 Ok(u) => {
                     result.usage.cpu_ms = u.cpu_ns as f64 / 1e6;
-                    result.usage.user_ms = u.user_ns as f64 / 1e6;
-                    result.usage.sys_ms = u.sys_ns as f64 / 1e6;
+                    // The total is exact; the kernel's user/system split is
+                    // sampled at timer ticks (v1, and v2's cpu.stat too), so
+                    // it is scaled to add up to the exact total.
+                    let (us, sy) = (u.user_ns as f64, u.sys_ns as f64);
+                    let total = result.usage.cpu_ms;
+                    if us + sy > 0.0 {
+                        result.usage.user_ms = total * us / (us + sy);
+                        result.usage.sys_ms = total - result.usage.user_ms;
+                    } else {
+                        result.usage.user_ms = total;
+                    }
                     result.usage.memory_peak_bytes = u.memory_peak_bytes;
                     result.usage.pids_peak = u.pids_peak;
                 }
