@@ -249,7 +249,11 @@ async fn submit(
     // Registered before it can run, so a fast job is never missing.
     lock(&st.jobs).insert(id.clone(), job.clone());
     st.metrics.queued.fetch_add(1, Ordering::Relaxed);
-    if st.tx.try_send(job.clone()).is_err() {
+    let sent = match lock(&st.tx).as_ref() {
+        Some(tx) => tx.try_send(job.clone()).is_ok(),
+        None => false,
+    };
+    if !sent {
         st.metrics.queued.fetch_sub(1, Ordering::Relaxed);
         st.metrics.rejected.fetch_add(1, Ordering::Relaxed);
         lock(&st.jobs).remove(&id);

@@ -1,8 +1,12 @@
 //! HTTP API (axum): jobs, profiles, health, metrics, OpenAPI; queueing, auth, limits.
 //!
 //! Jobs go through a bounded queue (`try_send`: full → 429 with
-//! Retry-After) to `workers` tasks, each running one job at a time on a
-//! blocking thread. Every job has a cancel pipe: `DELETE` writes one byte to
+//! Retry-After) to `workers` executor threads, each running one job at a
+//! time. The executors are plain threads started once: the runner clones
+//! its child with raw clone3, and glibc's set*id wrappers in that child
+//! broadcast to the parent's threads; a thread being created or retired at
+//! that moment (tokio's blocking pool does this at any time) can hang the
+//! child forever. A fixed set of threads avoids it. Every job has a cancel pipe: `DELETE` writes one byte to
 //! it, which the runner (`RunSpec::cancel_fd`) sees as "kill now"; the byte
 //! stays unread so every later step is refused too. Finished jobs are kept
 //! for `keep_for` and at most `keep_jobs` of them, then forgotten.
@@ -178,7 +182,8 @@ pub(crate) struct AppState {
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// Finished jobs, oldest first, for expiry.
     finished: Mutex<VecDeque<(Instant, String)>>,
-    tx: mpsc::Sender<Arc<Job>>,
+    /// The queue; `None` once shutting down (executors then drain and stop).
+    tx: Mutex<Option<mpsc::Sender<Arc<Job>>>>,
     sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
     metrics: Metrics,
     shutting_down: AtomicBool,
@@ -327,25 +332,21 @@ fn execute(state: &AppState, job: &Job) {
     state.expire();
 }
 
-async fn worker(
-    state: Arc<AppState>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Job>>>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// One executor: a plain thread for the life of the server, taking jobs
+/// off the queue. Not tokio's blocking pool on purpose: that pool creates
+/// and retires threads at any time, and a thread being created while the
+/// runner clones its child can hang the child forever inside glibc's
+/// setxid broadcast (see the module docs).
+fn executor(state: Arc<AppState>, rx: Arc<Mutex<mpsc::Receiver<Arc<Job>>>>) {
     loop {
-        let job = {
-            let mut rx = rx.lock().await;
-            tokio::select! {
-                j = rx.recv() => j,
-                _ = shutdown.wait_for(|s| *s) => None,
-            }
-        };
+        let job = lock(&rx).blocking_recv();
         let Some(job) = job else { break };
         state.metrics.queued.fetch_sub(1, Ordering::Relaxed);
         let st = state.clone();
-        let j = job.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || execute(&st, &j)).await {
-            tracing::error!(parent: &job.span, "job thread failed: {e}");
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&st, &job)))
+        {
+            tracing::error!(parent: &job.span, "job executor panicked: {e:?}");
         }
     }
 }
@@ -380,22 +381,31 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let (sd_tx, sd_rx) = watch::channel(false);
+    let (sd_tx, mut gc_sd) = watch::channel(false);
     let state = Arc::new(AppState {
         cfg: cfg.clone(),
         jobs: Mutex::new(HashMap::new()),
         finished: Mutex::new(VecDeque::new()),
-        tx,
+        tx: Mutex::new(Some(tx)),
         sandboxes: Mutex::new(HashMap::new()),
         metrics: Metrics::default(),
         shutting_down: AtomicBool::new(false),
     });
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let workers: Vec<_> = (0..cfg.workers.max(1))
-        .map(|_| tokio::spawn(worker(state.clone(), rx.clone(), sd_rx.clone())))
-        .collect();
+    let rx = Arc::new(Mutex::new(rx));
+    let mut executors = Vec::new();
+    for i in 0..cfg.workers.max(1) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (st, rx) = (state.clone(), rx.clone());
+        std::thread::Builder::new()
+            .name(format!("job-executor-{i}"))
+            .spawn(move || {
+                executor(st, rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(ServerError::Serve)?;
+        executors.push(done_rx);
+    }
     let gc_state = state.clone();
-    let mut gc_sd = sd_rx.clone();
     let gc = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -419,11 +429,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
             tracing::info!("shutting down: cancelling jobs");
             st.shutting_down.store(true, Ordering::SeqCst);
             st.cancel_all();
+            // Executors finish what they hold (cancelled), drain the rest
+            // (all cancelled) and stop.
+            lock(&st.tx).take();
             sd_tx.send_replace(true);
         })
         .await;
-    for w in workers {
-        let _ = w.await;
+    for e in executors {
+        let _ = e.await;
     }
     let _ = gc.await;
     // Whatever is still queued never ran: it was cancelled above.
