@@ -127,7 +127,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn want<'a>(v: &'a Value, field: &str, what: &str) -> FieldError {
+fn want(v: &Value, field: &str, what: &str) -> FieldError {
     FieldError::new(field, format!("expected {what}, got {}", type_name(v)))
 }
 

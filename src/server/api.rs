@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -168,9 +168,13 @@ fn job_json(job: &Job) -> Value {
 
 async fn submit(
     State(st): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError {
+        field: Some("query".into()),
+        ..ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+    })?;
     let body = body.map_err(|e| {
         let s = e.status();
         let msg = if s == StatusCode::PAYLOAD_TOO_LARGE {
