@@ -610,3 +610,19 @@ fn two_hundred_jobs_at_once() {
     assert_no_leftovers(pid);
     eprintln!("accepted {ok}, rejected {rejected}");
 }
+
+#[test]
+fn job_output_budget() {
+    let s = Server::start(&["--max-job-output", "1M"], None);
+    let t = json!({"stdin": "", "expected_stdout": "0".repeat(600_000)});
+    let j = s.run(&json!({"steps": [{
+        "command": ["/usr/bin/python3", "-c", "print('0' * 600000)"],
+        "tests": [t, t]
+    }]}));
+    let tests = &j["steps"][0]["tests"];
+    assert_eq!(tests[0]["status"], "ok", "{}", tests[0]["message"]);
+    assert_eq!(tests[1]["status"], "ok", "{}", tests[1]["message"]);
+    assert_eq!(tests[0]["stdout"].as_str().map(str::len), Some(600_001));
+    assert_eq!(tests[1]["stdout"], "");
+    assert_eq!(tests[1]["stdout_truncated"], true);
+}

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Server maximum captured stdout (and stderr) per run.
     #[arg(long, default_value = "1M", value_name = "SIZE")]
     pub max_output: String,
+    /// Captured output kept per job (all runs); later runs keep no bodies.
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    pub max_job_output: String,
     /// Caps on the request: files, steps, tests per step, argv entries.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
@@ -83,6 +86,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
         max_tests: a.max_tests,
         max_argv: a.max_argv,
         workspace_size: size("--workspace-size", &a.workspace_size)?,
+        max_job_output: size("--max-job-output", &a.max_job_output)?,
         ..Caps::default()
     };
     caps.max_limits.cpu_time = Some(dur("--max-cpu-time", &a.max_cpu_time)?);

@@ -135,6 +135,29 @@ fn cancelled(fd: Option<RawFd>) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents != 0 }
 }
 
+/// Keep output bodies while the job's budget lasts; past it, drop them
+/// (marked truncated, with a message) so a job cannot hold unbounded memory.
+fn charge_output(r: &mut RunOutcome, left: &mut u64) {
+    let Some(res) = r.result.as_mut() else { return };
+    let n = (res.stdout.len() + res.stderr.len()) as u64;
+    if n <= *left {
+        *left -= n;
+        return;
+    }
+    *left = 0;
+    if !res.stdout.is_empty() {
+        res.stdout.clear();
+        res.stdout_truncated = true;
+    }
+    if !res.stderr.is_empty() {
+        res.stderr.clear();
+        res.stderr_truncated = true;
+    }
+    if res.message.is_none() {
+        res.message = Some("output not kept: the job's output budget is spent".into());
+    }
+}
+
 fn run_one(
     ctx: &JobContext<'_>,
     step: &StepSpec,
@@ -198,6 +221,7 @@ pub fn run_job(
 ) -> JobOutcome {
     let mut out = JobOutcome::default();
     let mut stop = false;
+    let mut budget = ctx.caps.max_job_output;
     for (i, step) in spec.steps.iter().enumerate() {
         let limits = ctx.limits.get(i).cloned().unwrap_or_default();
         let mut so = StepOutcome {
@@ -235,7 +259,8 @@ pub fn run_job(
             so.verdict = Verdict::Run(Status::Ok);
             out.steps.push(so);
             for t in &step.tests {
-                let r = run_one(ctx, step, &limits, &t.stdin, t.expected_stdout.as_deref());
+                let mut r = run_one(ctx, step, &limits, &t.stdin, t.expected_stdout.as_deref());
+                charge_output(&mut r, &mut budget);
                 let last = out.steps.len() - 1;
                 let s = &mut out.steps[last];
                 if s.verdict.is_ok() && !r.verdict.is_ok() {

@@ -44,6 +44,9 @@ pub struct Caps {
     pub workspace_size: u64,
     /// Largest file returned by `outputs`, bytes.
     pub max_output_file: u64,
+    /// Captured stdout+stderr kept for the whole job, bytes: once spent,
+    /// later runs keep no output bodies (they are still compared).
+    pub max_job_output: u64,
 }
 
 impl Default for Caps {
@@ -63,6 +66,7 @@ impl Default for Caps {
             },
             workspace_size: 256 << 20,
             max_output_file: 8 << 20,
+            max_job_output: 16 << 20,
         }
     }
 }
