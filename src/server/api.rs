@@ -313,7 +313,7 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = lookup(&st, &id)?;
-    job.cancel(&st.metrics);
+    job.cancel(&st);
     // A running job ends within moments: wait briefly so the answer is final.
     let mut rx = job.done.subscribe();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx.wait_for(|d| *d)).await;

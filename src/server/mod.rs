@@ -115,7 +115,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Job {
     /// Request cancellation. Returns the status after the call.
-    fn cancel(&self, metrics: &Metrics) -> JobStatus {
+    fn cancel(&self, state: &AppState) -> JobStatus {
         let mut st = lock(&self.state);
         match st.status {
             JobStatus::Queued => {
@@ -124,8 +124,9 @@ impl Job {
                 st.finished_at = Some(SystemTime::now());
                 st.cancel_r = None;
                 st.cancel_w = None;
-                metrics.finish(JobStatus::Cancelled, Duration::ZERO);
+                state.metrics.finish(JobStatus::Cancelled, Duration::ZERO);
                 drop(st);
+                lock(&state.finished).push_back((Instant::now(), self.id.clone()));
                 self.done.send_replace(true);
                 tracing::info!(parent: &self.span, "cancelled while queued");
                 JobStatus::Cancelled
@@ -223,7 +224,7 @@ impl AppState {
     fn cancel_all(&self) {
         let jobs: Vec<Arc<Job>> = lock(&self.jobs).values().cloned().collect();
         for j in jobs {
-            j.cancel(&self.metrics);
+            j.cancel(self);
         }
     }
 }
