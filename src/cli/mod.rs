@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod check_host;
 pub mod exec;
 pub mod profile_cmd;
+pub mod serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one program in a fresh sandbox.
     Exec(exec::ExecArgs),
+    /// Serve the HTTP job API.
+    Serve(serve::ServeArgs),
     /// Report the host settings the sandbox depends on or recommends.
     CheckHost {
         /// Print the report as JSON.
@@ -60,6 +63,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Exec(a) => exec::run(a),
         Command::CheckHost { json } => check_host::run(json),
+        Command::Serve(a) => serve::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }

@@ -1,1 +1,402 @@
-//! job (to be written)
+//! Jobs: steps, tests, files, the shared workspace, results.
+//!
+//! A job is a profile, input files and ordered steps. [`run_job`] writes the
+//! files into a [`Workspace`] (a host directory owned by the profile's host
+//! uid/gid), then runs every step — and every test of a step — in its own
+//! fresh container ([`Sandbox::run`]) with the workspace bound read-write at
+//! `/box`, the working directory. After each step the workspace size is
+//! checked. Finally the files named in `outputs` are copied out without ever
+//! following a symlink.
+
+pub mod request;
+pub mod workspace;
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::profile::{BindMount, Limits};
+use crate::runner::{OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
+pub use request::{Caps, FieldError, InputFile, JobSpec, StepSpec, TestSpec, parse_request};
+pub use workspace::{BOX, Workspace, WorkspaceError};
+
+/// The verdict of one run, a step or a test: the runner's statuses plus
+/// what only the job engine can decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Run(Status),
+    /// Ran fine, stdout differs from `expected_stdout`.
+    WrongAnswer,
+    /// Killed (or never started) because the job was cancelled.
+    Cancelled,
+    /// Not run: an earlier step failed.
+    Skipped,
+    /// The step left the workspace over its size limit.
+    WorkspaceLimit,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Run(s) => s.as_str(),
+            Verdict::WrongAnswer => "wrong_answer",
+            Verdict::Cancelled => "cancelled",
+            Verdict::Skipped => "skipped",
+            Verdict::WorkspaceLimit => "workspace_limit",
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == Verdict::Run(Status::Ok)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub verdict: Verdict,
+    pub result: Option<RunResult>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub name: String,
+    /// For a step with tests: ok when every test is ok, else the first
+    /// failing test's verdict.
+    pub verdict: Verdict,
+    /// The run of a step without tests.
+    pub run: Option<RunOutcome>,
+    pub tests: Vec<RunOutcome>,
+    pub message: Option<String>,
+}
+
+/// A copied-out file or why it could not be.
+#[derive(Debug, Clone)]
+pub enum OutputFile {
+    Data(Vec<u8>),
+    Error(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobOutcome {
+    pub steps: Vec<StepOutcome>,
+    pub outputs: BTreeMap<String, OutputFile>,
+    pub cancelled: bool,
+    /// A failure of the engine itself (workspace creation, ...).
+    pub error: Option<String>,
+}
+
+/// Normalise for comparison: split on `\n`, strip trailing whitespace
+/// (space, `\t`, `\r`, `\x0b`, `\x0c`) from each line, drop trailing empty
+/// lines. Everything else (leading spaces, inner spaces, case) must match.
+pub fn normalize_output(b: &[u8]) -> Vec<&[u8]> {
+    let mut lines: Vec<&[u8]> = b
+        .split(|&c| c == b'\n')
+        .map(|l| {
+            let end = l
+                .iter()
+                .rposition(|c| !matches!(c, b' ' | b'\t' | b'\r' | 0x0b | 0x0c))
+                .map_or(0, |i| i + 1);
+            &l[..end]
+        })
+        .collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines
+}
+
+/// Whether `actual` matches `expected` under [`normalize_output`].
+pub fn output_matches(expected: &[u8], actual: &[u8]) -> bool {
+    normalize_output(expected) == normalize_output(actual)
+}
+
+/// Everything a run needs besides the sandbox.
+pub struct JobContext<'a> {
+    pub sandbox: &'a Sandbox,
+    pub workspace: &'a Workspace,
+    /// Per-step effective limits (see [`request::effective_limits`]).
+    pub limits: &'a [Limits],
+    pub caps: &'a Caps,
+    /// When readable (or at EOF), running steps are killed and no more start.
+    pub cancel_fd: Option<RawFd>,
+}
+
+fn cancelled(fd: Option<RawFd>) -> bool {
+    let Some(fd) = fd else { return false };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling one valid pollfd without waiting.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents != 0 }
+}
+
+/// Keep output bodies while the job's budget lasts; past it, drop them
+/// (marked truncated, with a message) so a job cannot hold unbounded memory.
+fn charge_output(r: &mut RunOutcome, left: &mut u64) {
+    let Some(res) = r.result.as_mut() else { return };
+    let n = (res.stdout.len() + res.stderr.len()) as u64;
+    if n <= *left {
+        *left -= n;
+        return;
+    }
+    *left = 0;
+    if !res.stdout.is_empty() {
+        res.stdout.clear();
+        res.stdout_truncated = true;
+    }
+    if !res.stderr.is_empty() {
+        res.stderr.clear();
+        res.stderr_truncated = true;
+    }
+    if res.message.is_none() {
+        res.message = Some("output not kept: the job's output budget is spent".into());
+    }
+}
+
+fn run_one(
+    ctx: &JobContext<'_>,
+    step: &StepSpec,
+    limits: &Limits,
+    stdin: &[u8],
+    expected: Option<&[u8]>,
+) -> RunOutcome {
+    if cancelled(ctx.cancel_fd) {
+        return RunOutcome {
+            verdict: Verdict::Cancelled,
+            result: None,
+        };
+    }
+    let mut limits = limits.clone();
+    // One file can never be bigger than the whole workspace.
+    limits.file_size = Some(
+        limits
+            .file_size
+            .map_or(ctx.caps.workspace_size, |f| f.min(ctx.caps.workspace_size)),
+    );
+    let spec = RunSpec {
+        argv: step.argv.clone(),
+        binds: vec![BindMount {
+            source: ctx.workspace.path().to_path_buf(),
+            dest: PathBuf::from(BOX),
+            writable: true,
+            optional: false,
+        }],
+        env: step.env.clone(),
+        cwd: Some(PathBuf::from(BOX)),
+        limits,
+        stdin: StdinSpec::Bytes(stdin.to_vec()),
+        stdout: OutputSpec::Capture,
+        stderr: OutputSpec::Capture,
+        cancel_fd: ctx.cancel_fd,
+    };
+    let r = ctx.sandbox.run(&spec);
+    let was_cancelled = r.message.as_deref() == Some("cancelled") && cancelled(ctx.cancel_fd);
+    let verdict = if was_cancelled {
+        Verdict::Cancelled
+    } else if r.status() == Status::Ok
+        && let Some(exp) = expected
+        && !output_matches(exp, &r.stdout)
+    {
+        Verdict::WrongAnswer
+    } else {
+        Verdict::Run(r.status())
+    };
+    RunOutcome {
+        verdict,
+        result: Some(r),
+    }
+}
+
+/// Run a job whose files are already in the workspace. `progress` is called
+/// with the outcome so far after every step and test.
+pub fn run_job(
+    ctx: &JobContext<'_>,
+    spec: &JobSpec,
+    progress: &mut dyn FnMut(&JobOutcome),
+) -> JobOutcome {
+    let mut out = JobOutcome::default();
+    let mut stop = false;
+    let mut budget = ctx.caps.max_job_output;
+    for (i, step) in spec.steps.iter().enumerate() {
+        let limits = ctx.limits.get(i).cloned().unwrap_or_default();
+        let mut so = StepOutcome {
+            name: step.name.clone(),
+            verdict: Verdict::Skipped,
+            run: None,
+            tests: Vec::new(),
+            message: None,
+        };
+        if stop {
+            so.message = Some("not run: an earlier step failed".into());
+            out.steps.push(so);
+            continue;
+        }
+        if cancelled(ctx.cancel_fd) {
+            so.verdict = Verdict::Cancelled;
+            out.steps.push(so);
+            out.cancelled = true;
+            continue;
+        }
+        let span = tracing::info_span!("step", n = i, name = %step.name);
+        let _g = span.enter();
+        if step.tests.is_empty() {
+            let r = run_one(
+                ctx,
+                step,
+                &limits,
+                &step.stdin,
+                step.expected_stdout.as_deref(),
+            );
+            so.verdict = r.verdict;
+            so.run = Some(r);
+            out.steps.push(so);
+        } else {
+            so.verdict = Verdict::Run(Status::Ok);
+            out.steps.push(so);
+            for t in &step.tests {
+                let mut r = run_one(ctx, step, &limits, &t.stdin, t.expected_stdout.as_deref());
+                charge_output(&mut r, &mut budget);
+                let last = out.steps.len() - 1;
+                let s = &mut out.steps[last];
+                if s.verdict.is_ok() && !r.verdict.is_ok() {
+                    s.verdict = r.verdict;
+                }
+                s.tests.push(r);
+                progress(&out);
+            }
+        }
+        let last = out.steps.len() - 1;
+        let used = ctx.workspace.usage(ctx.caps.workspace_size);
+        if used > ctx.caps.workspace_size {
+            let s = &mut out.steps[last];
+            s.verdict = Verdict::WorkspaceLimit;
+            s.message = Some(format!(
+                "the workspace holds more than its limit of {} bytes",
+                ctx.caps.workspace_size
+            ));
+        }
+        let v = out.steps[last].verdict;
+        tracing::info!(verdict = v.as_str(), "step finished");
+        if v == Verdict::Cancelled || cancelled(ctx.cancel_fd) {
+            out.cancelled = true;
+        }
+        if !v.is_ok() && (!step.continue_on_failure || v == Verdict::WorkspaceLimit) {
+            stop = true;
+        }
+        progress(&out);
+    }
+    if !out.cancelled {
+        for p in &spec.outputs {
+            let f = match ctx.workspace.read_file(p, ctx.caps.max_output_file) {
+                Ok(b) => OutputFile::Data(b),
+                Err(e) => OutputFile::Error(e),
+            };
+            out.outputs.insert(p.clone(), f);
+        }
+    }
+    out
+}
+
+fn run_json(r: &RunOutcome) -> Value {
+    let mut v = match &r.result {
+        Some(res) => serde_json::to_value(res.to_json(true)).unwrap_or_else(|_| json!({})),
+        None => json!({}),
+    };
+    if let Some(m) = v.as_object_mut() {
+        m.insert("status".into(), json!(r.verdict.as_str()));
+        if r.verdict == Verdict::WrongAnswer {
+            m.insert(
+                "message".into(),
+                json!("stdout differs from expected_stdout"),
+            );
+        }
+        if r.verdict == Verdict::Cancelled {
+            m.insert("message".into(), json!("cancelled"));
+        }
+    }
+    v
+}
+
+impl StepOutcome {
+    /// `{"name", "status", ...the run's fields | "tests": [...]}`.
+    pub fn to_json(&self) -> Value {
+        let mut v = match &self.run {
+            Some(r) => run_json(r),
+            None => json!({}),
+        };
+        if let Some(m) = v.as_object_mut() {
+            let mut named = serde_json::Map::new();
+            named.insert("name".into(), json!(self.name));
+            named.insert("status".into(), json!(self.verdict.as_str()));
+            for (k, val) in std::mem::take(m) {
+                if k != "status" {
+                    named.insert(k, val);
+                }
+            }
+            if let Some(msg) = &self.message {
+                named.insert("message".into(), json!(msg));
+            }
+            if self.run.is_none() && !self.tests.is_empty() {
+                named.insert(
+                    "tests".into(),
+                    Value::Array(self.tests.iter().map(run_json).collect()),
+                );
+            }
+            *m = named;
+        }
+        v
+    }
+}
+
+impl OutputFile {
+    /// `{"content", "encoding": "utf8"|"base64", "size"}` or `{"error"}`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            OutputFile::Data(b) => match std::str::from_utf8(b) {
+                Ok(s) => json!({"content": s, "encoding": "utf8", "size": b.len()}),
+                Err(_) => json!({
+                    "content": base64::engine::general_purpose::STANDARD.encode(b),
+                    "encoding": "base64",
+                    "size": b.len(),
+                }),
+            },
+            OutputFile::Error(e) => json!({"error": e}),
+        }
+    }
+}
+
+impl JobOutcome {
+    pub fn steps_json(&self) -> Value {
+        Value::Array(self.steps.iter().map(StepOutcome::to_json).collect())
+    }
+
+    pub fn outputs_json(&self) -> Value {
+        Value::Object(
+            self.outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparison_rule() {
+        assert!(output_matches(b"3\n", b"3"));
+        assert!(output_matches(b"3\n", b"3  \r\n\n\n"));
+        assert!(output_matches(b"a b\nc\n", b"a b \t\nc"));
+        assert!(!output_matches(b"a b\n", b"a  b\n"));
+        assert!(!output_matches(b"3\n", b" 3\n"));
+        assert!(!output_matches(b"1\n\n2\n", b"1\n2\n"));
+        assert!(output_matches(b"", b"\n\n"));
+    }
+}

@@ -1,1 +1,449 @@
-//! server (to be written)
+//! HTTP API (axum): jobs, profiles, health, metrics, OpenAPI; queueing, auth, limits.
+//!
+//! Jobs go through a bounded queue (`try_send`: full → 429 with
+//! Retry-After) to `workers` executor threads, each running one job at a
+//! time. The executors are plain threads started once: the runner clones
+//! its child with raw clone3, and glibc's set*id wrappers in that child
+//! broadcast to the parent's threads; a thread being created or retired at
+//! that moment (tokio's blocking pool does this at any time) can hang the
+//! child forever. A fixed set of threads avoids it. Every job has a cancel pipe: `DELETE` writes one byte to
+//! it, which the runner (`RunSpec::cancel_fd`) sees as "kill now"; the byte
+//! stays unread so every later step is refused too. Finished jobs are kept
+//! for `keep_for` and at most `keep_jobs` of them, then forgotten.
+
+mod api;
+mod openapi;
+mod views;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::job::{self, Caps, JobContext, JobOutcome, JobSpec, Workspace};
+use crate::profile::{self, Limits};
+use crate::runner::Sandbox;
+
+/// The bundled profiles the server offers (one place to rewire once the
+/// profile module lists its bundled profiles).
+pub fn profile_names() -> Vec<String> {
+    crate::profile::bundled::names()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "refusing to listen on non-loopback address {0} without a token (use --token-file or SANDBOX_TOKEN)"
+    )]
+    NoToken(SocketAddr),
+    #[error("work directory: {0}")]
+    Workspace(#[from] job::WorkspaceError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub queue: usize,
+    pub token: Option<String>,
+    pub max_body: usize,
+    pub keep_jobs: usize,
+    pub keep_for: Duration,
+    /// Base directory of the job workspaces (created 0711 if missing).
+    pub work_dir: PathBuf,
+    pub caps: Caps,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+struct JobState {
+    status: JobStatus,
+    outcome: JobOutcome,
+    started: Option<Instant>,
+    finished: Option<Instant>,
+    started_at: Option<SystemTime>,
+    finished_at: Option<SystemTime>,
+    error: Option<String>,
+    /// Cancel pipe: the runner polls `cancel_r`; cancel writes `cancel_w`.
+    cancel_r: Option<OwnedFd>,
+    cancel_w: Option<OwnedFd>,
+}
+
+pub(crate) struct Job {
+    id: String,
+    spec: JobSpec,
+    limits: Vec<Limits>,
+    created: Instant,
+    created_at: SystemTime,
+    state: Mutex<JobState>,
+    done: watch::Sender<bool>,
+    span: tracing::Span,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Job {
+    /// Request cancellation. Returns the status after the call.
+    fn cancel(&self, state: &AppState) -> JobStatus {
+        let mut st = lock(&self.state);
+        match st.status {
+            JobStatus::Queued => {
+                st.status = JobStatus::Cancelled;
+                st.finished = Some(Instant::now());
+                st.finished_at = Some(SystemTime::now());
+                st.cancel_r = None;
+                st.cancel_w = None;
+                state.metrics.finish(JobStatus::Cancelled, Duration::ZERO);
+                drop(st);
+                lock(&state.finished).push_back((Instant::now(), self.id.clone()));
+                self.done.send_replace(true);
+                tracing::info!(parent: &self.span, "cancelled while queued");
+                JobStatus::Cancelled
+            }
+            JobStatus::Running => {
+                if let Some(w) = &st.cancel_w {
+                    // SAFETY: writing one byte to our own pipe.
+                    unsafe { libc::write(w.as_raw_fd(), b"c".as_ptr().cast(), 1) };
+                }
+                tracing::info!(parent: &self.span, "cancel requested");
+                JobStatus::Running
+            }
+            s => s,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    submitted: AtomicU64,
+    rejected: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    queued: AtomicU64,
+    running: AtomicU64,
+    /// Histogram of job durations (seconds): bucket counts, sum (µs), count.
+    buckets: [AtomicU64; BUCKETS.len()],
+    dur_sum_us: AtomicU64,
+    dur_count: AtomicU64,
+}
+
+pub(crate) const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+impl Metrics {
+    fn finish(&self, s: JobStatus, d: Duration) {
+        match s {
+            JobStatus::Completed => self.completed.fetch_add(1, Ordering::Relaxed),
+            _ => self.cancelled.fetch_add(1, Ordering::Relaxed),
+        };
+        let secs = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.dur_sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.dur_count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct AppState {
+    cfg: Config,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// Finished jobs, oldest first, for expiry.
+    finished: Mutex<VecDeque<(Instant, String)>>,
+    /// The queue; `None` once shutting down (executors then drain and stop).
+    tx: Mutex<Option<mpsc::Sender<Arc<Job>>>>,
+    sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
+    metrics: Metrics,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The prepared sandbox of a profile, built once.
+    fn sandbox(&self, name: &str) -> Result<Arc<Sandbox>, String> {
+        if let Some(s) = lock(&self.sandboxes).get(name) {
+            return Ok(s.clone());
+        }
+        let p = profile::load(name).map_err(|e| e.to_string())?;
+        let sb = Arc::new(Sandbox::new(p).map_err(|e| e.to_string())?);
+        lock(&self.sandboxes).insert(name.to_string(), sb.clone());
+        Ok(sb)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Job>> {
+        lock(&self.jobs).get(id).cloned()
+    }
+
+    /// Forget finished jobs past their time or beyond the count.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut fin = lock(&self.finished);
+        let mut jobs = lock(&self.jobs);
+        while let Some((t, id)) = fin.front() {
+            if fin.len() > self.cfg.keep_jobs || now.duration_since(*t) >= self.cfg.keep_for {
+                jobs.remove(id);
+                fin.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn cancel_all(&self) {
+        let jobs: Vec<Arc<Job>> = lock(&self.jobs).values().cloned().collect();
+        for j in jobs {
+            j.cancel(self);
+        }
+    }
+}
+
+/// A random 128-bit id, hex.
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: writing into our own buffer.
+        let r = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if r > 0 {
+            got += r as usize;
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // Fall back on time and a counter: still unique, less secret.
+            static N: AtomicU64 = AtomicU64::new(0);
+            let t = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            b[..8].copy_from_slice(&t.to_ne_bytes());
+            b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_ne_bytes());
+            break;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Execute one job on the current (blocking) thread.
+fn execute(state: &AppState, job: &Job) {
+    let _g = job.span.enter();
+    let cancel_r = {
+        let mut st = lock(&job.state);
+        if st.status != JobStatus::Queued {
+            return; // cancelled while queued
+        }
+        st.status = JobStatus::Running;
+        st.started = Some(Instant::now());
+        st.started_at = Some(SystemTime::now());
+        st.cancel_r.as_ref().map(|f| f.as_raw_fd())
+    };
+    state.metrics.running.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(profile = %job.spec.profile, steps = job.spec.steps.len(), "job started");
+    let mut error = None;
+    let outcome = match state.sandbox(&job.spec.profile) {
+        Err(e) => {
+            error = Some(format!("profile {}: {e}", job.spec.profile));
+            JobOutcome::default()
+        }
+        Ok(sb) => {
+            let p = &sb.profile.process;
+            match Workspace::create(&state.cfg.work_dir, &job.id, p.host_uid, p.host_gid)
+                .and_then(|ws| ws.write_files(&job.spec.files).map(|_| ws))
+            {
+                Err(e) => {
+                    error = Some(format!("workspace: {e}"));
+                    JobOutcome::default()
+                }
+                Ok(mut ws) => {
+                    let ctx = JobContext {
+                        sandbox: &sb,
+                        workspace: &ws,
+                        limits: &job.limits,
+                        caps: &state.cfg.caps,
+                        cancel_fd: cancel_r,
+                    };
+                    let out = job::run_job(&ctx, &job.spec, &mut |o| {
+                        lock(&job.state).outcome = o.clone();
+                    });
+                    if let Err(e) = ws.remove() {
+                        tracing::warn!("{e}");
+                    }
+                    out
+                }
+            }
+        }
+    };
+    if let Some(e) = &error {
+        tracing::error!("{e}");
+    }
+    let status = if outcome.cancelled {
+        JobStatus::Cancelled
+    } else {
+        JobStatus::Completed
+    };
+    let dur = {
+        let mut st = lock(&job.state);
+        st.outcome = outcome;
+        st.error = error;
+        st.status = status;
+        st.finished = Some(Instant::now());
+        st.finished_at = Some(SystemTime::now());
+        st.cancel_r = None;
+        st.cancel_w = None;
+        st.started.map_or(Duration::ZERO, |s| s.elapsed())
+    };
+    state.metrics.running.fetch_sub(1, Ordering::Relaxed);
+    state.metrics.finish(status, dur);
+    tracing::info!(
+        status = status.as_str(),
+        ms = dur.as_millis() as u64,
+        "job finished"
+    );
+    lock(&state.finished).push_back((Instant::now(), job.id.clone()));
+    job.done.send_replace(true);
+    state.expire();
+}
+
+/// One executor: a plain thread for the life of the server, taking jobs
+/// off the queue. Not tokio's blocking pool on purpose: that pool creates
+/// and retires threads at any time, and a thread being created while the
+/// runner clones its child can hang the child forever inside glibc's
+/// setxid broadcast (see the module docs).
+fn executor(state: Arc<AppState>, rx: Arc<Mutex<mpsc::Receiver<Arc<Job>>>>) {
+    loop {
+        let job = lock(&rx).blocking_recv();
+        let Some(job) = job else { break };
+        state.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+        let st = state.clone();
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&st, &job)))
+        {
+            tracing::error!(parent: &job.span, "job executor panicked: {e:?}");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Run the server until SIGINT/SIGTERM. Call inside a tokio runtime.
+pub async fn serve(cfg: Config) -> Result<(), ServerError> {
+    if cfg.token.is_none() && !cfg.listen.ip().is_loopback() {
+        return Err(ServerError::NoToken(cfg.listen));
+    }
+    job::workspace::prepare_base(&cfg.work_dir)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+    let (sd_tx, mut gc_sd) = watch::channel(false);
+    let state = Arc::new(AppState {
+        cfg: cfg.clone(),
+        jobs: Mutex::new(HashMap::new()),
+        finished: Mutex::new(VecDeque::new()),
+        tx: Mutex::new(Some(tx)),
+        sandboxes: Mutex::new(HashMap::new()),
+        metrics: Metrics::default(),
+        shutting_down: AtomicBool::new(false),
+    });
+    let rx = Arc::new(Mutex::new(rx));
+    let mut executors = Vec::new();
+    for i in 0..cfg.workers.max(1) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (st, rx) = (state.clone(), rx.clone());
+        std::thread::Builder::new()
+            .name(format!("job-executor-{i}"))
+            .spawn(move || {
+                executor(st, rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(ServerError::Serve)?;
+        executors.push(done_rx);
+    }
+    let gc_state = state.clone();
+    let gc = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => gc_state.expire(),
+                _ = gc_sd.wait_for(|s| *s) => break,
+            }
+        }
+    });
+    tracing::info!(
+        addr = %local,
+        workers = cfg.workers,
+        queue = cfg.queue,
+        auth = cfg.token.is_some(),
+        "listening"
+    );
+    let app = api::router(state.clone());
+    let st = state.clone();
+    let res = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: cancelling jobs");
+            st.shutting_down.store(true, Ordering::SeqCst);
+            st.cancel_all();
+            // Executors finish what they hold (cancelled), drain the rest
+            // (all cancelled) and stop.
+            lock(&st.tx).take();
+            sd_tx.send_replace(true);
+        })
+        .await;
+    for e in executors {
+        let _ = e.await;
+    }
+    let _ = gc.await;
+    // Whatever is still queued never ran: it was cancelled above.
+    state.cancel_all();
+    // The base dir goes too when no other server uses it.
+    let _ = std::fs::remove_dir(&cfg.work_dir);
+    tracing::info!("stopped");
+    res.map_err(ServerError::Serve)
+}

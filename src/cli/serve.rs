@@ -1,0 +1,140 @@
+//! `sandbox serve`: the HTTP job server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::job::Caps;
+use crate::profile::units;
+use crate::server::{self, Config};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. A non-loopback address requires a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Jobs executed at once (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Jobs waiting for a worker; beyond that, 429.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub queue: usize,
+    /// File holding the bearer token (else env SANDBOX_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Largest request body.
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    pub max_body: String,
+    /// Finished jobs remembered at most.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub keep_jobs: usize,
+    /// How long finished jobs are remembered.
+    #[arg(long, default_value = "600s", value_name = "DUR")]
+    pub keep_for: String,
+    /// Base directory of job workspaces (default $TMPDIR/sandbox-jobs).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Size limit of a job's workspace (checked after every step).
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    pub workspace_size: String,
+    /// Server maximum CPU time per step.
+    #[arg(long, default_value = "60s", value_name = "DUR")]
+    pub max_cpu_time: String,
+    /// Server maximum wall time per step.
+    #[arg(long, default_value = "120s", value_name = "DUR")]
+    pub max_wall_time: String,
+    /// Server maximum captured stdout (and stderr) per run.
+    #[arg(long, default_value = "1M", value_name = "SIZE")]
+    pub max_output: String,
+    /// Captured output kept per job (all runs); later runs keep no bodies.
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    pub max_job_output: String,
+    /// Caps on the request: files, steps, tests per step, argv entries.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_files: usize,
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_steps: usize,
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_tests: usize,
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_argv: usize,
+}
+
+fn config(a: ServeArgs) -> anyhow::Result<Config> {
+    let token = match &a.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--token-file {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("SANDBOX_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string()),
+    };
+    if token.as_deref() == Some("") {
+        anyhow::bail!("the token is empty");
+    }
+    let size =
+        |flag: &str, s: &str| units::parse_size(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    let dur =
+        |flag: &str, s: &str| units::parse_duration(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    let mut caps = Caps {
+        max_files: a.max_files,
+        max_steps: a.max_steps,
+        max_tests: a.max_tests,
+        max_argv: a.max_argv,
+        workspace_size: size("--workspace-size", &a.workspace_size)?,
+        max_job_output: size("--max-job-output", &a.max_job_output)?,
+        ..Caps::default()
+    };
+    caps.max_limits.cpu_time = Some(dur("--max-cpu-time", &a.max_cpu_time)?);
+    caps.max_limits.wall_time = Some(dur("--max-wall-time", &a.max_wall_time)?);
+    caps.max_limits.output = Some(size("--max-output", &a.max_output)?);
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 || a.queue == 0 {
+        anyhow::bail!("--workers and --queue must be at least 1");
+    }
+    Ok(Config {
+        listen: a.listen,
+        workers,
+        queue: a.queue,
+        token,
+        max_body: size("--max-body", &a.max_body)? as usize,
+        keep_jobs: a.keep_jobs,
+        keep_for: dur("--keep-for", &a.keep_for)?,
+        work_dir: a
+            .work_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),
+        caps,
+    })
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let res = config(args).and_then(|cfg| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        rt.block_on(server::serve(cfg))?;
+        Ok(())
+    });
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sandbox serve: {e:#}");
+            2
+        }
+    }
+}

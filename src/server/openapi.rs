@@ -1,0 +1,136 @@
+//! The OpenAPI 3 document served at `/openapi.json` (hand-written).
+
+use serde_json::{Value, json};
+
+fn err_resp(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn job_resp(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}})
+}
+
+pub fn document() -> Value {
+    let size =
+        json!({"oneOf": [{"type": "string", "example": "64M"}, {"type": "integer", "minimum": 0}]});
+    let run_props = json!({
+        "status": {"type": "string", "enum": ["ok", "runtime_error", "time_limit", "wall_time_limit", "memory_limit", "output_limit", "sandbox_error", "wrong_answer", "cancelled", "skipped", "workspace_limit"]},
+        "exit_code": {"type": ["integer", "null"]},
+        "signal": {"type": ["string", "null"], "example": "SIGKILL"},
+        "message": {"type": ["string", "null"]},
+        "usage": {"$ref": "#/components/schemas/Usage"},
+        "stdout": {"type": "string"},
+        "stdout_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+        "stderr": {"type": "string"},
+        "stderr_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+        "stdout_truncated": {"type": "boolean"},
+        "stderr_truncated": {"type": "boolean"},
+    });
+    let mut step_props = run_props.clone();
+    if let Some(m) = step_props.as_object_mut() {
+        m.insert("name".into(), json!({"type": "string"}));
+        m.insert(
+            "tests".into(),
+            json!({"type": "array", "items": {"$ref": "#/components/schemas/RunResult"}}),
+        );
+    }
+    let auth = json!([{"bearer": []}]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "sandbox job API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Run untrusted programs in declarative sandboxes: jobs of ordered steps sharing a /box workspace. See docs/api.md.",
+        },
+        "security": auth,
+        "paths": {
+            "/v1/jobs": {"post": {
+                "summary": "Submit a job",
+                "parameters": [{"name": "wait", "in": "query", "required": false, "schema": {"type": "boolean"}, "description": "true: answer when the job has finished (200 with the job)"}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                "responses": {
+                    "200": job_resp("wait=true: the finished job"),
+                    "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}}}}},
+                    "400": err_resp("Invalid request; `field` names the offending field"),
+                    "401": err_resp("Missing or wrong bearer token"),
+                    "413": err_resp("Body larger than --max-body"),
+                    "429": {"description": "Queue full; retry after the Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                    "503": err_resp("Shutting down"),
+                }
+            }},
+            "/v1/jobs/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "get": {"summary": "A job with its results so far", "responses": {"200": job_resp("The job"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job")}},
+                "delete": {"summary": "Cancel a job (kills its running step)", "responses": {"200": job_resp("The job after cancellation (status cancelled, or completed if it had already finished)"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job")}},
+            },
+            "/v1/profiles": {"get": {"summary": "Available profiles", "responses": {"200": {"description": "Profiles", "content": {"application/json": {"schema": {"type": "object", "properties": {"profiles": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}}}}}}}, "401": err_resp("Unauthorized")}}},
+            "/v1/profiles/{name}": {"get": {
+                "summary": "A resolved profile",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The resolved profile (namespaces, filesystem, process, capabilities, seccomp, limits)", "content": {"application/json": {"schema": {"type": "object"}}}}, "401": err_resp("Unauthorized"), "404": err_resp("Unknown profile")}
+            }},
+            "/healthz": {"get": {"summary": "Liveness (no auth)", "security": [], "responses": {"200": {"description": "{\"status\":\"ok\"}"}, "503": {"description": "Shutting down"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": err_resp("Unauthorized")}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "field": {"type": "string", "example": "files[2].path"}}},
+                "File": {"type": "object", "required": ["path"], "additionalProperties": false, "properties": {
+                    "path": {"type": "string", "description": "Relative to /box; no '..', '.', NUL or leading '/'"},
+                    "content": {"type": "string"},
+                    "encoding": {"type": "string", "enum": ["utf8", "base64"], "default": "utf8"},
+                    "executable": {"type": "boolean", "default": false},
+                }},
+                "Limits": {"type": "object", "additionalProperties": false, "description": "May only tighten min(profile, server maxima)", "properties": {
+                    "cpu_time": {"type": "string", "example": "1s"},
+                    "wall_time": {"type": "string", "example": "5s"},
+                    "memory": size, "output": size, "file_size": size, "stack": size,
+                    "pids": {"type": "integer", "minimum": 1},
+                    "open_files": {"type": "integer", "minimum": 1},
+                }},
+                "Test": {"type": "object", "additionalProperties": false, "properties": {
+                    "stdin": {"type": "string"}, "stdin_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+                    "expected_stdout": {"type": "string"}, "expected_stdout_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+                }},
+                "Step": {"type": "object", "required": ["command"], "additionalProperties": false, "properties": {
+                    "name": {"type": "string"},
+                    "command": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "argv; never a shell string"},
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "stdin": {"type": "string"}, "stdin_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+                    "expected_stdout": {"type": "string"}, "expected_stdout_encoding": {"type": "string", "enum": ["utf8", "base64"]},
+                    "limits": {"$ref": "#/components/schemas/Limits"},
+                    "continue_on_failure": {"type": "boolean", "default": false},
+                    "tests": {"type": "array", "items": {"$ref": "#/components/schemas/Test"}},
+                }},
+                "JobRequest": {"type": "object", "required": ["steps"], "additionalProperties": false, "properties": {
+                    "profile": {"type": "string", "default": "strict"},
+                    "files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+                    "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Step"}},
+                    "outputs": {"type": "array", "items": {"type": "string"}},
+                }},
+                "Usage": {"type": "object", "properties": {
+                    "cpu_ms": {"type": "number"}, "user_ms": {"type": "number"}, "sys_ms": {"type": "number"},
+                    "wall_ms": {"type": "number"}, "memory_peak_bytes": {"type": "integer"}, "pids_peak": {"type": "integer"},
+                }},
+                "RunResult": {"type": "object", "properties": run_props},
+                "StepResult": {"type": "object", "properties": step_props},
+                "OutputFile": {"type": "object", "properties": {
+                    "content": {"type": "string"}, "encoding": {"type": "string", "enum": ["utf8", "base64"]},
+                    "size": {"type": "integer"}, "error": {"type": "string"},
+                }},
+                "Job": {"type": "object", "properties": {
+                    "id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["queued", "running", "completed", "cancelled"]},
+                    "profile": {"type": "string"},
+                    "created_at": {"type": "number"}, "started_at": {"type": ["number", "null"]}, "finished_at": {"type": ["number", "null"]},
+                    "duration_ms": {"type": "number"}, "queue_ms": {"type": "number"},
+                    "error": {"type": "string"},
+                    "steps": {"type": "array", "items": {"$ref": "#/components/schemas/StepResult"}},
+                    "outputs": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/OutputFile"}},
+                }},
+            }
+        }
+    })
+}
