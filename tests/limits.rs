@@ -117,7 +117,9 @@ fn two_busy_threads_reach_time_limit_in_half_the_wall_time() {
     root_or_skip!("two_busy_threads_reach_time_limit_in_half_the_wall_time");
     // Half the wall time needs two CPUs; the cgroup v2 lane's UML guest has one.
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("SKIPPED (needs 2 CPUs, this machine has 1): two_busy_threads_reach_time_limit_in_half_the_wall_time");
+        eprintln!(
+            "SKIPPED (needs 2 CPUs, this machine has 1): two_busy_threads_reach_time_limit_in_half_the_wall_time"
+        );
         return;
     }
     let _g = serial();

@@ -16,7 +16,10 @@ fn in_lane() -> bool {
 
 fn own_cgroup() -> PathBuf {
     let s = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let rel = s.lines().find_map(|l| l.strip_prefix("0::")).expect("cgroup v2 entry");
+    let rel = s
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("cgroup v2 entry");
     Path::new(CG).join(rel.trim_start_matches('/'))
 }
 
@@ -47,7 +50,9 @@ fn run_in(cg: &Path, mib: usize) -> ExitStatus {
 /// Entry point of the child process spawned by the test below.
 #[test]
 fn v2_lane_alloc_child() {
-    let Ok(mib) = std::env::var(ALLOC_ENV) else { return };
+    let Ok(mib) = std::env::var(ALLOC_ENV) else {
+        return;
+    };
     let mut v = vec![0u8; mib.parse::<usize>().unwrap() << 20];
     for i in (0..v.len()).step_by(4096) {
         v[i] = 1;
@@ -69,13 +74,21 @@ fn v2_lane_memory_max_peak_and_oom() {
     fs::write(cg.join("pids.max"), "16").unwrap();
 
     let st = run_in(&cg, 24);
-    let peak: u64 = fs::read_to_string(cg.join("memory.peak")).unwrap().trim().parse().unwrap();
+    let peak: u64 = fs::read_to_string(cg.join("memory.peak"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(st.success(), "24 MiB child: {st:?}");
     assert!((24 << 20..=64 << 20).contains(&peak), "memory.peak {peak}");
 
     let st = run_in(&cg, 200);
     let events = fs::read_to_string(cg.join("memory.events")).unwrap();
-    assert_eq!(st.signal(), Some(libc::SIGKILL), "200 MiB child should be OOM-killed: {st:?}");
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGKILL),
+        "200 MiB child should be OOM-killed: {st:?}"
+    );
     assert!(events.contains("oom_kill 1"), "memory.events: {events}");
     fs::remove_dir(&cg).unwrap();
 }

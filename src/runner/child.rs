@@ -220,16 +220,8 @@ pub fn init_main(plan: &ChildPlan) -> ! {
             );
             let groups = [plan.gid];
             check(efd, Step::Setgroups, raw_setgroups(&groups));
-            check(
-                efd,
-                Step::Setgid,
-                raw_setresgid(plan.gid),
-            );
-            check(
-                efd,
-                Step::Setuid,
-                raw_setresuid(plan.uid),
-            );
+            check(efd, Step::Setgid, raw_setresgid(plan.gid));
+            check(efd, Step::Setuid, raw_setresuid(plan.uid));
         }
         if let Err(e) = CapPlan::raise_effective() {
             fail(efd, Step::Capset as u32, e);
@@ -244,7 +236,13 @@ pub fn init_main(plan: &ChildPlan) -> ! {
         check(
             efd,
             Step::ParentDeath,
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0),
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
         );
         let mut pfd = libc::pollfd {
             fd: plan.sync_read,
@@ -348,16 +346,8 @@ fn payload_main(plan: &ChildPlan) -> ! {
         }
         let groups = [plan.gid];
         check(efd, Step::Setgroups, raw_setgroups(&groups));
-        check(
-            efd,
-            Step::Setgid,
-            raw_setresgid(plan.gid),
-        );
-        check(
-            efd,
-            Step::Setuid,
-            raw_setresuid(plan.uid),
-        );
+        check(efd, Step::Setgid, raw_setresgid(plan.gid));
+        check(efd, Step::Setuid, raw_setresuid(plan.uid));
         if let Err((s, e)) = plan.caps.after_setuid() {
             let step = match s {
                 CapStep::Capset => Step::Capset,

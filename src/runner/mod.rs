@@ -281,12 +281,10 @@ impl Sandbox {
 
         // The cgroup: created per run, removed at the end.
         let cgroup: Option<RunCgroup> = match &self.cgroups {
-            Some(m) => {
-                Some(
-                    m.create_run("", &CgroupLimits::from_profile(limits))
-                        .map_err(|e| RunError::Cgroup(e.to_string()))?,
-                )
-            }
+            Some(m) => Some(
+                m.create_run("", &CgroupLimits::from_profile(limits))
+                    .map_err(|e| RunError::Cgroup(e.to_string()))?,
+            ),
             None => {
                 if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some() {
                     return Err(RunError::Cgroup(
@@ -411,7 +409,7 @@ impl Sandbox {
             plan_ms = ms(t_plan),
             cgroup_create_ms = ms(t_cgroup - t_plan),
             clone_and_maps_ms = ms(t_clone - t_cgroup),
-            setup_until_exec_ms = outcome.exec_at.map(|d| ms(d)),
+            setup_until_exec_ms = outcome.exec_at.map(ms),
             program_ms = ms(outcome.wall),
             teardown_ms =
                 ms(t_reaped - t_clone) - ms(outcome.wall) - outcome.exec_at.map_or(0.0, ms),
