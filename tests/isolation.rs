@@ -127,6 +127,24 @@ fn only_own_pids_visible() {
     assert_host_clean(None);
 }
 
+/// The run's init is a fork of the sandbox binary with the program's uid:
+/// its exe (the host binary, the runc CVE-2019-5736 path), memory, fds and
+/// root must be out of the program's reach.
+#[test]
+fn init_process_is_out_of_reach() {
+    root_or_skip!("init_process_is_out_of_reach");
+    let o = sh_json(
+        &[],
+        "for p in exe mem fd root environ; do \
+           if cat /proc/1/$p >/dev/null 2>&1 || ls /proc/1/$p/ >/dev/null 2>&1; then echo open:$p; fi; \
+         done; \
+         if (echo x > /proc/1/exe) 2>/dev/null; then echo write:exe; fi; echo done",
+    );
+    assert_eq!(o.status(), "ok", "{}", o.j());
+    assert_eq!(o.prog_stdout(), "done\n", "{}", o.j());
+    assert_host_clean(None);
+}
+
 #[test]
 fn kill_minus_one_hurts_nothing_outside() {
     root_or_skip!("kill_minus_one_hurts_nothing_outside");

@@ -270,6 +270,11 @@ pub fn init_main(plan: &ChildPlan) -> ! {
             libc::sethostname(h.as_ptr(), h.as_bytes().len())
         });
     }
+    // Non-dumpable: /proc/1 (exe, mem, fd, root) is the sandbox binary's
+    // own process, shares the program's uid, and must stay out of its reach
+    // even without the capability check that already refuses it.
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if !plan.use_init {
         payload_main(plan);
     }
