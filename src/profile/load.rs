@@ -291,13 +291,13 @@ memory = "1G"
     #[test]
     fn allow_add_appends_and_allow_replaces() {
         let p = parse_str(
-            "extends = \"strict\"\n[seccomp]\nallow_add = [\"bind\", \"read\"]\n",
+            "extends = \"strict\"\n[seccomp]\nallow_add = [\"vhangup\", \"read\"]\n",
             "c.toml",
         )
         .unwrap();
         let strict = load("strict").unwrap();
         assert_eq!(p.seccomp.allow.len(), strict.seccomp.allow.len() + 1);
-        assert_eq!(p.seccomp.allow.last().map(String::as_str), Some("bind"));
+        assert_eq!(p.seccomp.allow.last().map(String::as_str), Some("vhangup"));
         let p = parse_str(
             "extends = \"strict\"\n[seccomp]\nallow = [\"read\", \"execve\", \"exit_group\"]\n",
             "c.toml",
