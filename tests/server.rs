@@ -626,3 +626,38 @@ fn job_output_budget() {
     assert_eq!(tests[1]["stdout"], "");
     assert_eq!(tests[1]["stdout_truncated"], true);
 }
+
+/// A program must not fill the host disk through its workspace: writes past
+/// the workspace size fail inside the run (preallocation with KEEP_SIZE and
+/// many files included), measured on the host while the job still runs.
+#[test]
+fn workspace_writes_cannot_fill_the_host_disk() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED (needs root): workspace_writes_cannot_fill_the_host_disk");
+        return;
+    }
+    let s = Server::start(&[], None);
+    let free = || {
+        let v = nix::sys::statvfs::statvfs(s.work_dir.parent().unwrap()).unwrap();
+        v.blocks_available() * v.fragment_size()
+    };
+    let before = free();
+    let script = "fallocate -n -l 1G keep 2>/dev/null; \
+                  for i in $(seq 40); do fallocate -l 64M f$i 2>/dev/null || break; done; \
+                  echo filled; sleep 30";
+    let r = s.post(
+        "/v1/jobs",
+        &json!({"steps": [{"command": ["/bin/sh", "-c", script]}]}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    let during = free();
+    let _ = s.req("DELETE", &format!("/v1/jobs/{id}"), None);
+    // The workspace cap is 256 MiB by default; 1 GiB + 2.5 GiB were asked for.
+    assert!(
+        before.saturating_sub(during) < 300 << 20,
+        "host free space fell by {} MiB during the job",
+        before.saturating_sub(during) >> 20
+    );
+}

@@ -196,10 +196,10 @@ pub fn checks() -> Vec<Check> {
             Level::Ok
         },
         found: core.clone(),
-        advice:
-            "a piped core_pattern runs a host helper as root for every crash; the sandbox sets \
-                 RLIMIT_CORE=0 for every run, but consider `sysctl kernel.core_pattern=core`"
-                .into(),
+        advice: "a piped core_pattern runs a host helper as root for crashes; the sandbox sets \
+                 RLIMIT_CORE=1 (which the kernel honours as \"no piped dump\"), but consider \
+                 `sysctl kernel.core_pattern=core`"
+            .into(),
     });
     let swap = read("/proc/swaps")
         .map(|s| s.lines().count().saturating_sub(1))

@@ -122,6 +122,25 @@ pub fn run(args: ServeArgs) -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    // Workspaces are tmpfs mounts: keep them in a mount namespace of the
+    // server's own (entered now, while single-threaded), so they never show
+    // on the host and vanish with the server even if it is SIGKILLed.
+    if nix::unistd::geteuid().is_root() {
+        use nix::mount::{MsFlags, mount};
+        let private = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).and_then(|_| {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        });
+        if let Err(e) = private {
+            eprintln!("sandbox serve: cannot enter a private mount namespace: {e}");
+            return 2;
+        }
+    }
     let res = config(args).and_then(|cfg| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

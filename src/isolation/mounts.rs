@@ -483,7 +483,8 @@ impl MountPlan {
             &dev.join("pts"),
             Some("devpts"),
             libc::MS_NOSUID | libc::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
+            // max: a run cannot drain the host-wide pty pool.
+            Some("newinstance,ptmxmode=0666,mode=0620,max=16"),
         )?;
 
         // The program must not swap /dev/null for a file of its own.

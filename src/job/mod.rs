@@ -291,9 +291,16 @@ pub fn run_job(
         progress(&out);
     }
     if !out.cancelled {
+        // Copied-out files draw on the same per-job byte budget as captured
+        // output: results are held in memory until the job is forgotten, so
+        // (say) one big file hard-linked under many names must not multiply.
         for p in &spec.outputs {
-            let f = match ctx.workspace.read_file(p, ctx.caps.max_output_file) {
-                Ok(b) => OutputFile::Data(b),
+            let cap = ctx.caps.max_output_file.min(budget);
+            let f = match ctx.workspace.read_file(p, cap) {
+                Ok(b) => {
+                    budget = budget.saturating_sub(b.len() as u64);
+                    OutputFile::Data(b)
+                }
                 Err(e) => OutputFile::Error(e),
             };
             out.outputs.insert(p.clone(), f);

@@ -73,6 +73,8 @@ pub struct Workspace {
     uid: u32,
     gid: u32,
     removed: bool,
+    /// A size-capped tmpfs of its own is mounted on `path`.
+    mounted: bool,
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
@@ -81,22 +83,45 @@ fn chown(p: &Path, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
 
 impl Workspace {
     /// Create `base/name` (mode 0700, owned by uid:gid).
+    /// Create the workspace directory and, where this process may mount
+    /// (root), a tmpfs of exactly `size` bytes on it: the kernel then stops
+    /// every write past the cap (preallocation and inode floods included),
+    /// and nothing reaches the host disk. Without that mount the size is
+    /// only checked after each step.
     pub fn create(
         base: &Path,
         name: &str,
         uid: u32,
         gid: u32,
+        size: u64,
     ) -> Result<Workspace, WorkspaceError> {
         let path = base.join(name);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
             .map_err(io("creating", &path))?;
+        let inodes = (size / 4096).clamp(1024, 1 << 20);
+        let data = format!("size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={gid}");
+        let mounted = nix::mount::mount(
+            Some("tmpfs"),
+            &path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+        .map_err(|e| {
+            tracing::warn!(
+                "workspace {}: no tmpfs ({e}); size checked after steps only",
+                path.display()
+            )
+        })
+        .is_ok();
         let ws = Workspace {
             path,
             uid,
             gid,
             removed: false,
+            mounted,
         };
         chown(&ws.path, uid, gid)?;
         Ok(ws)
@@ -140,12 +165,24 @@ impl Workspace {
     /// Disk usage in bytes (allocated blocks), never following symlinks.
     /// Stops counting once `cap` is exceeded (or after a million entries).
     pub fn usage(&self, cap: u64) -> u64 {
+        if self.mounted {
+            return match nix::sys::statvfs::statvfs(&self.path) {
+                // A full tmpfs means the program hit the cap (its writes failed).
+                Ok(v) if v.blocks_free() == 0 || v.files_free() == 0 => cap.saturating_add(1),
+                Ok(v) => (v.blocks() - v.blocks_free()) * v.fragment_size(),
+                Err(_) => u64::MAX,
+            };
+        }
         let mut total = 0u64;
         let mut entries = 0u64;
         let mut stack = vec![self.path.clone()];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                continue;
+            // Fail closed: a tree too deep to walk (ENAMETOOLONG) or
+            // unreadable must not hide what it holds.
+            let rd = match std::fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => return u64::MAX,
             };
             for e in rd.flatten() {
                 entries += 1;
@@ -241,6 +278,11 @@ impl Workspace {
             return Ok(());
         }
         self.removed = true;
+        if self.mounted {
+            // Detach: a lingering reference cannot keep the job's data alive
+            // in a visible place; the pages go with the last reference.
+            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -20,7 +20,7 @@ pub struct Rlimits {
     pub open_files: Option<u64>,
     /// RLIMIT_STACK, bytes.
     pub stack: Option<u64>,
-    /// RLIMIT_CORE: always 0 (no core dumps).
+    /// RLIMIT_CORE: always 1 (no core file, no piped core handler).
     pub core: u64,
     /// RLIMIT_NPROC. Not set from the profile (it counts per real uid across
     /// the whole machine, so it is unreliable; the pids cgroup is the limit).
@@ -44,7 +44,10 @@ impl Rlimits {
             file_size: limits.file_size,
             open_files: limits.open_files,
             stack: limits.stack,
-            core: 0,
+            // 1, not 0: the kernel refuses a piped core_pattern handler only
+            // when the limit is exactly 1, and 1 byte is below ELF's minimum
+            // core size, so no core file is written either.
+            core: 1,
             nproc: None,
         }
     }
@@ -89,6 +92,6 @@ mod tests {
         l.cpu_time = None;
         let r = Rlimits::from_limits(&l);
         assert_eq!(r.cpu_secs, None);
-        assert_eq!(r.core, 0);
+        assert_eq!(r.core, 1);
     }
 }

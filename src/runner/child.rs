@@ -320,6 +320,17 @@ fn payload_main(plan: &ChildPlan) -> ! {
     // SAFETY (whole block): raw syscalls on integers and on buffers owned
     // by the plan, all async-signal-safe.
     unsafe {
+        // The program starts with default signal dispositions and an empty
+        // mask, as after a plain fork+exec from a shell (this process may
+        // ignore SIGPIPE, and clone3 skips what Command would reset).
+        for sig in 1..65 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // A new session: no controlling terminal, so TIOCSTI and job-control
         // signals cannot reach the caller's terminal.
         check(efd, Step::Setsid, libc::setsid());

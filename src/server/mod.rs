@@ -276,8 +276,14 @@ fn execute(state: &AppState, job: &Job) {
         }
         Ok(sb) => {
             let p = &sb.profile.process;
-            match Workspace::create(&state.cfg.work_dir, &job.id, p.host_uid, p.host_gid)
-                .and_then(|ws| ws.write_files(&job.spec.files).map(|_| ws))
+            match Workspace::create(
+                &state.cfg.work_dir,
+                &job.id,
+                p.host_uid,
+                p.host_gid,
+                state.cfg.caps.workspace_size,
+            )
+            .and_then(|ws| ws.write_files(&job.spec.files).map(|_| ws))
             {
                 Err(e) => {
                     error = Some(format!("workspace: {e}"));
