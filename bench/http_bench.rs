@@ -4,6 +4,12 @@
 //! cargo run --release --example http_bench -- [--url http://HOST:PORT]
 //!     [--token T] [--seconds N] [--workers N] [--bin PATH]
 //!
+//!     [--job true|compile] [--clients 1,2,8] [--out PATH]
+//!
+//! --job compile submits gcc -O2 of a small C file plus a run step with 10
+//! tests (a+b) instead of /bin/true; the default stays /bin/true.
+//! --out overrides the JSON path (default bench/results/http.json).
+//!
 //! Without --url it starts `sandbox serve` itself (from --bin, or the
 //! `sandbox` binary next to this example) on a free loopback port.
 //! Prints a table and writes bench/results/http.json.
@@ -25,6 +31,9 @@ struct Args {
     seconds: u64,
     workers: Option<usize>,
     bin: Option<String>,
+    job: String,
+    clients: Vec<usize>,
+    out: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -34,6 +43,9 @@ fn args() -> anyhow::Result<Args> {
         seconds: 10,
         workers: None,
         bin: None,
+        job: "true".into(),
+        clients: vec![1, 2, 8],
+        out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,6 +59,20 @@ fn args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = v()?.parse()?,
             "--workers" => a.workers = Some(v()?.parse()?),
             "--bin" => a.bin = Some(v()?),
+            "--job" => {
+                a.job = v()?;
+                anyhow::ensure!(
+                    a.job == "true" || a.job == "compile",
+                    "--job is true or compile"
+                );
+            }
+            "--clients" => {
+                a.clients = v()?
+                    .split(',')
+                    .map(|c| c.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--out" => a.out = Some(v()?),
             _ => anyhow::bail!("unknown argument {k}"),
         }
     }
@@ -103,7 +129,23 @@ fn main() -> anyhow::Result<()> {
             addr
         }
     };
-    let body = serde_json::to_vec(&json!({"steps": [{"command": ["/bin/true"]}]}))?;
+    let job = if a.job == "compile" {
+        let tests: Vec<_> = (0..10)
+            .map(|i| json!({"stdin": format!("{i} {}\n", i * 7), "expected_stdout": format!("{}\n", i * 8)}))
+            .collect();
+        json!({
+            "files": [{"path": "main.c", "content": "#include <stdio.h>\nint main(){long a,b;if(scanf(\"%ld %ld\",&a,&b)!=2)return 1;printf(\"%ld\\n\",a+b);return 0;}\n"}],
+            "steps": [
+                {"name": "compile", "command": ["/usr/bin/gcc", "-O2", "-o", "main", "main.c"],
+                 "limits": {"cpu_time": "10s", "wall_time": "20s", "memory": "512M"}},
+                {"name": "run", "command": ["./main"], "limits": {"cpu_time": "1s", "memory": "64M"},
+                 "tests": tests}
+            ]
+        })
+    } else {
+        json!({"steps": [{"command": ["/bin/true"]}]})
+    };
+    let body = serde_json::to_vec(&job)?;
     // Warm-up (profile preparation, page cache).
     for _ in 0..5 {
         request(
@@ -119,7 +161,7 @@ fn main() -> anyhow::Result<()> {
         "{:>8} {:>8} {:>10} {:>10} {:>10} {:>8}",
         "clients", "jobs", "jobs/s", "p50 ms", "p99 ms", "errors"
     );
-    for clients in [1usize, 2, 8] {
+    for &clients in &a.clients {
         let lat = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(0u64));
         let deadline = Instant::now() + Duration::from_secs(a.seconds);
@@ -145,8 +187,13 @@ fn main() -> anyhow::Result<()> {
                         )
                         .is_ok_and(|r| {
                             r.status == 200
-                                && serde_json::from_slice::<serde_json::Value>(&r.body)
-                                    .is_ok_and(|v| v["steps"][0]["status"] == "ok")
+                                && serde_json::from_slice::<serde_json::Value>(&r.body).is_ok_and(
+                                    |v| {
+                                        v["steps"].as_array().is_some_and(|st| {
+                                            !st.is_empty() && st.iter().all(|s| s["status"] == "ok")
+                                        })
+                                    },
+                                )
                         });
                         if ok {
                             lat.lock()
@@ -187,13 +234,17 @@ fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     let out = json!({
-        "job": {"steps": [{"command": ["/bin/true"]}]},
+        "job_kind": a.job,
+        "job": job,
         "url": format!("http://{addr}"),
         "seconds_per_level": a.seconds,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": rows,
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results/http.json");
+    let path = match &a.out {
+        Some(o) => std::path::PathBuf::from(o),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results/http.json"),
+    };
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
