@@ -273,7 +273,20 @@ impl Sandbox {
             StdinSpec::File(p) => Some(open_ro(p)?),
             StdinSpec::Bytes(b) => Some(memfd_with(b)?),
         };
-        plan.stdio[0] = stdin_fd.as_ref().map_or(0, |f| f.as_raw_fd());
+        // A terminal is never handed to the program (it could write past the
+        // output cap through it, or change its settings): the supervisor
+        // relays the caller's input through a pipe instead.
+        let mut tty_relay: Option<(OwnedFd, OwnedFd)> = None;
+        if matches!(spec.stdin, StdinSpec::Inherit)
+            && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        {
+            tty_relay = Some(pipe()?);
+        }
+        plan.stdio[0] = match (&tty_relay, &stdin_fd) {
+            (Some((r, _)), _) => r.as_raw_fd(),
+            (None, Some(f)) => f.as_raw_fd(),
+            (None, None) => 0,
+        };
         let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         plan.stdio[1] = out_w.as_raw_fd();
@@ -329,6 +342,15 @@ impl Sandbox {
         // SAFETY: clone3 returned a fresh pidfd that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         drop((sync_r, err_w, status_w, out_w, errout_w, stdin_fd));
+        let relay_w = tty_relay.map(|(r, w)| {
+            drop(r);
+            // Non-blocking: a program that never reads must not stall us.
+            let _ = nix::fcntl::fcntl(
+                &w,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+            w
+        });
         let mut guard = ChildGuard { pid, reaped: false };
 
         if self.profile.namespaces.user
@@ -357,6 +379,7 @@ impl Sandbox {
             out: [out_r.as_raw_fd(), errout_r.as_raw_fd()],
             start,
             use_init: plan.use_init,
+            relay_w: relay_w.as_ref().map(|w| w.as_raw_fd()),
         };
         let mut outcome = sup.supervise(pid);
         // Held open until here: init treats its hang-up as our death.
@@ -449,6 +472,8 @@ struct Supervisor<'a> {
     out: [RawFd; 2],
     start: Instant,
     use_init: bool,
+    /// Write end of the stdin relay (the caller's stdin is a terminal).
+    relay_w: Option<RawFd>,
 }
 
 #[derive(Default)]
@@ -487,6 +512,8 @@ impl Supervisor<'_> {
         let mut killed = false;
         let mut buf = vec![0u8; 64 * 1024];
         let mut passed = [0u64; 2];
+        let mut relay_open = self.relay_w.is_some();
+        let mut relay_buf: Vec<u8> = Vec::new();
         let kill = |o: &mut Outcome, why: Option<Status>, killed: &mut bool| {
             if !*killed {
                 // SAFETY: signalling our own child (pid namespace init).
@@ -520,6 +547,24 @@ impl Supervisor<'_> {
             push(match self.spec.cancel_fd {
                 Some(fd) if !killed => fd,
                 _ => -1,
+            });
+            // 6: the caller's terminal, read only when the relay has room.
+            push(
+                if relay_open && relay_buf.is_empty() && !killed && !init_done {
+                    0
+                } else {
+                    -1
+                },
+            );
+            // 7: the relay pipe, when there is something to pass on.
+            fds.push(libc::pollfd {
+                fd: if relay_open && !relay_buf.is_empty() {
+                    self.relay_w.unwrap_or(-1)
+                } else {
+                    -1
+                },
+                events: libc::POLLOUT,
+                revents: 0,
             });
             // How long to sleep: until the wall deadline, and short ticks
             // while a CPU limit needs sampling.
@@ -629,6 +674,29 @@ impl Supervisor<'_> {
                     }
                 }
             }
+            if relay_open && fds[6].revents != 0 {
+                // SAFETY: reading from our stdin into our own buffer.
+                let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                if r > 0 {
+                    relay_buf.extend_from_slice(&buf[..r as usize]);
+                } else if r == 0 || sys::errno() != libc::EINTR {
+                    relay_open = false; // EOF (^D) or error: the program sees EOF
+                    relay_close(self.relay_w);
+                }
+            }
+            if relay_open
+                && fds[7].revents != 0
+                && let Some(w) = self.relay_w
+            {
+                // SAFETY: writing our own buffer to our own pipe.
+                let r = unsafe { libc::write(w, relay_buf.as_ptr().cast(), relay_buf.len()) };
+                if r > 0 {
+                    relay_buf.drain(..r as usize);
+                } else if r < 0 && sys::errno() != libc::EAGAIN && sys::errno() != libc::EINTR {
+                    relay_open = false; // the program closed its stdin
+                    relay_close(self.relay_w);
+                }
+            }
             if let Some(i) = self.spec.cancel_fd.map(|_| 5)
                 && !killed
                 && ready(i)
@@ -660,6 +728,18 @@ impl Supervisor<'_> {
             o.wall = exec_at.unwrap_or(self.start).elapsed();
         }
         o
+    }
+}
+
+/// Close the relay's write end early (EOF for the program); the OwnedFd
+/// that owns it is dropped later, so it is replaced by /dev/null here
+/// rather than closed twice.
+fn relay_close(fd: Option<RawFd>) {
+    if let Some(fd) = fd
+        && let Ok(null) = std::fs::File::open("/dev/null")
+    {
+        // SAFETY: dup2 onto an fd we own; it stays valid until its OwnedFd drops.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
 }
 
