@@ -250,18 +250,17 @@ fn unfiltered_probe_baseline() {
 }
 
 #[test]
-fn net_bind_allows_server_sockets_strict_does_not() {
+fn strict_and_net_bind_allow_local_server_sockets() {
+    // Server sockets are harmless in a network namespace holding only lo;
+    // what net-bind adds is CAP_NET_BIND_SERVICE (ports below 1024), which
+    // tests/isolation.rs checks end to end (net_bind_profile_keeps_bind_capability,
+    // strict_cannot_bind_privileged_port).
     let tmp = tempfile::tempdir().expect("tempdir");
     let script = "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); print('listening')";
-    let o = under_filter("net-bind", &["/usr/bin/python3", "-c", script], tmp.path());
-    assert_ok(&o, "listening\n");
-    let o = under_filter("strict", &["/usr/bin/python3", "-c", script], tmp.path());
-    assert_eq!(
-        o.status.signal(),
-        Some(SIGSYS),
-        "bind under strict: {}",
-        describe(&o)
-    );
+    for profile in ["net-bind", "strict"] {
+        let o = under_filter(profile, &["/usr/bin/python3", "-c", script], tmp.path());
+        assert_ok(&o, "listening\n");
+    }
 }
 
 #[test]
