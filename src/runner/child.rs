@@ -22,86 +22,57 @@ use crate::security::caps::{CapPlan, CapStep};
 /// reported as step `i`; these are offset by `STEP_BASE`.
 pub const STEP_BASE: u32 = 1 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Step {
-    SyncWait = STEP_BASE,
-    JoinCgroup,
-    UnshareCgroupNs,
-    Hostname,
-    ForkPayload,
-    Setsid,
-    Stdio,
-    Rlimit,
-    CapBounding,
-    KeepCaps,
-    Setgroups,
-    Setgid,
-    Setuid,
-    Capset,
-    Ambient,
-    NoNewPrivs,
-    Seccomp,
-    Chdir,
-    Exec,
-    CloseFds,
-    ParentDeath,
+/// Declares the steps once: the enum (numbered from `STEP_BASE`), the
+/// reverse lookup, and the description shown in error messages.
+macro_rules! steps {
+    ($first:ident => $first_desc:literal, $($name:ident => $desc:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Step {
+            $first = STEP_BASE,
+            $($name,)*
+        }
+
+        impl Step {
+            const ALL: &'static [Step] = &[Step::$first, $(Step::$name,)*];
+
+            pub fn describe(self) -> &'static str {
+                match self {
+                    Step::$first => $first_desc,
+                    $(Step::$name => $desc,)*
+                }
+            }
+        }
+    };
+}
+
+steps! {
+    SyncWait => "waiting for the supervisor",
+    JoinCgroup => "joining the run's cgroup",
+    UnshareCgroupNs => "creating the cgroup namespace",
+    Hostname => "setting the hostname",
+    ForkPayload => "forking the program's process",
+    Setsid => "detaching from the terminal (setsid)",
+    Stdio => "setting up stdin/stdout/stderr",
+    Rlimit => "setting rlimits",
+    CapBounding => "dropping the capability bounding set",
+    KeepCaps => "prctl(PR_SET_KEEPCAPS)",
+    Setgroups => "dropping supplementary groups",
+    Setgid => "setting the gid",
+    Setuid => "setting the uid",
+    Capset => "setting capabilities",
+    Ambient => "setting ambient capabilities",
+    NoNewPrivs => "setting no_new_privs",
+    Seccomp => "installing the seccomp filter",
+    Chdir => "changing to the working directory",
+    Exec => "executing the program",
+    CloseFds => "closing inherited file descriptors",
+    ParentDeath => "arming the parent-death signal",
 }
 
 impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        const ALL: [Step; 21] = [
-            SyncWait,
-            JoinCgroup,
-            UnshareCgroupNs,
-            Hostname,
-            ForkPayload,
-            Setsid,
-            Stdio,
-            Rlimit,
-            CapBounding,
-            KeepCaps,
-            Setgroups,
-            Setgid,
-            Setuid,
-            Capset,
-            Ambient,
-            NoNewPrivs,
-            Seccomp,
-            Chdir,
-            Exec,
-            CloseFds,
-            ParentDeath,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
-    }
-
-    pub fn describe(self) -> &'static str {
-        use Step::*;
-        match self {
-            SyncWait => "waiting for the supervisor",
-            JoinCgroup => "joining the run's cgroup",
-            UnshareCgroupNs => "creating the cgroup namespace",
-            Hostname => "setting the hostname",
-            ForkPayload => "forking the program's process",
-            Setsid => "detaching from the terminal (setsid)",
-            Stdio => "setting up stdin/stdout/stderr",
-            Rlimit => "setting rlimits",
-            CapBounding => "dropping the capability bounding set",
-            KeepCaps => "prctl(PR_SET_KEEPCAPS)",
-            Setgroups => "dropping supplementary groups",
-            Setgid => "setting the gid",
-            Setuid => "setting the uid",
-            Capset => "setting capabilities",
-            Ambient => "setting ambient capabilities",
-            NoNewPrivs => "setting no_new_privs",
-            Seccomp => "installing the seccomp filter",
-            Chdir => "changing to the working directory",
-            Exec => "executing the program",
-            CloseFds => "closing inherited file descriptors",
-            ParentDeath => "arming the parent-death signal",
-        }
+        Step::ALL.iter().copied().find(|s| *s as u32 == v)
     }
 }
 
@@ -419,4 +390,20 @@ fn exec(plan: &ChildPlan) -> ! {
         }
     }
     fail(efd, Step::Exec as u32, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_round_trip_and_are_described() {
+        assert_eq!(Step::SyncWait as u32, STEP_BASE);
+        for &st in Step::ALL {
+            assert_eq!(Step::from_u32(st as u32), Some(st));
+            assert!(!st.describe().is_empty());
+        }
+        assert_eq!(Step::from_u32(STEP_BASE - 1), None);
+        assert_eq!(Step::from_u32(STEP_BASE + Step::ALL.len() as u32), None);
+    }
 }

@@ -426,7 +426,15 @@ impl Sandbox {
         result.stderr = outcome.output[1].clone();
         result.stdout_truncated = outcome.truncated[0];
         result.stderr_truncated = outcome.truncated[1];
-        verdict(&mut result, &outcome, limits, &self.profile, &spec.argv[0]);
+        let mount_steps = plan.mounts.as_ref().map_or(&[][..], |m| &m.what[..]);
+        verdict(
+            &mut result,
+            &outcome,
+            limits,
+            &self.profile,
+            &spec.argv[0],
+            mount_steps,
+        );
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             plan_ms = ms(t_plan),
@@ -743,7 +751,14 @@ fn relay_close(fd: Option<RawFd>) {
     }
 }
 
-fn verdict(r: &mut RunResult, o: &Outcome, limits: &Limits, profile: &Profile, argv0: &str) {
+fn verdict(
+    r: &mut RunResult,
+    o: &Outcome,
+    limits: &Limits,
+    profile: &Profile,
+    argv0: &str,
+    mount_steps: &[String],
+) {
     if let Some((step, errno)) = o.child_error {
         let err = nix::errno::Errno::from_raw(errno);
         if step == Step::Exec as u32 {
@@ -764,7 +779,10 @@ fn verdict(r: &mut RunResult, o: &Outcome, limits: &Limits, profile: &Profile, a
                 .map_or("setting up the sandbox", |s| s.describe())
                 .to_string()
         } else {
-            format!("filesystem step {step}")
+            mount_steps.get(step as usize).map_or_else(
+                || format!("filesystem step {step}"),
+                |w| format!("doing \"{w}\""),
+            )
         };
         r.status = Some(Status::SandboxError);
         r.message = Some(format!(
