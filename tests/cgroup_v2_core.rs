@@ -23,23 +23,6 @@ fn our_cgroup2_dir() -> Option<PathBuf> {
     dir.join("cgroup.procs").exists().then_some(dir)
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 #[test]
 fn v2_clone_into_cgroup_cpu_and_kill() {
     // SAFETY: geteuid has no preconditions.
@@ -65,21 +48,8 @@ fn v2_clone_into_cgroup_cpu_and_kill() {
     let c = CString::new("-c").unwrap();
     let script = CString::new("sleep 100 & while :; do :; done").unwrap();
     let argv = [sh.as_ptr(), c.as_ptr(), script.as_ptr(), std::ptr::null()];
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: fd as u64,
-        ..Default::default()
-    };
-    // SAFETY: fork-like clone3 (no CLONE_VM); the child only calls execv and
-    // _exit, both async-signal-safe, on data prepared before the call.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // The runner's own clone3 wrapper: the child is born in the cgroup.
+    let pid = sandbox::isolation::sys::clone3(0, None, Some(fd));
     if pid == 0 {
         // SAFETY: see above.
         unsafe {
@@ -87,7 +57,11 @@ fn v2_clone_into_cgroup_cpu_and_kill() {
             libc::_exit(127);
         }
     }
-    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+    assert!(
+        pid > 0,
+        "clone3: {}",
+        std::io::Error::from_raw_os_error((-pid) as i32)
+    );
     let procs = std::fs::read_to_string(run.paths()[0].join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
     let t0 = Instant::now();
