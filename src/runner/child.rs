@@ -265,6 +265,27 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
     // even without the capability check that already refuses it.
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // What the payload inherits, done here ahead of the run: the program
+    // starts with default signal dispositions and an empty mask, as after
+    // a plain fork+exec from a shell (the supervisor may ignore SIGPIPE,
+    // and clone3 skips what Command would reset), and without the
+    // capabilities outside the profile's set in its bounding set.
+    // SAFETY: raw sigaction/sigprocmask with valid, zeroed structures.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..65 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Err((_, e)) = plan.caps.drop_bounding() {
+        fail(efd, Step::CapBounding as u32, e);
+    }
 
     // Prepared. Everything below is the run's own.
     let mut fds = [-1; MAX_FDS];
@@ -405,17 +426,6 @@ fn payload_main(plan: &ChildPlan, run: &Run) -> ! {
     // SAFETY (whole block): raw syscalls on integers and on buffers owned
     // by the plan, all async-signal-safe.
     unsafe {
-        // The program starts with default signal dispositions and an empty
-        // mask, as after a plain fork+exec from a shell (this process may
-        // ignore SIGPIPE, and clone3 skips what Command would reset).
-        for sig in 1..65 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // A new session: no controlling terminal, so TIOCSTI and job-control
         // signals cannot reach the caller's terminal.
         check(efd, Step::Setsid, libc::setsid());
@@ -436,12 +446,8 @@ fn payload_main(plan: &ChildPlan, run: &Run) -> ! {
         if let Err(e) = run.go.rlimits.apply() {
             fail(efd, Step::Rlimit as u32, e as i32);
         }
-        if let Err((s, e)) = plan.caps.before_setuid() {
-            let step = match s {
-                CapStep::Bounding => Step::CapBounding,
-                _ => Step::KeepCaps,
-            };
-            fail(efd, step as u32, e);
+        if let Err((_, e)) = CapPlan::keep_caps() {
+            fail(efd, Step::KeepCaps as u32, e);
         }
         let groups = [plan.gid];
         check(efd, Step::Setgroups, raw_setgroups(&groups));

@@ -10,12 +10,14 @@
 
 pub mod child;
 pub mod go;
+mod pool;
 pub mod result;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::isolation::mounts::{MountPlan, MountPlanError};
@@ -42,6 +44,8 @@ pub enum RunError {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("handing the run to its prepared container: {0}")]
+    Stale(std::io::Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -90,6 +94,16 @@ pub struct Sandbox {
     filters: Vec<seccompiler::BpfProgram>,
     cgroups: Option<CgroupManager>,
     caps: CapPlan,
+    /// Containers made ahead of time ([`Sandbox::pooled`]).
+    pool: Option<pool::Pool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool {
+            p.stop();
+        }
+    }
 }
 
 const MAX_ARGS: usize = 4096;
@@ -161,7 +175,30 @@ impl Sandbox {
             filters,
             cgroups,
             caps,
+            pool: None,
         })
+    }
+
+    /// Keeps `size` containers of this profile prepared ahead of time by a
+    /// background thread, which also tears finished runs down after their
+    /// results are returned: a run then costs little more than starting the
+    /// program. For servers; call [`Sandbox::shutdown_pool`] before exiting
+    /// so nothing is left behind.
+    pub fn pooled(mut self, size: usize) -> Result<Arc<Sandbox>, RunError> {
+        self.pool = Some(pool::Pool::new(size));
+        let sb = Arc::new(self);
+        if let Some(p) = &sb.pool {
+            p.start(Arc::downgrade(&sb))
+                .map_err(io_err("starting the container pool thread"))?;
+        }
+        Ok(sb)
+    }
+
+    /// Stops the pool (if any) after tearing down every container it holds.
+    pub fn shutdown_pool(&self) {
+        if let Some(p) = &self.pool {
+            p.shutdown();
+        }
     }
 
     pub fn cgroups(&self) -> Option<&CgroupManager> {
@@ -171,10 +208,38 @@ impl Sandbox {
     /// Run one program. Never panics; failures of the sandbox itself come
     /// back as `sandbox_error` with a message naming what failed.
     pub fn run(&self, spec: &RunSpec) -> RunResult {
-        let r = self
-            .prepare_for(spec)
-            .and_then(|mut p| self.run_prepared(&mut p, spec));
-        r.unwrap_or_else(|e| RunResult::sandbox_error(e.to_string()))
+        self.try_run(spec)
+            .unwrap_or_else(|e| RunResult::sandbox_error(e.to_string()))
+    }
+
+    fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let Some(pool) = &self.pool else {
+            // Torn down before returning: a CLI exits right after.
+            let mut p = self.prepare_for(spec)?;
+            return self.run_prepared(&mut p, spec);
+        };
+        let ready = match pool.take() {
+            Some(p) if self.fits(&p, spec) => Some(p),
+            Some(p) => {
+                pool.retire(p);
+                None
+            }
+            None => None,
+        };
+        let mut p = match ready {
+            Some(p) => p,
+            None => self.prepare_for(spec)?,
+        };
+        let mut r = self.run_prepared(&mut p, spec);
+        if matches!(r, Err(RunError::Stale(_))) {
+            // The waiting container died (e.g. killed from outside): once
+            // more with a fresh one.
+            pool.retire(p);
+            p = self.prepare_for(spec)?;
+            r = self.run_prepared(&mut p, spec);
+        }
+        pool.retire(p);
+        r
     }
 
     /// The cgroup hierarchies a run of this profile needs by default.
@@ -477,7 +542,7 @@ impl Sandbox {
             .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
             .map_err(|e| RunError::Invalid(e.to_string()))?;
         let t_go = t0.elapsed();
-        go::send_go(p.ctl.as_raw_fd(), &fds).map_err(io_err("handing the run to its container"))?;
+        go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
         let start = Instant::now();
         drop((out_w, errout_w, stdin_fd, bind_fds));
         let relay_w = tty_relay.map(|(r, w)| {

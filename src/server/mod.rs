@@ -197,7 +197,10 @@ impl AppState {
             return Ok(s.clone());
         }
         let p = profile::load(name).map_err(|e| e.to_string())?;
-        let sb = Arc::new(Sandbox::new(p).map_err(|e| e.to_string())?);
+        // As many containers prepared ahead as jobs can run at once.
+        let sb = Sandbox::new(p)
+            .and_then(|s| s.pooled(self.cfg.workers.max(1)))
+            .map_err(|e| e.to_string())?;
         lock(&self.sandboxes).insert(name.to_string(), sb.clone());
         Ok(sb)
     }
@@ -448,6 +451,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     let _ = gc.await;
     // Whatever is still queued never ran: it was cancelled above.
     state.cancel_all();
+    // Tear down the containers prepared ahead and the finished runs.
+    let sbs: Vec<Arc<Sandbox>> = lock(&state.sandboxes).drain().map(|(_, s)| s).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for s in sbs {
+            s.shutdown_pool();
+        }
+    })
+    .await;
     // The base dir goes too when no other server uses it.
     let _ = std::fs::remove_dir(&cfg.work_dir);
     tracing::info!("stopped");
