@@ -283,7 +283,7 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
 
 /// Start time (field 22 of `/proc/<pid>/stat`, clock ticks since boot).
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_small(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
 }
@@ -318,7 +318,18 @@ fn cgroup_dir(mount: &CgroupMount, cg_path: &str) -> Option<PathBuf> {
 // Small file helpers
 
 fn read_string(op: &'static str, path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(io_err(op, path))
+    read_small(path).map_err(io_err(op, path))
+}
+
+/// Reads a /proc or cgroupfs file. These report size 0, so `fs::read` would
+/// start with a tiny buffer and grow it over many `read` calls (each one
+/// re-generating the text in the kernel); one large read is enough.
+fn read_small(path: impl AsRef<Path>) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    // Through `take`: File's own read_to_end would fstat for a size hint.
+    File::open(path)?.take(1 << 24).read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn write_file(op: &'static str, path: &Path, value: &str) -> Result<(), CgroupError> {
