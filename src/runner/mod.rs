@@ -215,8 +215,19 @@ impl Sandbox {
     fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
         let Some(pool) = &self.pool else {
             // Torn down before returning: a CLI exits right after.
+            let t0 = Instant::now();
             let mut p = self.prepare_for(spec)?;
-            return self.run_prepared(&mut p, spec);
+            let prepared = t0.elapsed();
+            let r = self.run_prepared(&mut p, spec);
+            let t1 = Instant::now();
+            drop(p);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::debug!(
+                prepare_ms = ms(prepared),
+                teardown_ms = ms(t1.elapsed()),
+                "run container"
+            );
+            return r;
         };
         let ready = match pool.take() {
             Some(p) if self.fits(&p, spec) => Some(p),

@@ -272,6 +272,8 @@ fn execute(state: &AppState, job: &Job) {
     state.metrics.running.fetch_add(1, Ordering::Relaxed);
     tracing::info!(profile = %job.spec.profile, steps = job.spec.steps.len(), "job started");
     let mut error = None;
+    // Removed after the answer: unmounting waits for an RCU grace period.
+    let mut workspace = None;
     let outcome = match state.sandbox(&job.spec.profile) {
         Err(e) => {
             error = Some(format!("profile {}: {e}", job.spec.profile));
@@ -292,7 +294,7 @@ fn execute(state: &AppState, job: &Job) {
                     error = Some(format!("workspace: {e}"));
                     JobOutcome::default()
                 }
-                Ok(mut ws) => {
+                Ok(ws) => {
                     let ctx = JobContext {
                         sandbox: &sb,
                         workspace: &ws,
@@ -303,9 +305,7 @@ fn execute(state: &AppState, job: &Job) {
                     let out = job::run_job(&ctx, &job.spec, &mut |o| {
                         lock(&job.state).outcome = o.clone();
                     });
-                    if let Err(e) = ws.remove() {
-                        tracing::warn!("{e}");
-                    }
+                    workspace = Some(ws);
                     out
                 }
             }
@@ -339,6 +339,11 @@ fn execute(state: &AppState, job: &Job) {
     );
     lock(&state.finished).push_back((Instant::now(), job.id.clone()));
     job.done.send_replace(true);
+    if let Some(mut ws) = workspace
+        && let Err(e) = ws.remove()
+    {
+        tracing::warn!("{e}");
+    }
     state.expire();
 }
 
