@@ -1,10 +1,10 @@
 //! The child side of a run: everything between clone and execve.
 //!
-//! Process tree: supervisor → init (pid 1 of the new pid namespace: joins
-//! the cgroup, builds the filesystem, then reaps) → payload (drops
-//! privileges, installs seccomp, execs the program). When the payload ends,
-//! init reports its wait status and exits, and the kernel kills whatever is
-//! left in the pid namespace.
+//! Process tree: supervisor → init (pid 1 of the new pid namespace: builds
+//! the filesystem, waits for "go", joins the cgroup, attaches the run's
+//! binds, then reaps) → payload (drops privileges, installs seccomp, execs
+//! the program). When the payload ends, init kills and reaps whatever is
+//! left in the pid namespace, reports the payload's wait status and exits.
 //!
 //! All of this runs after a fork in a possibly multi-threaded process, so it
 //! only uses async-signal-safe syscalls on data the parent prepared

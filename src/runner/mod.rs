@@ -1,12 +1,15 @@
 //! The runner: one sandboxed program, from a resolved profile to a verdict.
 //!
 //! [`Sandbox`] holds what can be prepared once per profile (the compiled
-//! seccomp filters, the cgroup manager, the capability masks);
-//! [`Sandbox::run`] builds a [`child::ChildPlan`], clones the run's init
-//! into fresh namespaces, and supervises it from a single-threaded poll
-//! loop: output collection with caps, CPU time from the cgroup, wall time,
-//! cancellation. Safe to call from many threads at once: the code between
-//! clone and exec never allocates or locks.
+//! seccomp filters, the cgroup manager, the capability masks).
+//! [`Sandbox::prepare`] makes a container from the profile alone: it clones
+//! the run's init into fresh namespaces with a [`child::ChildPlan`]; init
+//! builds the root and waits. [`Sandbox::run_prepared`] hands it the run
+//! ([`go`]) and supervises it from a single-threaded poll loop: output
+//! collection with caps, CPU time from the cgroup, wall time, cancellation.
+//! [`Sandbox::run`] does both, or takes a container from the pool kept by
+//! [`Sandbox::pooled`]. Safe to call from many threads at once: the code
+//! between clone and exec never allocates or locks.
 
 pub mod child;
 pub mod go;
