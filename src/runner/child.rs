@@ -107,6 +107,15 @@ pub struct ChildPlan {
     pub keep_fds: Vec<RawFd>,
 }
 
+/// `struct open_how` for openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
 /// What "go" delivered, on init's stack.
 struct Run<'a> {
     go: &'a GoHeader,
@@ -349,25 +358,53 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
                 }
             }
         }
-        // SAFETY: attaching a detached mount tree we received.
+        // The destination must not lead through a symlink (e.g. one placed
+        // in an earlier writable bind): resolved without following any.
+        let how = OpenHow {
+            flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: RESOLVE_NO_SYMLINKS,
+        };
+        // SAFETY: openat2 with a valid path and a struct of the given size.
+        let target = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                dest.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        } as RawFd;
+        if target < 0 {
+            fail(efd, BIND_STEP_BASE + i as u32, errno());
+        }
+        // SAFETY: attaching a detached mount tree we received onto the
+        // directory (or file) fd just opened.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_move_mount,
                 fd,
                 c"".as_ptr(),
-                libc::AT_FDCWD,
-                dest.as_ptr(),
-                libc::MOVE_MOUNT_F_EMPTY_PATH,
+                target,
+                c"".as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
             )
         };
         if r < 0 {
             fail(efd, BIND_STEP_BASE + i as u32, errno());
         }
-        // SAFETY: closing an fd we own.
-        unsafe { libc::close(fd) };
+        // SAFETY: closing fds we own.
+        unsafe {
+            libc::close(fd);
+            libc::close(target);
+        }
     }
-    // SAFETY: workdir is a NUL-terminated string in the shared area.
-    mkdir_p(unsafe { CStr::from_ptr(h.workdir) }, true);
+    if plan.mounts.is_some() {
+        // Only inside our own root: without a mount namespace this would
+        // create directories on the host.
+        // SAFETY: workdir is a NUL-terminated string in the shared area.
+        mkdir_p(unsafe { CStr::from_ptr(h.workdir) }, true);
+    }
     let run = Run {
         go: h,
         stdio: [fds[0], fds[1], fds[2]],

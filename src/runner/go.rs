@@ -81,6 +81,14 @@ impl GoArea {
         Ok(GoArea { ptr: p.cast() })
     }
 
+    /// Keeps the area out of processes forked from now on (the container
+    /// that needs it already has it): other containers, cloned later from
+    /// the same supervisor, must not carry this run's arguments.
+    pub fn dont_fork(&self) {
+        // SAFETY: advice on a mapping this value owns.
+        unsafe { libc::madvise(self.ptr.cast(), AREA_SIZE, libc::MADV_DONTFORK) };
+    }
+
     /// Child side: the header written by [`GoArea::write`].
     pub fn header(&self) -> &GoHeader {
         // SAFETY: the mapping is page-aligned and at least a header long;

@@ -216,12 +216,13 @@ impl Sandbox {
     }
 
     fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let strings = self.run_strings(spec)?;
         let Some(pool) = &self.pool else {
             // Torn down before returning: a CLI exits right after.
             let t0 = Instant::now();
             let mut p = self.prepare_for(spec)?;
             let prepared = t0.elapsed();
-            let r = self.run_prepared(&mut p, spec);
+            let r = self.run_prepared_with(&mut p, spec, strings);
             let t1 = Instant::now();
             drop(p);
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -244,13 +245,13 @@ impl Sandbox {
             Some(p) => p,
             None => self.prepare_for(spec)?,
         };
-        let mut r = self.run_prepared(&mut p, spec);
+        let mut r = self.run_prepared_with(&mut p, spec, strings.clone());
         if matches!(r, Err(RunError::Stale(_))) {
             // The waiting container died (e.g. killed from outside): once
             // more with a fresh one.
             pool.retire(p);
             p = self.prepare_for(spec)?;
-            r = self.run_prepared(&mut p, spec);
+            r = self.run_prepared_with(&mut p, spec, strings);
         }
         pool.retire(p);
         r
@@ -399,6 +400,8 @@ impl Sandbox {
             });
         }
         drop((sync_r, err_w, status_w, ctl_child));
+        // Later clones (other containers) must not inherit this run's area.
+        area.dont_fork();
         let mut p = Prepared {
             pid: pid as i32,
             // SAFETY: clone3 returned a fresh pidfd that we now own.
@@ -432,7 +435,14 @@ impl Sandbox {
     /// are final; init may still be tearing the namespaces down, which
     /// dropping `p` waits for (callers in a hurry drop it elsewhere).
     pub fn run_prepared(&self, p: &mut Prepared, spec: &RunSpec) -> Result<RunResult, RunError> {
-        let t0 = Instant::now();
+        let strings = self.run_strings(spec)?;
+        self.run_prepared_with(p, spec, strings)
+    }
+
+    /// Checks a run and turns it into the C strings the container needs
+    /// (before a prepared container is taken: a bad request must not
+    /// waste one).
+    fn run_strings(&self, spec: &RunSpec) -> Result<RunStrings, RunError> {
         if spec.argv.is_empty() {
             return Err(RunError::Invalid("no command given".into()));
         }
@@ -441,11 +451,6 @@ impl Sandbox {
             return Err(RunError::Invalid(format!(
                 "at most {MAX_ARGS} arguments and {MAX_ARGS} environment variables"
             )));
-        }
-        if !self.fits(p, spec) {
-            return Err(RunError::Invalid(
-                "this container was prepared without the cpu controller".into(),
-            ));
         }
         let c = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
@@ -491,6 +496,32 @@ impl Sandbox {
                 "binds need a mount namespace (namespaces.mount = true)".into(),
             ));
         }
+        Ok(RunStrings {
+            argv,
+            envp,
+            candidates,
+            workdir,
+        })
+    }
+
+    fn run_prepared_with(
+        &self,
+        p: &mut Prepared,
+        spec: &RunSpec,
+        s: RunStrings,
+    ) -> Result<RunResult, RunError> {
+        let t0 = Instant::now();
+        if !self.fits(p, spec) {
+            return Err(RunError::Invalid(
+                "this container was prepared without the cpu controller".into(),
+            ));
+        }
+        let RunStrings {
+            argv,
+            envp,
+            candidates,
+            workdir,
+        } = s;
         let mut bind_fds: Vec<OwnedFd> = Vec::new();
         let mut bind_slots: Vec<(CString, bool)> = Vec::new();
         let mut bind_names: Vec<String> = Vec::new();
@@ -642,6 +673,15 @@ impl Sandbox {
         );
         Ok(result)
     }
+}
+
+/// A run's argv, environment, PATH candidates and working directory.
+#[derive(Clone)]
+struct RunStrings {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    candidates: Vec<CString>,
+    workdir: CString,
 }
 
 /// A detached copy of a bind's source (`open_tree`), with the bind's
