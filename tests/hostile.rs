@@ -1,0 +1,1053 @@
+//! The hostile catalogue (issue #7): every case is an attack on the sandbox
+//! with the outcome it must get. Each runs alone, then as many copies at
+//! once as there are CPUs, then the host is checked for leftovers (see
+//! tests/hostile/harness.rs and tests/hostile/README.md). Needs root; skips
+//! loudly otherwise.
+//!
+//! Every case holds a process-wide lock, so this file's cases never share
+//! the machine with each other; timing bounds are generous (the parallel
+//! copies share the CPUs).
+
+mod common;
+mod common_server;
+#[path = "hostile/harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::*;
+use serde_json::json;
+
+/// `case! { /// what it attacks → the outcome; fn name(opts) |c| { body } }`:
+/// a `#[test]` that runs `body` alone, in parallel, then checks the host.
+macro_rules! case {
+    ($(#[$m:meta])* fn $name:ident($opts:expr) |$c:ident| $body:block) => {
+        $(#[$m])*
+        #[test]
+        fn $name() {
+            harness::run_case(stringify!($name), $opts, &|$c: &harness::Ctx| $body);
+        }
+    };
+}
+
+static KERNEL: CProg = CProg::new("kernel", include_str!("hostile/kernel.c"), &[]);
+static EXHAUST: CProg = CProg::new("exhaust", include_str!("hostile/exhaust.c"), &["-pthread"]);
+static TIMING: CProg = CProg::new("timing", include_str!("hostile/timing.c"), &["-pthread"]);
+static FS: CProg = CProg::new("fs", include_str!("hostile/fs.c"), &[]);
+static ESCAPE: CProg = CProg::new("escape", include_str!("hostile/escape.c"), &[]);
+static CHANNELS: CProg = CProg::new("channels", include_str!("hostile/channels.c"), &[]);
+/// ident, installed setuid root.
+static SETUID: CProg =
+    CProg::new("ident", include_str!("hostile/ident.c"), &["-DSETUID"]).with_post(make_setuid);
+/// ident, with every capability in its file capabilities.
+static FILECAPS: CProg =
+    CProg::new("ident", include_str!("hostile/ident.c"), &["-DFILECAPS"]).with_post(make_filecaps);
+
+fn make_setuid(dir: &Path) {
+    let bin = dir.join("ident");
+    std::os::unix::fs::chown(&bin, Some(0), Some(0)).expect("chown");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
+}
+
+fn make_filecaps(dir: &Path) {
+    let bin = dir.join("ident");
+    // struct vfs_cap_data, revision 2, effective: every capability permitted.
+    let mut v = Vec::new();
+    v.extend_from_slice(&0x0200_0001u32.to_le_bytes());
+    v.extend_from_slice(&u32::MAX.to_le_bytes()); // permitted, caps 0-31
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable
+    v.extend_from_slice(&0x1ffu32.to_le_bytes()); // permitted, caps 32-40
+    v.extend_from_slice(&0u32.to_le_bytes());
+    let p = std::ffi::CString::new(bin.to_str().expect("utf8 path")).expect("path");
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c"security.capability".as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr security.capability: {}", std::io::Error::last_os_error());
+}
+
+// ------------------------------------------------------------ helpers
+
+/// The program's stdout lines.
+fn lines(o: &Out) -> Vec<String> {
+    o.prog_stdout().lines().map(String::from).collect()
+}
+
+/// The program's stdout is exactly these lines.
+#[track_caller]
+fn assert_lines(o: &Out, want: &[&str]) {
+    assert_eq!(lines(o), want, "stdout of {}", o.j());
+}
+
+/// Run kernel.c with these attacks; each must get exactly its result.
+#[track_caller]
+fn kernel_expect(c: &Ctx, extra: &[&str], want: &[(&str, &str)]) {
+    let names: Vec<&str> = want.iter().map(|w| w.0).collect();
+    let o = c.c(&KERNEL, extra, &names);
+    verdict(&o, "ok", 0);
+    let expect: Vec<String> = want.iter().map(|(n, r)| format!("{n}: {r}")).collect();
+    assert_eq!(lines(&o), expect, "kernel probes: {}", o.j());
+}
+
+/// Spawning a host process stays fast (the machine was not exhausted).
+#[track_caller]
+fn host_responsive() {
+    let t = Instant::now();
+    assert!(Command::new("true").status().expect("spawn true").success());
+    assert!(t.elapsed() < Duration::from_secs(1), "host spawn took {:?}", t.elapsed());
+}
+
+/// A host process with the sandbox's host uid (65534), as a victim for
+/// signal attacks. Killed and reaped on drop.
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn spawn(tag: &str) -> Victim {
+        let c = Command::new("/bin/sh")
+            .args(["-c", "sleep 60", tag])
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn victim");
+        Victim(c)
+    }
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Host file planted for a case; removed on drop.
+struct Planted(Vec<std::path::PathBuf>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A job step running `/bin/sh -c SCRIPT` with small limits.
+fn sh_step(script: &str) -> serde_json::Value {
+    json!({"command": ["/bin/sh", "-c", script],
+           "limits": {"cpu_time": "2s", "wall_time": "5s", "memory": "64M"}})
+}
+
+/// A job step running `python3 -c SRC`.
+fn py_step(src: &str) -> serde_json::Value {
+    json!({"command": ["/usr/bin/python3", "-c", src],
+           "limits": {"cpu_time": "2s", "wall_time": "5s", "memory": "64M"}})
+}
+
+
+/// The host's core_pattern, set to a piped handler (run by the kernel as
+/// host root) that logs the crashing program's name, while any copy of the
+/// case holds a guard; the original pattern is restored by the last one.
+struct CorePipe {
+    log: std::path::PathBuf,
+}
+
+static CORE_PIPE: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
+const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+
+impl CorePipe {
+    fn install() -> CorePipe {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile");
+        std::fs::create_dir_all(&dir).expect("scratch");
+        let handler = dir.join("core-handler.sh");
+        let log = dir.join("core-handler.log");
+        let mut g = CORE_PIPE.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            std::fs::write(
+                &handler,
+                format!("#!/bin/sh\necho \"$1\" >> {}\ncat > /dev/null\n", log.display()),
+            )
+            .expect("handler");
+            std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = std::fs::remove_file(&log);
+            let old = std::fs::read_to_string(CORE_PATTERN).expect("core_pattern");
+            let new = format!("|{} %e", handler.display());
+            assert!(new.len() < 128, "core_pattern too long: {new}");
+            std::fs::write(CORE_PATTERN, &new).expect("set core_pattern");
+            g.1 = Some(old);
+        }
+        g.0 += 1;
+        CorePipe { log }
+    }
+
+    /// Names the handler was invoked for.
+    fn invocations(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for CorePipe {
+    fn drop(&mut self) {
+        let mut g = CORE_PIPE.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0
+            && let Some(old) = g.1.take()
+        {
+            std::fs::write(CORE_PATTERN, old.trim_end()).expect("restore core_pattern");
+        }
+    }
+}
+
+fn meminfo_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// =================================================== resource exhaustion
+
+case! {
+    /// C fork bomb (every process forks forever) → pids cap holds it, CPU limit ends it: time_limit (124), host responsive.
+    fn fork_bomb_c(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--pids-limit", "16", "--time-limit", "0.5s", "--wall-time-limit", "5s"], &["forkbomb"]);
+        verdict(&o, "time_limit", 124);
+        assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
+        host_responsive();
+    }
+}
+
+case! {
+    /// Shell fork bomb `b(){ b|b& }; b` → held at 16 pids; the shell dies of "Cannot fork" or the wall limit: runtime_error/123 within 4 s.
+    fn fork_bomb_shell(cli()) |c| {
+        let o = c.exec(
+            &["--pids-limit", "16", "--wall-time-limit", "1s"],
+            &["/bin/sh", "-c", "b() { b | b & }; b; wait; sleep 30", &c.tag()],
+        );
+        match o.status() {
+            "runtime_error" => assert!(o.prog_stderr().contains("Cannot fork"), "{}", o.j()),
+            "wall_time_limit" => assert_eq!(o.code, 123),
+            s => panic!("fork bomb got {s}: {}", o.j()),
+        }
+        if let Some(p) = o.j()["usage"]["pids_peak"].as_u64() {
+            assert!(p <= 16, "pids_peak {p}");
+        }
+        assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
+        host_responsive();
+    }
+}
+
+case! {
+    /// Python fork loop counting its successes → fork fails with EAGAIN before 16 processes: ok, count < 16.
+    fn fork_bomb_python(cli()) |c| {
+        let py = "import os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError as e:\n        print('forks', n, e.errno); break\n    if pid == 0:\n        time.sleep(30); os._exit(0)\n    n += 1\n";
+        let o = c.exec(&["--pids-limit", "16"], &["/usr/bin/python3", "-c", py, &c.tag()]);
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        let f: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "{out}");
+        let n: u32 = f[1].parse().expect("count");
+        assert!(n < 16, "{n} forks under a pids limit of 16");
+        assert_eq!(f[2], "11", "errno EAGAIN expected: {out}");
+    }
+}
+
+case! {
+    /// Thread bomb (pthread_create until it fails) → EAGAIN before the pids limit of 16: ok, at most 15 threads.
+    fn thread_bomb(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--pids-limit", "16"], &["threadbomb"]);
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        let n: u32 = out.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("count");
+        assert!(n < 16 && out.contains("EAGAIN"), "{out}");
+    }
+}
+
+case! {
+    /// 256 MiB malloc'ed and touched under a 32M limit → memory_limit (122), peak at the limit.
+    fn touched_memory_over_limit(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "32M"], &["touch", "256"]);
+        verdict(&o, "memory_limit", 122);
+        assert!(o.usage("memory_peak_bytes") <= (33 << 20) as f64, "{}", o.j());
+    }
+}
+
+case! {
+    /// 4 GiB of address space reserved but untouched under a 32M limit → not charged: ok, peak under 8 MiB.
+    fn untouched_memory_is_free(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "32M"], &["reserve", "4096"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["reserved 4096 MiB"]);
+        assert!(o.usage("memory_peak_bytes") < (8 << 20) as f64, "{}", o.j());
+    }
+}
+
+case! {
+    /// 8 children each touching 12 MiB (each under the limit, 96 MiB together) with 64M → the limit is on the sum: memory_limit.
+    fn many_children_each_under_limit(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "64M", "--wall-time-limit", "5s"], &["children", "8", "12"]);
+        verdict(&o, "memory_limit", 122);
+        // The same children, fewer of them, fit: the verdict is not a fluke.
+        let o = c.c(&EXHAUST, &["--memory-limit", "64M", "--wall-time-limit", "5s"], &["children", "3", "12"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["children touched 3"]);
+    }
+}
+
+case! {
+    /// Unbounded recursion (1 KiB frames) with the default 256M stack → SIGSEGV at the stack limit: runtime_error (139).
+    fn deep_recursion_hits_stack_limit(cli()) |c| {
+        let o = c.c(&EXHAUST, &[], &["recurse"]);
+        verdict(&o, "runtime_error", 139);
+        assert_eq!(signal(&o), "SIGSEGV");
+    }
+}
+
+case! {
+    /// Unbounded recursion under a 32M memory limit → the stack is charged to the cgroup: memory_limit (122).
+    fn deep_recursion_hits_memory_limit(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "32M"], &["recurse"]);
+        verdict(&o, "memory_limit", 122);
+    }
+}
+
+case! {
+    /// Three 40 MiB files into the 64M /tmp → ENOSPC inside, never more than 64 MiB, nothing on the host: ok.
+    fn tmpfs_fill(cli()) |c| {
+        let o = c.sh(
+            &["--memory-limit", "256M"],
+            "for i in 1 2 3; do head -c 40M /dev/zero > /tmp/f$i 2>/dev/null || echo full; done; \
+             du -sk /tmp | cut -f1",
+        );
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert_eq!(l[0], "full", "{}", o.j());
+        let kb: u64 = l.last().and_then(|s| s.parse().ok()).expect("du");
+        assert!(kb <= 64 * 1024, "/tmp holds {kb} KiB");
+    }
+}
+
+case! {
+    /// /dev/shm written until it fails → ENOSPC at its 16M size: ok, at most 16 MiB.
+    fn dev_shm_fill(cli()) |c| {
+        let o = c.sh(
+            &[],
+            "head -c 64M /dev/zero > /dev/shm/fill 2>/dev/null || echo full; stat -c %s /dev/shm/fill",
+        );
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert_eq!(l[0], "full", "{}", o.j());
+        let size: u64 = l[1].parse().expect("size");
+        assert!(size <= 16 << 20, "/dev/shm file of {size} bytes");
+    }
+}
+
+case! {
+    /// Empty files created in /tmp until it fails (inode exhaustion) → inodes are charged memory: memory_limit (122).
+    fn inode_exhaustion_tmp(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "32M", "--time-limit", "5s"], &["inodes", "/tmp"]);
+        verdict(&o, "memory_limit", 122);
+    }
+}
+
+case! {
+    /// Empty files in a job workspace until it fails → the workspace tmpfs runs out of inodes: workspace_limit.
+    fn inode_exhaustion_workspace(http(&["--workspace-size", "4M"])) |c| {
+        let j = c.srv().run(&json!({"steps": [
+            sh_step("i=0; while true 2>/dev/null > f$i; do i=$((i+1)); done; echo $i"),
+            {"command": ["/bin/true"]}
+        ]}));
+        assert_eq!(j["steps"][0]["status"], "workspace_limit", "{j}");
+        assert_eq!(j["steps"][1]["status"], "skipped", "{j}");
+        let n: u64 = j["steps"][0]["stdout"].as_str().unwrap_or("").trim().parse().expect("count");
+        assert!((500..=2048).contains(&n), "{n} files in a 4M workspace");
+    }
+}
+
+case! {
+    /// open() until it fails → RLIMIT_NOFILE (256) stops it: ok, 253 fds then EMFILE.
+    fn fd_flood(cli()) |c| {
+        let o = c.c(&EXHAUST, &[], &["fdflood"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["fds 253 stopped by EMFILE"]);
+    }
+}
+
+case! {
+    /// 8 processes each filling as many pipes as fds allow → pipe buffers are charged: memory_limit (122).
+    fn pipe_flood(cli()) |c| {
+        // 24M: the copies together stay under the host's per-uid pipe
+        // quota (fs.pipe-user-pages-soft, 64 MiB), which would otherwise
+        // shrink their pipes (see pipe_quota_shared_between_runs).
+        let o = c.c(&EXHAUST, &["--memory-limit", "24M", "--pids-limit", "32"], &["pipeflood", "8"]);
+        verdict(&o, "memory_limit", 122);
+    }
+}
+
+case! {
+    /// 16 processes filling unix socket buffers (SO_SNDBUF maxed) → socket memory is charged: memory_limit (122).
+    fn socket_buffer_flood(cli()) |c| {
+        let o = c.c(&EXHAUST, &["--memory-limit", "64M", "--pids-limit", "32"], &["sockflood", "16"]);
+        verdict(&o, "memory_limit", 122);
+    }
+}
+
+case! {
+    /// inotify instances until failure → inotify_init1 is not in strict's allow-list: killed by SIGSYS (159).
+    fn inotify_flood(cli()) |c| {
+        let o = c.c(&EXHAUST, &[], &["inotify"]);
+        verdict(&o, "runtime_error", 159);
+        assert_eq!(signal(&o), "SIGSYS");
+    }
+}
+
+case! {
+    /// 6 runs each leaving a touched 16 MiB SysV segment, a semaphore set and a queued message → no host IPC object, host Shmem does not grow.
+    fn sysv_left_behind_across_runs(cli()) |c| {
+        let shmem0 = meminfo_kb("Shmem:");
+        for _ in 0..6 {
+            let o = c.c(&EXHAUST, &[], &["sysvleak", "16"]);
+            verdict(&o, "ok", 0);
+            assert!(o.prog_stdout().starts_with("leaked shm "), "{}", o.j());
+            assert!(o.prog_stdout().contains("sent 0"), "{}", o.j());
+        }
+        // 6 leaked segments would be 96 MiB of Shmem; other host activity
+        // moves it a little, so the bound is generous.
+        let t = Instant::now();
+        loop {
+            let grown = meminfo_kb("Shmem:").saturating_sub(shmem0);
+            if grown < 48 * 1024 {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "host Shmem grew by {grown} KiB");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+case! {
+    /// 40 children crashing (SEGV, ABRT, BUS, ILL) → no core file anywhere: ok, "crashes 40 cores 0".
+    fn crash_loop_leaves_no_core_files(cli()) |c| {
+        let o = c.c(&EXHAUST, &[], &["crashloop", "40"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["crashes 40 cores 0"]);
+    }
+}
+
+case! {
+    /// Host core_pattern is a pipe; crashes, also after lowering RLIMIT_CORE to 0 → the root-run handler is never invoked.
+    fn piped_core_pattern_never_invoked(cli()) |c| {
+        let pipe = CorePipe::install();
+        let o = c.c(&EXHAUST, &[], &["crashloop", "8"]);
+        verdict(&o, "ok", 0);
+        let o = c.c(&EXHAUST, &[], &["corecrash"]);
+        verdict(&o, "runtime_error", 139);
+        assert_lines(&o, &["setrlimit(RLIMIT_CORE, 0): Operation not permitted"]);
+        // The handler would have run synchronously with the crash; give a
+        // slow one a moment anyway.
+        std::thread::sleep(Duration::from_millis(100));
+        let inv = pipe.invocations();
+        assert!(!inv.contains("exhaust"), "host core handler ran for the sandboxed program: {inv}");
+    }
+}
+
+// =================================================== time
+
+case! {
+    /// Two threads burning CPU under a 0.5 s limit → CPU of all threads is summed: time_limit (124), 500–800 ms used.
+    fn cpu_in_threads(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "0.5s", "--wall-time-limit", "5s"], &["threads", "2"]);
+        verdict(&o, "time_limit", 124);
+        let cpu = o.usage("cpu_ms");
+        assert!((500.0..800.0).contains(&cpu), "cpu_ms {cpu}: {}", o.j());
+    }
+}
+
+case! {
+    /// Two children burning CPU that nobody waits for while the parent sleeps → counted anyway: time_limit (124).
+    fn cpu_in_unwaited_children(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "0.5s", "--wall-time-limit", "5s"], &["orphans", "2"]);
+        verdict(&o, "time_limit", 124);
+        assert!(o.elapsed < Duration::from_secs(4), "took {:?}", o.elapsed);
+        assert!(o.usage("cpu_ms") >= 500.0, "{}", o.j());
+    }
+}
+
+case! {
+    /// CPU burnt in the kernel (read() of /dev/zero into 1 MiB) → system time counts: time_limit (124), mostly sys.
+    fn cpu_in_system_time(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "0.5s", "--wall-time-limit", "5s"], &["systime"]);
+        verdict(&o, "time_limit", 124);
+        assert!(o.usage("sys_ms") > 0.5 * o.usage("cpu_ms"), "{}", o.j());
+    }
+}
+
+case! {
+    /// `sleep 30` under a 0.5 s wall limit → wall_time_limit (123) well before 3 s.
+    fn sleep_vs_wall_limit(cli()) |c| {
+        let o = c.exec(&["--wall-time-limit", "0.5s"], &["/usr/bin/sleep", "30"]);
+        verdict(&o, "wall_time_limit", 123);
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+}
+
+case! {
+    /// pause() forever → wall_time_limit (123), ~0 CPU.
+    fn pause_vs_wall_limit(cli()) |c| {
+        let o = c.c(&TIMING, &["--wall-time-limit", "0.5s"], &["pause"]);
+        verdict(&o, "wall_time_limit", 123);
+        assert!(o.usage("cpu_ms") < 100.0, "{}", o.j());
+    }
+}
+
+case! {
+    /// Python select() on nothing, forever → wall_time_limit (123).
+    fn select_vs_wall_limit(cli()) |c| {
+        let o = c.exec(
+            &["--wall-time-limit", "1s"],
+            &["/usr/bin/python3", "-c", "import select; select.select([], [], [])"],
+        );
+        verdict(&o, "wall_time_limit", 123);
+    }
+}
+
+case! {
+    /// The program SIGSTOPs itself → a stopped process is still killed: wall_time_limit (123).
+    fn sigstop_self_vs_wall_limit(cli()) |c| {
+        let o = c.sh(&["--wall-time-limit", "0.5s"], "kill -STOP $$; echo resumed");
+        verdict(&o, "wall_time_limit", 123);
+        assert_eq!(o.prog_stdout(), "", "{}", o.j());
+    }
+}
+
+case! {
+    /// Every catchable signal ignored, then sleep → the limit uses SIGKILL: wall_time_limit (123).
+    fn signals_ignored_vs_wall_limit(cli()) |c| {
+        let o = c.c(&TIMING, &["--wall-time-limit", "0.5s"], &["ignore_signals_sleep"]);
+        verdict(&o, "wall_time_limit", 123);
+    }
+}
+
+case! {
+    /// `cat` blocked on the caller's stdin pipe that is never written nor closed → wall_time_limit (123), sandbox returns.
+    fn blocked_stdin_vs_wall_limit(cli()) |c| {
+        let mut cmd = c.cmd(&["exec", "--json", "--wall-time-limit", "0.5s", "--", "/usr/bin/cat"]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        c.track(child.id());
+        let stdin = child.stdin.take(); // held open, never written
+        let t0 = Instant::now();
+        let out = child.wait_with_output().expect("wait");
+        drop(stdin);
+        assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+        assert_eq!(out.status.code(), Some(123));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["status"], "wall_time_limit", "{v}");
+    }
+}
+
+case! {
+    /// Spin until 503 ms of CPU then exit 0, between two 10 ms samples of a 500 ms limit → still time_limit (124).
+    fn exit_just_past_cpu_limit(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "0.5s", "--wall-time-limit", "5s"], &["exit_after", "503"]);
+        verdict(&o, "time_limit", 124);
+    }
+}
+
+case! {
+    /// Spin until 350 ms of CPU then exit 0 under a 500 ms limit → no false positive: ok.
+    fn exit_under_cpu_limit(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "0.5s", "--wall-time-limit", "5s"], &["exit_after", "350"]);
+        verdict(&o, "ok", 0);
+    }
+}
+
+case! {
+    /// raise(SIGXCPU) at once → a self-inflicted signal is not a verdict: runtime_error, SIGXCPU (152).
+    fn self_raised_sigxcpu(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "1s"], &["raise", "24"]);
+        verdict(&o, "runtime_error", 152);
+        assert_eq!(signal(&o), "SIGXCPU");
+    }
+}
+
+case! {
+    /// raise(SIGXFSZ) at once → runtime_error, SIGXFSZ (153), not output/file limit.
+    fn self_raised_sigxfsz(cli()) |c| {
+        let o = c.c(&TIMING, &["--output-limit", "1M"], &["raise", "25"]);
+        verdict(&o, "runtime_error", 153);
+        assert_eq!(signal(&o), "SIGXFSZ");
+    }
+}
+
+case! {
+    /// raise(SIGKILL) at once → not mistaken for an OOM or limit kill: runtime_error, SIGKILL (137).
+    fn self_raised_sigkill(cli()) |c| {
+        let o = c.c(&TIMING, &["--memory-limit", "32M", "--time-limit", "1s"], &["raise", "9"]);
+        verdict(&o, "runtime_error", 137);
+        assert_eq!(signal(&o), "SIGKILL");
+    }
+}
+
+case! {
+    /// The program lowers its own RLIMIT_CPU to 1 s under a 5 s limit → the kernel's SIGXCPU is not time_limit: runtime_error (152).
+    fn own_rlimit_cpu_is_not_time_limit(cli()) |c| {
+        let o = c.c(&TIMING, &["--time-limit", "5s"], &["own_rlimit_cpu"]);
+        verdict(&o, "runtime_error", 152);
+        let cpu = o.usage("cpu_ms");
+        assert!((900.0..2500.0).contains(&cpu), "cpu_ms {cpu}");
+    }
+}
+
+case! {
+    /// settimeofday, clock_settime (+1 h), adjtimex, clock_adjtime → EPERM each; the host clock does not move.
+    fn clock_changes_refused(cli()) |c| {
+        let skew = || {
+            let real = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs_f64();
+            real - common::monotonic_ns() as f64 / 1e9
+        };
+        let before = skew();
+        kernel_expect(c, &[], &[
+            ("settimeofday", "errno EPERM"),
+            ("clock_settime", "errno EPERM"),
+            ("adjtimex", "errno EPERM"),
+            ("clock_adjtime", "errno EPERM"),
+        ]);
+        assert!((skew() - before).abs() < 0.5, "host clock moved");
+    }
+}
+
+// =================================================== I/O
+
+case! {
+    /// `yes` on stdout with a 1M output limit → output_limit (121), exactly 1 MiB kept, truncated.
+    fn stdout_flood(cli()) |c| {
+        let o = c.exec(&["--output-limit", "1M"], &["/usr/bin/yes"]);
+        verdict(&o, "output_limit", 121);
+        let out = json_body_bytes(o.j(), "stdout");
+        assert_eq!(out.len(), 1 << 20);
+        assert!(out.chunks(2).all(|c| c == b"y\n"));
+        assert_eq!(o.j()["stdout_truncated"], true);
+        assert_eq!(o.j()["stderr_truncated"], false);
+    }
+}
+
+case! {
+    /// `yes` on stderr with a 1M output limit → output_limit (121) on stderr, stdout untouched.
+    fn stderr_flood(cli()) |c| {
+        let o = c.sh(&["--output-limit", "1M"], "echo start; yes >&2");
+        verdict(&o, "output_limit", 121);
+        assert_eq!(json_body_bytes(o.j(), "stderr").len(), 1 << 20);
+        assert_eq!(o.j()["stderr_truncated"], true);
+        assert_eq!(o.prog_stdout(), "start\n");
+        assert_eq!(o.j()["stdout_truncated"], false);
+    }
+}
+
+case! {
+    /// `yes` passed through to the caller (no --json) with a 1M limit → exit 121 after exactly 1 MiB on stdout.
+    fn stdout_flood_passthrough(cli()) |c| {
+        let o = c.run(c.cmd(&["exec", "--output-limit", "1M", "--", "/usr/bin/yes"]));
+        assert_eq!(o.code, 121, "{}", o.stderr);
+        assert_eq!(o.stdout.len(), 1 << 20);
+    }
+}
+
+case! {
+    /// Every byte value (invalid UTF-8) on stdout and stderr → returned losslessly as base64.
+    fn binary_output_roundtrip(cli()) |c| {
+        let o = c.exec(&[], &["/usr/bin/python3", "-c",
+            "import sys; b = bytes(range(256)) * 64; sys.stdout.buffer.write(b); sys.stderr.buffer.write(b[::-1])"]);
+        verdict(&o, "ok", 0);
+        let want: Vec<u8> = (0..=255u8).cycle().take(256 * 64).collect();
+        assert_eq!(o.j()["stdout_encoding"], "base64");
+        assert_eq!(o.j()["stderr_encoding"], "base64");
+        assert_eq!(json_body_bytes(o.j(), "stdout"), want);
+        let rev: Vec<u8> = want.iter().rev().copied().collect();
+        assert_eq!(json_body_bytes(o.j(), "stderr"), rev);
+    }
+}
+
+case! {
+    /// Terminal escape sequences, NUL and CR in valid UTF-8 output → returned byte for byte inside the JSON string.
+    fn escape_sequences_and_nul_roundtrip(cli()) |c| {
+        let o = c.sh(&[], r"printf '\033]0;pwned\007\033[2J\000\r\nok\342\202\254'");
+        verdict(&o, "ok", 0);
+        assert_eq!(o.j()["stdout_encoding"], "utf8");
+        assert_eq!(json_body_bytes(o.j(), "stdout"), b"\x1b]0;pwned\x07\x1b[2J\x00\r\nok\xe2\x82\xac");
+    }
+}
+
+case! {
+    /// A 64 MiB --stdin file the program never reads → ok at once, no stall.
+    fn never_reads_large_stdin_file(cli()) |c| {
+        let f = c.case.home.join(format!("stdin-{}", c.tag()));
+        std::fs::write(&f, vec![b'x'; 64 << 20]).expect("stdin file");
+        let o = c.exec(&["--stdin", f.to_str().expect("utf8")], &["/usr/bin/true"]);
+        let _ = std::fs::remove_file(&f);
+        verdict(&o, "ok", 0);
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+}
+
+case! {
+    /// The caller pipes 64 MiB into stdin, the program exits without reading → ok at once, the writer sees EPIPE.
+    fn never_reads_large_stdin_pipe(cli()) |c| {
+        let mut cmd = c.cmd(&["exec", "--json", "--", "/usr/bin/true"]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        c.track(child.id());
+        let mut w = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..64 {
+                if w.write_all(&chunk).is_err() {
+                    return false;
+                }
+            }
+            true
+        });
+        let t0 = Instant::now();
+        let out = child.wait_with_output().expect("wait");
+        assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["status"], "ok", "{v}");
+        assert!(!writer.join().expect("writer"), "all 64 MiB were consumed by someone");
+    }
+}
+
+case! {
+    /// One byte written at offset 100 MiB (sparse file past the 64M file-size limit) → killed by SIGXFSZ: runtime_error (153).
+    fn sparse_file_past_file_size_limit(cli()) |c| {
+        let o = c.c(&FS, &[], &["sparse", "/tmp/sparse", "100"]);
+        verdict(&o, "runtime_error", 153);
+        assert_eq!(signal(&o), "SIGXFSZ");
+        assert_lines(&o, &["writing"]);
+    }
+}
+
+case! {
+    /// A file grown 64 KiB at a time (SIGXFSZ ignored) and a 1 GiB ftruncate → EFBIG at exactly 64 MiB: ok.
+    fn growing_file_vs_file_size_limit(cli()) |c| {
+        let o = c.c(&FS, &[], &["grow", "/tmp/grow"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["size 67108864 stopped by EFBIG"]);
+        let o = c.c(&FS, &[], &["bigtrunc", "/tmp/big", "1024"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["ftruncate EFBIG"]);
+    }
+}
+
+case! {
+    /// A job step growing a file under a 1M file_size limit → EFBIG at exactly 1 MiB.
+    fn growing_file_vs_job_file_size(http(&[])) |c| {
+        let py = "import signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nn = 0\nwith open('f', 'wb', buffering=0) as f:\n    try:\n        while True:\n            n += f.write(b'x' * 65536)\n    except OSError as e:\n        print(n, e.errno)\n";
+        let mut step = py_step(py);
+        step["limits"]["file_size"] = json!("1M");
+        let j = c.srv().run(&json!({"steps": [step]}));
+        assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+        assert_eq!(j["steps"][0]["stdout"], "1048576 27\n", "{j}");
+    }
+}
+
+// =================================================== filesystem
+
+case! {
+    /// Outputs that are symlinks to /etc/shadow, to a host secret, and paths through a symlinked / → per-file errors, no host byte returned.
+    fn copy_out_symlinks(http(&[])) |c| {
+        let secret = format!("SECRET-{}", c.tag());
+        let host = c.case.home.join(format!("secret-{}", c.tag()));
+        std::fs::write(&host, &secret).expect("plant");
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _planted = Planted(vec![host.clone()]);
+        let hp = host.display().to_string();
+        let script = format!(
+            "ln -s /etc/shadow shadow; ln -s {hp} secret; ln -s / root; mkdir d; ln -s /etc d/etc; ln -s ../secret d/up"
+        );
+        let r = c.srv().post("/v1/jobs?wait=true", &json!({
+            "steps": [sh_step(&script)],
+            "outputs": ["shadow", "secret", format!("root{hp}"), "root/etc/passwd", "d/etc/passwd", "d/up"]
+        }));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!r.text().contains(&secret), "host secret returned: {}", r.text());
+        for f in ["/etc/passwd", "/etc/shadow"] {
+            let first = std::fs::read_to_string(f).unwrap_or_default();
+            let first = first.lines().next().unwrap_or("?");
+            assert!(!r.text().contains(first), "host {f} returned: {}", r.text());
+        }
+        let j = r.json();
+        for (k, v) in j["outputs"].as_object().expect("outputs") {
+            assert!(v["error"].is_string() && v.get("content").is_none(), "{k}: {v}");
+        }
+        assert!(j["outputs"]["shadow"]["error"].as_str().unwrap_or("").contains("symbolic link"), "{j}");
+    }
+}
+
+case! {
+    /// An output that is a FIFO (nobody writes it) → per-file error naming the FIFO, the job returns at once.
+    fn copy_out_fifo_does_not_hang(http(&[])) |c| {
+        let t0 = Instant::now();
+        let j = c.srv().run(&json!({"steps": [sh_step("mkfifo out; mkfifo out2")], "outputs": ["out", "out2"]}));
+        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+        assert!(j["outputs"]["out"]["error"].as_str().unwrap_or("").contains("FIFO"), "{j}");
+        assert!(j["outputs"]["out2"]["error"].is_string(), "{j}");
+    }
+}
+
+case! {
+    /// Device node (mknod) and unix-socket outputs → mknod refused, the socket is a per-file error, never read.
+    fn copy_out_device_and_socket(http(&[])) |c| {
+        let j = c.srv().run(&json!({"steps": [sh_step(
+            "mknod dev c 1 3 2>/dev/null && echo MKNOD-OK; \
+             /usr/bin/python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('sock')\"; ls")],
+            "outputs": ["dev", "sock"]}));
+        assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+        assert_eq!(j["steps"][0]["stdout"], "sock\n", "{j}");
+        assert_eq!(j["outputs"]["dev"]["error"], "no such file", "{j}");
+        assert!(j["outputs"]["sock"]["error"].is_string(), "{j}");
+        assert!(j["outputs"]["sock"].get("content").is_none(), "{j}");
+    }
+}
+
+case! {
+    /// Hard link to a host file (refused: another filesystem) and one 1.5 MiB file under 6 names → job output budget of 4M holds.
+    fn copy_out_hard_links(http(&["--max-job-output", "4M"])) |c| {
+        let j = c.srv().run(&json!({"steps": [sh_step(
+            "ln /etc/passwd hl 2>/dev/null && echo LINKED; head -c 1572864 /dev/zero > big; \
+             for i in 1 2 3 4 5 6; do ln big l$i; done")],
+            "outputs": ["hl", "l1", "l2", "l3", "l4", "l5", "l6"]}));
+        assert_eq!(j["steps"][0]["stdout"], "", "{j}");
+        assert_eq!(j["outputs"]["hl"]["error"], "no such file", "{j}");
+        let got: u64 = (1..=6)
+            .filter_map(|i| j["outputs"][format!("l{i}")]["size"].as_u64())
+            .sum();
+        assert!(got > 0 && got <= 4 << 20, "{got} bytes returned under a 4 MiB budget");
+    }
+}
+
+case! {
+    /// A double-forked daemon keeps swapping the output between a file and a symlink to /etc/passwd → dies with the step; never a host byte.
+    fn copy_out_swap_race_daemon(http(&[])) |c| {
+        let script = "echo regular > out.txt; \
+             (setsid sh -c 'while :; do ln -sf /etc/passwd t1; mv -f t1 out.txt; echo regular > t2; mv -f t2 out.txt; done' &); \
+             sleep 0.1";
+        let r = c.srv().post("/v1/jobs?wait=true", &json!({"steps": [sh_step(script)], "outputs": ["out.txt"]}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let first = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        assert!(!r.text().contains(first.lines().next().unwrap_or("?")), "host file returned: {}", r.text());
+        let o = &r.json()["outputs"]["out.txt"];
+        assert!(o["content"] == "regular\n" || o["error"].is_string(), "{o}");
+    }
+}
+
+case! {
+    /// A 60 MiB sparse output file → refused as larger than the 8 MiB copy-out cap, the server does not read it.
+    fn copy_out_huge_sparse_file(http(&[])) |c| {
+        let j = c.srv().run(&json!({"steps": [sh_step("truncate -s 60M big")], "outputs": ["big"]}));
+        assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+        assert!(j["outputs"]["big"]["error"].as_str().unwrap_or("").contains("cap"), "{j}");
+    }
+}
+
+case! {
+    /// Classic chroot escape (chroot into a subdir, fchdir out, climb "..", chroot ".") → chroot EPERM, "/" stays the sandbox's.
+    fn chroot_escape(cli()) |c| {
+        let o = c.c(&FS, &[], &["chroot_escape"]);
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert_eq!(l[..2], ["chroot EPERM", "chroot-dot EPERM"], "{}", o.j());
+        let root: Vec<&str> = l[2].trim_start_matches("root:").split_whitespace().collect();
+        for bad in ["home", "root", "var", "srv", "opt", "run", "boot", "sys", "work", "oldroot", "newroot"] {
+            assert!(!root.contains(&bad), "/{bad} visible: {root:?}");
+        }
+    }
+}
+
+case! {
+    /// World-readable secrets in /root, /home, /var/tmp, /srv, /opt, /run, host /tmp, the caller's cwd and env → none visible.
+    fn host_secrets_invisible(cli()) |c| {
+        let tag = c.tag();
+        let secret = format!("SECRET-{tag}");
+        let mut planted = Planted(vec![]);
+        let mut paths = vec![];
+        for d in ["/root", "/home", "/var/tmp", "/srv", "/opt", "/run", "/tmp"] {
+            std::fs::create_dir_all(d).expect("dir");
+            let p = Path::new(d).join(&tag);
+            std::fs::write(&p, &secret).expect("plant");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            planted.0.push(p.clone());
+            paths.push(p.display().to_string());
+        }
+        let cwd = c.case.home.join(format!("cwd-{tag}"));
+        std::fs::create_dir_all(&cwd).expect("cwd");
+        std::fs::write(cwd.join("secret"), &secret).expect("plant");
+        planted.0.push(cwd.join("secret"));
+        let mut script = String::new();
+        for p in &paths {
+            script.push_str(&format!("cat {p} 2>/dev/null; ls {p} 2>/dev/null; "));
+        }
+        script.push_str(&format!(
+            "cat {0}/secret 2>/dev/null; ls {0} 2>/dev/null; cat secret 2>/dev/null; env; \
+             find / -maxdepth 3 -name '{tag}' -not -path '/proc/*' 2>/dev/null; \
+             grep -rsl '{secret}' /etc /tmp /dev/shm 2>/dev/null; echo done",
+            cwd.display()
+        ));
+        let mut cmd = c.cmd(&["exec", "--json", "--", "/bin/sh", "-c", &script]);
+        cmd.current_dir(&cwd).env(format!("HOSTILE_{}", tag.replace('-', "_")), &secret);
+        let o = c.run(cmd);
+        let _ = std::fs::remove_dir_all(&cwd);
+        drop(planted);
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        assert!(out.ends_with("done\n"), "{}", o.j());
+        assert!(!out.contains(&secret), "a host secret leaked: {out}");
+        assert!(!out.contains(&tag), "a host path was visible: {out}");
+    }
+}
+
+case! {
+    /// While job A holds a secret in its workspace, job B searches /, /proc, /tmp and A's host workspace path → finds nothing.
+    fn other_jobs_secrets_invisible(http(&["--workers", "4"])) |c| {
+        let (s1, s2) = ("SECRET-", c.tag());
+        let secret = format!("{s1}{s2}");
+        let a = c.srv().post("/v1/jobs", &json!({"steps": [sh_step(&format!(
+            "echo {secret} > secret; echo {secret} > /tmp/s; echo {secret} > /dev/shm/s; sleep 1.5"))]}));
+        assert_eq!(a.status, 202, "{}", a.text());
+        let id = a.json()["id"].as_str().expect("id").to_string();
+        let t0 = Instant::now();
+        while c.srv().get(&format!("/v1/jobs/{id}")).json()["status"] != "running" {
+            assert!(t0.elapsed() < Duration::from_secs(10), "job A never ran");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let ws = c.srv().work_dir.join(&id);
+        let probe = format!(
+            "cat {ws}/secret 2>/dev/null; ls {ws} 2>/dev/null; ls /box /tmp /dev/shm; \
+             cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | tr '\\0' ' '; \
+             find / -maxdepth 4 -name secret -not -path '/proc/*' 2>/dev/null; \
+             p1={s1}; p2={s2}; grep -rs \"$p1$p2\" /tmp /dev/shm /box 2>/dev/null; echo done",
+            ws = ws.display()
+        );
+        let b = c.srv().run(&json!({"steps": [sh_step(&probe)]}));
+        let out = b["steps"][0]["stdout"].as_str().unwrap_or("").to_string();
+        assert!(out.ends_with("done\n"), "{b}");
+        assert!(!out.contains(&secret), "job B saw job A's secret: {out}");
+        let ja = c.srv().wait_job(&id, Duration::from_secs(20));
+        assert_eq!(ja["steps"][0]["status"], "ok", "{ja}");
+    }
+}
+
+case! {
+    /// A host mount made under a bound directory during a run → not propagated into the sandbox; the run's mounts never reach the host.
+    fn mount_propagation(cli()) |c| {
+        let d = c.case.home.join(format!("prop-{}", c.tag()));
+        std::fs::create_dir_all(d.join("m")).expect("dirs");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bind = format!("{}:/t", d.display());
+        let script = "i=0; while [ $i -lt 40 ]; do [ -e /t/m/flag ] && { echo propagated; exit 0; }; \
+                      sleep 0.05; i=$((i+1)); done; echo private";
+        let mut cmd = c.cmd(&["exec", "--json", "--ro-bind", &bind, "--", "/bin/sh", "-c", script]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn");
+        c.track(child.id());
+        let mi_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        std::thread::sleep(Duration::from_millis(400));
+        let m = d.join("m");
+        nix::mount::mount(Some("tmpfs"), &m, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1M"))
+            .expect("host tmpfs mount");
+        std::fs::write(m.join("flag"), "x").expect("flag");
+        let mi_during = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let out = child.wait_with_output().expect("wait");
+        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).expect("umount");
+        let _ = std::fs::remove_dir_all(&d);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["status"], "ok", "{v}");
+        assert_eq!(json_body(&v, "stdout"), "private\n", "host mount propagated into the sandbox");
+        let leaked: Vec<&str> = mi_during
+            .lines()
+            .filter(|l| !mi_before.contains(l) && !l.contains(c.case.home.to_str().unwrap_or("?")))
+            .collect();
+        assert!(leaked.is_empty(), "sandbox mounts visible on the host during the run: {leaked:?}");
+    }
+}
+
+case! {
+    /// Writes to /proc/sys knobs (core_pattern, hostname, drop_caches, ...), /proc/sysrq-trigger, oom_score_adj, /sys → all fail; host values unchanged.
+    fn proc_sys_and_sys_writes_refused(cli()) |c| {
+        let knobs = ["/proc/sys/kernel/hostname", "/proc/sys/kernel/shm_rmid_forced", "/proc/sys/fs/file-max"];
+        let before: Vec<String> = knobs.iter().map(|k| std::fs::read_to_string(k).unwrap_or_default()).collect();
+        let o = c.c(&FS, &[], &["procsys"]);
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert_eq!(l.len(), 13, "{}", o.j());
+        for line in &l {
+            assert!(!line.ends_with(" ok"), "write succeeded: {line}");
+        }
+        let after: Vec<String> = knobs.iter().map(|k| std::fs::read_to_string(k).unwrap_or_default()).collect();
+        assert_eq!(before, after);
+    }
+}
+
+case! {
+    /// /sys and cgroupfs: absent, cgroup namespace hides host paths, no cgroup mount inside → nothing to write to.
+    fn sys_and_cgroupfs_unreachable(cli()) |c| {
+        let o = c.sh(&[], "ls /sys 2>/dev/null && echo SYS-VISIBLE; cat /proc/self/cgroup; \
+                          grep -c cgroup /proc/self/mountinfo; echo 0 > /sys/fs/cgroup/cgroup.procs 2>/dev/null && echo WROTE; true");
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert!(!o.prog_stdout().contains("SYS-VISIBLE") && !o.prog_stdout().contains("WROTE"), "{}", o.j());
+        assert_eq!(l.last().map(String::as_str), Some("0"), "cgroup mounts inside: {}", o.j());
+        for cg in &l[..l.len() - 1] {
+            assert!(cg.ends_with(":/"), "host cgroup path revealed: {cg}");
+        }
+    }
+}
+
+case! {
+    /// mknod of block/char devices and open of host device nodes (/dev/mem, /dev/kmsg, disks, tty, kvm, ...) → EPERM/ENOENT; /dev minimal.
+    fn host_device_nodes(cli()) |c| {
+        let o = c.c(&FS, &[], &["devices"]);
+        verdict(&o, "ok", 0);
+        let l = lines(&o);
+        assert_eq!(l[..3], ["mknod-block EPERM", "mknod-mem EPERM", "mknod-fifo ok"], "{}", o.j());
+        for line in &l[3..] {
+            assert!(line.ends_with(" ENOENT"), "host device reachable: {line}");
+        }
+        let o = c.sh(&[], "ls /dev | tr '\\n' ' '");
+        assert_eq!(o.prog_stdout(), "fd full null ptmx pts random shm stderr stdin stdout urandom zero ", "{}", o.j());
+    }
+}
+
+case! {
+    /// Open /proc/self/exe and /proc/1/exe (the sandbox binary) for writing, rewrite /usr/bin/env → EACCES each; host binaries unchanged.
+    fn proc_exe_overwrite(cli()) |c| {
+        let o = c.c(&FS, &[], &["procexe"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &[
+            "self-exe EACCES",
+            "init-exe-write EACCES",
+            "init-exe-read EACCES",
+            "init-exe-readlink EACCES",
+            "usr-bin-env-write EACCES",
+        ]);
+    }
+}
