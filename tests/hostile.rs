@@ -113,9 +113,9 @@ fn host_responsive() {
 struct Victim(std::process::Child);
 
 impl Victim {
-    fn spawn(tag: &str) -> Victim {
-        let c = Command::new("/bin/sh")
-            .args(["-c", "sleep 60", tag])
+    fn spawn() -> Victim {
+        let c = Command::new("/usr/bin/sleep")
+            .arg("60")
             .uid(65534)
             .gid(65534)
             .stdin(Stdio::null())
@@ -1049,5 +1049,547 @@ case! {
             "init-exe-readlink EACCES",
             "usr-bin-env-write EACCES",
         ]);
+    }
+}
+
+// =================================================== privilege and kernel surface
+
+case! {
+    /// Capability sets of the program and of a child it execs → all five empty, no_new_privs, seccomp filter on.
+    fn capability_sets_empty(cli()) |c| {
+        let o = c.sh(&[], "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; echo child; \
+                          /usr/bin/python3 -c \"print(open('/proc/self/status').read())\" | grep -E '^(Cap|NoNewPrivs|Seccomp:)'");
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        let (me, child) = out.split_once("child\n").expect("marker");
+        for part in [me, child] {
+            let l: Vec<&str> = part.lines().collect();
+            assert_eq!(l.len(), 7, "{part}");
+            for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+                assert!(l.contains(&format!("{k}:\t0000000000000000").as_str()), "{k} in {part}");
+            }
+            assert!(l.contains(&"NoNewPrivs:\t1") && l.contains(&"Seccomp:\t2"), "{part}");
+        }
+    }
+}
+
+case! {
+    /// A setuid-root binary, and the host's su/passwd → nosuid + no_new_privs: still uid 1000, no capability.
+    fn setuid_binaries_gain_nothing(cli()) |c| {
+        let o = c.c(&SETUID, &[], &[]);
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        assert!(out.starts_with("uid 1000 euid 1000 suid 1000\n"), "{out}");
+        assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+        let o = c.sh(&[], "/usr/bin/su -c 'id -u' root </dev/null 2>&1; /usr/bin/passwd -S root 2>&1; id -u");
+        let l = lines(&o);
+        assert_eq!(l.last().map(String::as_str), Some("1000"), "{}", o.j());
+        assert!(!l.iter().any(|x| x == "0"), "su ran as root: {}", o.j());
+    }
+}
+
+case! {
+    /// A binary carrying every capability in its security.capability xattr → file capabilities ignored: CapPrm/CapEff 0.
+    fn file_capabilities_gain_nothing(cli()) |c| {
+        let o = c.c(&FILECAPS, &[], &[]);
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        assert!(out.contains("CapPrm:\t0000000000000000") && out.contains("CapEff:\t0000000000000000"), "{out}");
+    }
+}
+
+case! {
+    /// New namespaces via unshare, clone (NEWUSER/NEWPID), clone3, setns → EPERM, SIGSYS or ENOSYS; never created.
+    fn nested_namespaces_refused(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("unshare_user", "errno EPERM"),
+            ("unshare_mnt", "errno EPERM"),
+            ("unshare_net", "errno EPERM"),
+            ("clone_newuser", "signal 31"),
+            ("clone_newpid", "signal 31"),
+            ("clone3_newuser", "errno ENOSYS"),
+            ("setns", "errno EPERM"),
+        ]);
+        let o = c.exec(&[], &["/usr/bin/unshare", "-r", "/usr/bin/id", "-u"]);
+        assert_ne!(o.status(), "ok", "{}", o.j());
+        assert!(!o.prog_stdout().contains('0'), "{}", o.j());
+    }
+}
+
+case! {
+    /// i386 ABI through int 0x80 (getpid, unshare) → the filter checks the architecture: killed by SIGSYS.
+    fn i386_abi_bypass(cli()) |c| {
+        kernel_expect(c, &[], &[("int80_getpid", "signal 31"), ("int80_unshare", "signal 31")]);
+    }
+}
+
+case! {
+    /// x32 ABI (syscall nr | 0x40000000: getpid, unshare) → killed by SIGSYS.
+    fn x32_abi_bypass(cli()) |c| {
+        kernel_expect(c, &[], &[("x32_getpid", "signal 31"), ("x32_unshare", "signal 31")]);
+    }
+}
+
+/// A pseudo-terminal pair (master, slave) of the host.
+fn host_pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc pty calls; every fd is checked and then owned.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(s >= 0, "open pty slave");
+        (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
+    }
+}
+
+case! {
+    /// The caller's stdin is a terminal; the program tries TIOCSTI (also with high bits set), TIOCLINUX, stty → EPERM/no tty; the terminal is untouched.
+    fn tiocsti_into_callers_terminal(cli()) |c| {
+        use std::os::fd::AsRawFd;
+        let (master, slave) = host_pty();
+        // SAFETY: tcgetattr on our own fd into a zeroed struct.
+        let attrs = |fd: i32| unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd, &mut t), 0);
+            (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag)
+        };
+        let before = attrs(slave.as_raw_fd());
+        let bind = KERNEL.bind();
+        let mut cmd = c.cmd(&["exec", "--json", "--ro-bind", &bind, "--", "/bin/sh", "-c",
+            "tty; stty raw -echo 2>/dev/null && echo STTY-OK; /t/kernel tiocsti tiocsti_highbits tioclinux"]);
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup slave")));
+        let o = c.run(cmd);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["not a tty", "tiocsti: errno EPERM", "tiocsti_highbits: errno EPERM", "tioclinux: errno EPERM"]);
+        assert_eq!(attrs(slave.as_raw_fd()), before, "terminal settings changed");
+        // Nothing was pushed into the terminal's input queue.
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(n, 0, "{n} bytes injected into the caller's terminal");
+        drop(master);
+    }
+}
+
+case! {
+    /// io_uring_setup, bpf(BPF_MAP_CREATE), perf_event_open, userfaultfd → EPERM each.
+    fn io_uring_bpf_perf_userfaultfd_refused(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("io_uring", "errno EPERM"),
+            ("bpf", "errno EPERM"),
+            ("perf_event_open", "errno EPERM"),
+            ("userfaultfd", "errno EPERM"),
+        ]);
+    }
+}
+
+case! {
+    /// Kernel keyrings (keyctl join, add_key, request_key: not namespaced, a channel between runs) → EPERM each.
+    fn keyrings_refused(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("keyctl", "errno EPERM"),
+            ("add_key", "errno EPERM"),
+            ("request_key", "errno EPERM"),
+        ]);
+    }
+}
+
+case! {
+    /// ptrace of a sibling, of init, TRACEME; process_vm_readv/writev of a sibling and init; /proc/1/mem → EPERM/EACCES.
+    fn ptrace_and_process_vm_refused(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("ptrace_sibling", "errno EPERM"),
+            ("ptrace_init", "errno EPERM"),
+            ("ptrace_traceme", "errno EPERM"),
+            ("process_vm_readv_sibling", "errno EPERM"),
+            ("process_vm_writev_init", "errno EPERM"),
+            ("proc1_mem", "errno EACCES"),
+        ]);
+    }
+}
+
+case! {
+    /// init_module, finit_module, kexec_load, reboot, open_by_handle_at, swapon, open_tree, fsopen → not allowed at all: SIGSYS.
+    fn modules_kexec_reboot_killed(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("init_module", "signal 31"),
+            ("finit_module", "signal 31"),
+            ("kexec_load", "signal 31"),
+            ("reboot", "signal 31"),
+            ("open_by_handle_at", "signal 31"),
+            ("swapon", "signal 31"),
+            ("open_tree", "signal 31"),
+            ("fsopen", "signal 31"),
+        ]);
+    }
+}
+
+case! {
+    /// mount tmpfs, bind-mount /, umount /proc, pivot_root, chroot, sethostname, setuid(0) → EPERM or SIGSYS.
+    fn mount_family_refused(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("mount_tmpfs", "errno EPERM"),
+            ("mount_bind_root", "errno EPERM"),
+            ("umount_proc", "errno EPERM"),
+            ("pivot_root", "errno EPERM"),
+            ("chroot", "errno EPERM"),
+            ("sethostname", "signal 31"),
+            ("setuid0", "signal 31"),
+        ]);
+    }
+}
+
+case! {
+    /// AF_PACKET/AF_ALG/AF_VSOCK sockets, personality(ADDR_NO_RANDOMIZE), a host TCP listener, the internet → refused/unreachable.
+    fn sockets_personality_network(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("af_packet", "errno EAFNOSUPPORT"),
+            ("af_alg", "errno EAFNOSUPPORT"),
+            ("af_vsock", "errno EAFNOSUPPORT"),
+            ("personality", "errno EPERM"),
+        ]);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let port = l.local_addr().expect("addr").port();
+        let py = format!(
+            "import socket\nfor a in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:\n    s = socket.socket(); s.settimeout(2)\n    try:\n        s.connect(a); print('CONNECTED', a)\n    except OSError as e:\n        print('refused', e.errno)\n"
+        );
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", &py]);
+        verdict(&o, "ok", 0);
+        assert!(!o.prog_stdout().contains("CONNECTED"), "{}", o.j());
+        l.set_nonblocking(true).expect("nonblocking");
+        assert!(l.accept().is_err(), "the host listener got a connection");
+    }
+}
+
+case! {
+    /// setrlimit/prlimit64 lowering RLIMIT_CORE (also via a pointer with zero low bits, resource with high bits) → EPERM; reading works.
+    fn core_rlimit_stays_one(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("core_rlimit_zero", "errno EPERM"),
+            ("core_prlimit_zero", "errno EPERM"),
+            ("core_prlimit_highptr", "errno EPERM"),
+            ("core_setrlimit_highbits", "errno EPERM"),
+            ("core_prlimit_read", "SUCCEEDED"),
+        ]);
+    }
+}
+
+case! {
+    /// The caller leaks fds 7 (a host file), 8 (a TCP listener), 9 (/root) without CLOEXEC → the program has only 0, 1, 2.
+    fn leaked_fds_cli(cli()) |c| {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open("/etc/hostname").expect("file");
+        let sock = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let dir = std::fs::File::open("/root").expect("dir");
+        let fds = [file.as_raw_fd(), sock.as_raw_fd(), dir.as_raw_fd()];
+        let mut cmd = c.cmd(&["exec", "--json", "--", "/bin/sh", "-c",
+            "ls /proc/self/fd | tr '\\n' ' '; cat <&7 2>/dev/null && echo READ7; ls -l /proc/self/fd | grep -c socket"]);
+        // SAFETY: dup2 in the forked child onto fixed numbers (no CLOEXEC).
+        unsafe {
+            cmd.pre_exec(move || {
+                for (i, fd) in fds.iter().enumerate() {
+                    if libc::dup2(*fd, 7 + i as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let o = c.run(cmd);
+        verdict(&o, "runtime_error", 1);
+        assert_eq!(o.prog_stdout(), "0 1 2 3 0\n", "{}", o.j());
+    }
+}
+
+case! {
+    /// A job lists its fds while another job runs → no server socket, no other run's pipe: only 0, 1, 2.
+    fn leaked_fds_server(http(&["--workers", "2"])) |c| {
+        let a = c.srv().post("/v1/jobs", &json!({"steps": [sh_step("sleep 1")]}));
+        assert_eq!(a.status, 202);
+        let id = a.json()["id"].as_str().expect("id").to_string();
+        std::thread::sleep(Duration::from_millis(100));
+        let j = c.srv().run(&json!({"steps": [sh_step(
+            "ls /proc/self/fd | tr '\\n' ' '; ls -l /proc/self/fd | grep -c socket")]}));
+        assert_eq!(j["steps"][0]["stdout"], "0 1 2 3 0\n", "{j}");
+        c.srv().wait_job(&id, Duration::from_secs(20));
+    }
+}
+
+// =================================================== process escape
+
+/// A `sandbox exec` (output passed through) running in the background.
+struct Bg {
+    child: std::process::Child,
+    out: Option<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Bg {
+    fn start(c: &Ctx, extra: &[&str], cmd: &[&str]) -> Bg {
+        let mut a: Vec<&str> = vec!["exec"];
+        a.extend_from_slice(extra);
+        a.push("--");
+        a.extend_from_slice(cmd);
+        let mut child = c
+            .cmd(&a)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sandbox");
+        c.track(child.id());
+        let out = child.stdout.take().map(std::io::BufReader::new);
+        Bg { child, out }
+    }
+
+    fn out(&mut self) -> &mut std::io::BufReader<std::process::ChildStdout> {
+        self.out.as_mut().expect("stdout still open")
+    }
+
+    /// The next line of the program's stdout ("" at EOF).
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut s = String::new();
+        let _ = self.out().read_line(&mut s);
+        s
+    }
+
+    /// Wait for the end; (exit code, rest of stdout).
+    fn finish(mut self) -> (i32, String) {
+        let mut rest = String::new();
+        if let Some(mut o) = self.out.take() {
+            let _ = o.read_to_string(&mut rest);
+        }
+        let st = self.child.wait().expect("wait");
+        (st.code().unwrap_or(-1), rest)
+    }
+
+    /// Close our end of the program's stdout, then wait.
+    fn close_and_wait(mut self) -> std::process::ExitStatus {
+        drop(self.out.take());
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Bg {
+    /// A case that failed half-way leaves no child behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+case! {
+    /// Double fork + setsid daemon (argv[0] = marker) holding the output pipes → run ends at once: ok; the daemon is gone from the host.
+    fn double_fork_setsid_daemon(cli()) |c| {
+        let o = c.c(&ESCAPE, &[], &["daemon", &c.tag()]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["main exits"]);
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+}
+
+case! {
+    /// A setsid daemon that keeps writing to stdout after main exits → the run ends with main: ok within 3 s.
+    fn daemon_keeps_writing_output(cli()) |c| {
+        let o = c.c(&ESCAPE, &["--output-limit", "1M"], &["daemon_writer", &c.tag()]);
+        verdict(&o, "ok", 0);
+        assert!(o.prog_stdout().contains("main exits"), "{}", o.j());
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+}
+
+case! {
+    /// A detached process that keeps forking after main exits → everything dies with the run: ok within 3 s.
+    fn fork_storm_after_main_exits(cli()) |c| {
+        let o = c.c(&ESCAPE, &["--pids-limit", "16"], &["forkstorm", &c.tag()]);
+        verdict(&o, "ok", 0);
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+}
+
+case! {
+    /// 40 zombies never reaped, then exit → init reaps them: ok, nothing left.
+    fn unreaped_zombies(cli()) |c| {
+        let o = c.c(&ESCAPE, &[], &["zombies", "40"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["zombies 40"]);
+    }
+}
+
+case! {
+    /// kill(-1, SIGKILL) inside, with a host process of the same host uid (65534) → ESRCH inside, the host process lives.
+    fn kill_minus_one(cli()) |c| {
+        let mut v = Victim::spawn();
+        let o = c.c(&ESCAPE, &[], &["killall"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["kill(-1) = -1 (No such process)", "after"]);
+        assert!(v.alive(), "kill(-1) in the sandbox killed a host process");
+    }
+}
+
+case! {
+    /// SIGSTOP/SIGTERM/SIGSEGV/SIGKILL to pid 1 (init) and to the parent → ignored by init: the run completes normally.
+    fn signals_to_init_and_parent(cli()) |c| {
+        let o = c.c(&ESCAPE, &[], &["siginit"]);
+        verdict(&o, "ok", 0);
+        assert_eq!(lines(&o).last().map(String::as_str), Some("survived"), "{}", o.j());
+    }
+}
+
+case! {
+    /// SIGKILL to every pid number up to 100000 (the supervisor, host processes) → nothing outside is reachable: ok, 0 delivered.
+    fn signal_sweep_all_pids(cli()) |c| {
+        let mut v = Victim::spawn();
+        let o = c.c(&ESCAPE, &[], &["sweep", "100000"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["delivered 0"]);
+        assert!(v.alive(), "the sweep killed a host process");
+    }
+}
+
+/// SIGNAL the `sandbox exec` supervisor of a sleeping program; everything
+/// in the run must die with it, and its cgroups be swept by the next run.
+fn signal_supervisor(c: &Ctx, sig: i32) {
+    let tag = c.tag();
+    let mut bg = Bg::start(c, &[], &["/bin/sh", "-c", "echo started; sleep 30; :", &tag]);
+    assert_eq!(bg.line(), "started\n");
+    let pid = bg.child.id();
+    common::mark_killed(pid);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, sig) };
+    let (code, _) = bg.finish();
+    assert_ne!(code, 0);
+    let tagcg = format!("/sandbox-{pid}-");
+    let t0 = Instant::now();
+    loop {
+        let left: Vec<(i32, String)> = common::procs_with(&tag)
+            .into_iter()
+            .chain(std::fs::read_dir("/proc").expect("proc").flatten().filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
+                cg.contains(&tagcg).then(|| (pid, cg))
+            }))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "the run outlived its supervisor: {left:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The next run of the sandbox removes the dead supervisor's cgroups.
+    let t0 = Instant::now();
+    while !common::cgroups_of(pid).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(3), "stale cgroups never swept: {:?}", common::cgroups_of(pid));
+        verdict(&c.exec(&[], &["/usr/bin/true"]), "ok", 0);
+    }
+}
+
+case! {
+    /// SIGKILL of the `sandbox exec` supervisor mid-run → PDEATHSIG takes the run down; its cgroups are swept by the next run.
+    fn sigkill_of_supervisor(cli()) |c| {
+        signal_supervisor(c, libc::SIGKILL);
+    }
+}
+
+case! {
+    /// SIGTERM of the `sandbox exec` supervisor mid-run → the run dies with it, nothing left.
+    fn sigterm_of_supervisor(cli()) |c| {
+        signal_supervisor(c, libc::SIGTERM);
+    }
+}
+
+case! {
+    /// The caller closes its end of the supervisor's stdout while `yes` floods it (passthrough) → the supervisor still ends the run.
+    fn supervisor_stdout_closed(cli()) |c| {
+        let mut bg = Bg::start(c, &["--wall-time-limit", "5s"], &["/usr/bin/yes", &c.tag()]);
+        let mut buf = vec![0u8; 65536];
+        bg.out().read_exact(&mut buf).expect("some output");
+        let t0 = Instant::now();
+        let st = bg.close_and_wait();
+        assert!(t0.elapsed() < Duration::from_secs(4), "supervisor hung {:?}", t0.elapsed());
+        assert!(st.code().is_some_and(|c| c != 0), "{st}");
+    }
+}
+
+// =================================================== cross-job channels
+
+case! {
+    /// Run A writes a secret to /tmp and /dev/shm and stays; run B, concurrently, looks → both directories are empty for B.
+    fn tmp_and_shm_between_concurrent_runs(cli()) |c| {
+        let (s1, s2) = ("SECRET-", c.tag());
+        let mut a = Bg::start(c, &[], &["/bin/sh", "-c",
+            &format!("echo {s1}{s2} > /tmp/x; echo {s1}{s2} > /dev/shm/x; echo ready; sleep 1")]);
+        assert_eq!(a.line(), "ready\n");
+        let o = c.sh(&[], &format!("ls -A /tmp /dev/shm; p1={s1}; p2={s2}; grep -rs \"$p1$p2\" /tmp /dev/shm; true"));
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "/dev/shm:\n\n/tmp:\n", "{}", o.j());
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// Run A leaves files in /tmp, /dev/shm and $HOME; the next run B looks → nothing survived.
+    fn files_between_consecutive_runs(cli()) |c| {
+        let o = c.sh(&[], "echo x > /tmp/left; echo x > /dev/shm/left; echo x > $HOME/.left; mkdir /tmp/d; echo done");
+        verdict(&o, "ok", 0);
+        let o = c.sh(&[], "ls -A /tmp /dev/shm $HOME");
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "/dev/shm:\n\n/tmp:\n\n/tmp:\n", "{}", o.j());
+    }
+}
+
+case! {
+    /// Run A creates SysV shm/sem/msg with a fixed key and holds them; run B, concurrently, opens that key → ENOENT for all three.
+    fn sysv_ipc_between_concurrent_runs(cli()) |c| {
+        let bind = CHANNELS.bind();
+        let mut a = Bg::start(c, &["--ro-bind", &bind], &["/t/channels", "shm_put", "0x5a5a7777", "secret", "1"]);
+        assert_eq!(a.line(), "planted\n");
+        let o = c.c(&CHANNELS, &[], &["shm_get", "0x5a5a7777"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["shm absent: ENOENT", "sem absent: ENOENT", "msg absent: ENOENT"]);
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// Run A leaves SysV objects behind and exits; the next run opens the key → ENOENT for all three.
+    fn sysv_ipc_between_consecutive_runs(cli()) |c| {
+        let o = c.c(&CHANNELS, &[], &["shm_put", "0x5a5a7778", "secret", "0"]);
+        verdict(&o, "ok", 0);
+        let o = c.c(&CHANNELS, &[], &["shm_get", "0x5a5a7778"]);
+        assert_lines(&o, &["shm absent: ENOENT", "sem absent: ENOENT", "msg absent: ENOENT"]);
+    }
+}
+
+case! {
+    /// Run A listens on an abstract unix socket; run B, concurrently, connects to that name → ECONNREFUSED (separate network namespaces).
+    fn abstract_socket_between_runs(cli()) |c| {
+        let name = format!("hostile-{}", c.tag());
+        let bind = CHANNELS.bind();
+        let mut a = Bg::start(c, &["--ro-bind", &bind], &["/t/channels", "abs_listen", &name, "secret", "1"]);
+        assert_eq!(a.line(), "listening\n");
+        let o = c.c(&CHANNELS, &[], &["abs_connect", &name]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["socket absent: ECONNREFUSED"]);
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// Run A holds flock and a POSIX lock on /etc/passwd; run B, concurrently, tests them → free, and /proc/locks shows nothing of A.
+    fn file_locks_between_runs(cli()) |c| {
+        let bind = CHANNELS.bind();
+        let mut a = Bg::start(c, &["--ro-bind", &bind], &["/t/channels", "lock_hold", "/etc/passwd", "1"]);
+        assert_eq!(a.line(), "locked\n");
+        let o = c.c(&CHANNELS, &[], &["lock_try", "/etc/passwd"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &["flock free", "posix-lock free", "proc-locks 0"]);
+        assert_eq!(a.finish().0, 0);
     }
 }

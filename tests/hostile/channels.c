@@ -124,6 +124,7 @@ static int lock_try(const char *path) {
     if (fd < 0) { printf("open: %s\n", en(errno)); return 1; }
     int r = flock(fd, LOCK_EX | LOCK_NB);
     printf("flock %s\n", r ? en(errno) : "free");
+    if (r == 0) flock(fd, LOCK_UN);
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     r = fcntl(fd, F_GETLK, &fl);
     printf("posix-lock %s\n", r ? en(errno) : (fl.l_type == F_UNLCK ? "free" : "HELD"));

@@ -721,8 +721,15 @@ impl HostState {
                     "in a cgroup of this case's runs"
                 } else if cmd.contains(&case.marker) {
                     "carries the case marker"
-                } else if uid == 65534 && !self.pids.contains(&pid) && !cg.contains("/sandbox-") {
-                    "new, uid 65534, outside any sandbox cgroup"
+                } else if uid == 65534
+                    && ppid == 1
+                    && !self.pids.contains(&pid)
+                    && !cg.contains("/sandbox-")
+                {
+                    // Other users of the host run sandboxes too; an
+                    // escapee of ours would be an orphan outside every
+                    // sandbox cgroup.
+                    "new orphan of uid 65534 outside any sandbox cgroup"
                 } else {
                     continue;
                 };
