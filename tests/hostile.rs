@@ -74,7 +74,12 @@ fn make_filecaps(dir: &Path) {
             0,
         )
     };
-    assert_eq!(r, 0, "setxattr security.capability: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "setxattr security.capability: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 // ------------------------------------------------------------ helpers
@@ -105,7 +110,11 @@ fn kernel_expect(c: &Ctx, extra: &[&str], want: &[(&str, &str)]) {
 fn host_responsive() {
     let t = Instant::now();
     assert!(Command::new("true").status().expect("spawn true").success());
-    assert!(t.elapsed() < Duration::from_secs(1), "host spawn took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "host spawn took {:?}",
+        t.elapsed()
+    );
 }
 
 /// A host process with the sandbox's host uid (65534), as a victim for
@@ -158,7 +167,6 @@ fn py_step(src: &str) -> serde_json::Value {
            "limits": {"cpu_time": "2s", "wall_time": "5s", "memory": "64M"}})
 }
 
-
 /// The host's core_pattern, set to a piped handler (run by the kernel as
 /// host root) that logs the crashing program's name, while any copy of the
 /// case holds a guard; the original pattern is restored by the last one.
@@ -179,7 +187,10 @@ impl CorePipe {
         if g.0 == 0 {
             std::fs::write(
                 &handler,
-                format!("#!/bin/sh\necho \"$1\" >> {}\ncat > /dev/null\n", log.display()),
+                format!(
+                    "#!/bin/sh\necho \"$1\" >> {}\ncat > /dev/null\n",
+                    log.display()
+                ),
             )
             .expect("handler");
             std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -1141,7 +1152,10 @@ fn host_pty() -> (std::fs::File, std::fs::File) {
         assert_eq!(libc::unlockpt(m), 0);
         let mut name = [0 as libc::c_char; 128];
         assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         assert!(s >= 0, "open pty slave");
         (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
     }
@@ -1457,7 +1471,11 @@ case! {
 /// in the run must die with it, and its cgroups be swept by the next run.
 fn signal_supervisor(c: &Ctx, sig: i32) {
     let tag = c.tag();
-    let mut bg = Bg::start(c, &[], &["/bin/sh", "-c", "echo started; sleep 30; :", &tag]);
+    let mut bg = Bg::start(
+        c,
+        &[],
+        &["/bin/sh", "-c", "echo started; sleep 30; :", &tag],
+    );
     assert_eq!(bg.line(), "started\n");
     let pid = bg.child.id();
     common::mark_killed(pid);
@@ -1470,22 +1488,34 @@ fn signal_supervisor(c: &Ctx, sig: i32) {
     loop {
         let left: Vec<(i32, String)> = common::procs_with(&tag)
             .into_iter()
-            .chain(std::fs::read_dir("/proc").expect("proc").flatten().filter_map(|e| {
-                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
-                cg.contains(&tagcg).then(|| (pid, cg))
-            }))
+            .chain(
+                std::fs::read_dir("/proc")
+                    .expect("proc")
+                    .flatten()
+                    .filter_map(|e| {
+                        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                        let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
+                        cg.contains(&tagcg).then_some((pid, cg))
+                    }),
+            )
             .collect();
         if left.is_empty() {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(3), "the run outlived its supervisor: {left:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the run outlived its supervisor: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The next run of the sandbox removes the dead supervisor's cgroups.
     let t0 = Instant::now();
     while !common::cgroups_of(pid).is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(3), "stale cgroups never swept: {:?}", common::cgroups_of(pid));
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "stale cgroups never swept: {:?}",
+            common::cgroups_of(pid)
+        );
         verdict(&c.exec(&[], &["/usr/bin/true"]), "ok", 0);
     }
 }
@@ -1591,5 +1621,391 @@ case! {
         verdict(&o, "ok", 0);
         assert_lines(&o, &["flock free", "posix-lock free", "proc-locks 0"]);
         assert_eq!(a.finish().0, 0);
+    }
+}
+
+// =================================================== HTTP API
+
+/// Send raw bytes on a fresh connection, then read the answer (for up to
+/// `wait`); "" when the server closed without answering.
+fn raw_http(addr: &str, bytes: &[u8], wait: Duration) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The HTTP status of a raw answer (0 when there is none).
+fn raw_status(answer: &str) -> u16 {
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The server still answers and runs jobs.
+#[track_caller]
+fn server_healthy(s: &Srv) {
+    assert_eq!(s.get("/healthz").status, 200, "healthz");
+    let j = s.run(&json!({"steps": [{"command": ["/bin/echo", "alive"]}]}));
+    assert_eq!(j["steps"][0]["stdout"], "alive\n", "{j}");
+}
+
+/// A 400 naming `field`.
+#[track_caller]
+fn rejected(s: &Srv, body: &Value, field: &str) {
+    let r = s.post("/v1/jobs", body);
+    assert_eq!(r.status, 400, "{body}: {}", r.text());
+    assert_eq!(r.json()["field"], field, "{body}: {}", r.text());
+}
+
+case! {
+    /// A 1 MiB body, and a 10 GiB Content-Length streaming 128 KiB, against --max-body 64K → 413 once past 64 KiB, nothing more read.
+    fn oversized_bodies(http(&["--max-body", "64K"])) |c| {
+        let s = c.srv();
+        let big = json!({"steps": [{"command": ["/bin/true"]}], "files": [{"path": "a", "content": "x".repeat(1 << 20)}]});
+        let r = s.post("/v1/jobs", &big);
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.json()["error"].is_string());
+        let t0 = Instant::now();
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            10u64 << 30,
+            "[".repeat(128 << 10)
+        );
+        let a = raw_http(&s.addr, head.as_bytes(), Duration::from_secs(5));
+        assert_eq!(raw_status(&a), 413, "{a}");
+        assert!(t0.elapsed() < Duration::from_secs(4), "took {:?}", t0.elapsed());
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// Absurd limits (huge, negative, zero, NaN, floats, 1e30, overflowing sizes) → 400 naming the field; tiny valid ones → clean verdicts.
+    fn absurd_limits(http(&[])) |c| {
+        let s = c.srv();
+        for (k, v) in [
+            ("cpu_time", json!("99999999999999s")), ("cpu_time", json!("1e9s")), ("cpu_time", json!("NaN")),
+            ("cpu_time", json!("0s")), ("cpu_time", json!("1ns")), ("wall_time", json!("-1s")),
+            ("wall_time", json!(5)), ("memory", json!("1E")), ("memory", json!("99999999999999999999")),
+            ("memory", json!("-1")), ("memory", json!(1e30)), ("memory", json!("4G")), ("pids", json!(1e20)),
+            ("pids", json!(-1)), ("pids", json!(0)), ("pids", json!(1.5)), ("pids", json!(100000)),
+            ("open_files", json!(1u64 << 40)), ("stack", json!("1T")), ("output", json!("1T")),
+        ] {
+            rejected(s, &json!({"steps": [{"command": ["/bin/echo", "hi"], "limits": {k: v}}]}), &format!("steps[0].limits.{k}"));
+        }
+        // Tiny but valid: each run ends with a proper verdict.
+        let j = s.run(&json!({"steps": [
+            {"command": ["/bin/echo", "hi"], "limits": {"output": "0"}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"memory": "1"}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"stack": "1"}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"open_files": 1}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"file_size": "1"}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"pids": 2}, "continue_on_failure": true},
+            {"command": ["/bin/echo", "hi"], "limits": {"cpu_time": "1ms", "wall_time": "1ms"}, "continue_on_failure": true},
+        ]}));
+        let st: Vec<&str> = j["steps"].as_array().expect("steps").iter().map(|s| s["status"].as_str().unwrap_or("?")).collect();
+        assert_eq!(st[..6], ["output_limit", "memory_limit", "runtime_error", "runtime_error", "ok", "ok"], "{j}");
+        assert!(["ok", "time_limit", "wall_time_limit"].contains(&st[6]), "{j}");
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// Malformed JSON: truncated, trailing garbage, 30000-deep nesting, invalid UTF-8, empty, null, a string, bad `wait` → 400 each, server fine.
+    fn malformed_json(http(&[])) |c| {
+        let s = c.srv();
+        let deep = format!("{}{}", "[".repeat(30000), "]".repeat(30000));
+        let bodies: Vec<Vec<u8>> = vec![
+            b"{\"steps\": [".to_vec(),
+            b"{\"steps\": [{\"command\": [\"/bin/true\"]}]} trailing".to_vec(),
+            deep.into_bytes(),
+            b"{\"steps\":[{\"command\":[\"/bin/echo\",\"\xff\xfe\"]}]}".to_vec(),
+            b"".to_vec(),
+            b"null".to_vec(),
+            b"\"steps\"".to_vec(),
+            b"{\"steps\": [{\"command\": [\"/bin/true\"]}]}\x00".to_vec(),
+        ];
+        for b in &bodies {
+            let r = s.req("POST", "/v1/jobs", Some(b));
+            assert_eq!(r.status, 400, "{:?}: {}", String::from_utf8_lossy(&b[..b.len().min(60)]), r.text());
+            assert!(r.json()["error"].is_string());
+        }
+        let r = s.req("POST", "/v1/jobs?wait=maybe", Some(br#"{"steps": [{"command": ["/bin/true"]}]}"#));
+        assert_eq!(r.status, 400, "{}", r.text());
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// NUL bytes in argv, env names and values, file and output paths, the profile → 400 naming the field; NUL in stdin is data.
+    fn nul_bytes(http(&[])) |c| {
+        let s = c.srv();
+        let t = json!([{"command": ["/bin/true"]}]);
+        rejected(s, &json!({"steps": [{"command": ["/bin/tr\u{0}ue"]}]}), "steps[0].command[0]");
+        rejected(s, &json!({"steps": [{"command": ["/bin/echo", "a\u{0}b"]}]}), "steps[0].command[1]");
+        rejected(s, &json!({"steps": [{"command": ["/bin/true"], "env": {"A": "x\u{0}y"}}]}), "steps[0].env.A");
+        rejected(s, &json!({"steps": [{"command": ["/bin/true"], "env": {"A\u{0}B": "x"}}]}), "steps[0].env.A\u{0}B");
+        rejected(s, &json!({"steps": t, "files": [{"path": "a\u{0}b"}]}), "files[0].path");
+        rejected(s, &json!({"steps": t, "outputs": ["a\u{0}b"]}), "outputs[0]");
+        rejected(s, &json!({"steps": t, "profile": "str\u{0}ict"}), "profile");
+        let j = s.run(&json!({"steps": [{"command": ["/bin/cat"], "stdin": "a\u{0}b"}]}));
+        assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+        assert_eq!(json_body_bytes(&j["steps"][0], "stdout"), b"a\x00b", "{j}");
+    }
+}
+
+case! {
+    /// `..`, absolute and `.` paths in files/outputs, path-like profiles, traversal in URLs (plain and %2f) → 400/404, no host file served.
+    fn traversal_paths(http(&[])) |c| {
+        let s = c.srv();
+        let t = json!([{"command": ["/bin/true"]}]);
+        for (i, p) in ["../x", "a/../../x", "/etc/x", "./a", "a/./b", ".."].iter().enumerate() {
+            rejected(s, &json!({"steps": t, "files": [{"path": p}]}), "files[0].path");
+            rejected(s, &json!({"steps": t, "outputs": [p]}), "outputs[0]");
+            let _ = i;
+        }
+        for p in ["../../etc/passwd", "/etc/passwd", "profiles/strict.toml", "strict.toml", "../strict"] {
+            rejected(s, &json!({"steps": t, "profile": p}), "profile");
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let first = passwd.lines().next().unwrap_or("?").to_string();
+        for u in [
+            "/v1/jobs/../../etc/passwd", "/v1/jobs/..%2f..%2fetc%2fpasswd", "/v1/profiles/..%2f..%2fetc%2fpasswd",
+            "/v1/profiles/%2fetc%2fpasswd", "/v1/profiles/..%2Fprofiles%2Fstrict.toml", "/../../etc/passwd",
+            "/v1/jobs/%00", "/v1/jobs/%2e%2e",
+        ] {
+            let a = raw_http(&s.addr, format!("GET {u} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(5));
+            assert!([400, 404].contains(&raw_status(&a)), "{u}: {a}");
+            assert!(!a.contains(&first), "{u} served a host file: {a}");
+        }
+    }
+}
+
+case! {
+    /// 1000 simultaneous job submissions (wait=true) on 2 workers and a 64-slot queue → each 200 (ok) or 429, no error, server fine.
+    fn thousand_parallel_requests(http(&["--workers", "2", "--queue", "64"])) |c| {
+        let s = c.srv();
+        let n = 1000;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let body = serde_json::to_vec(&json!({"steps": [{"command": ["/bin/echo", "x"], "expected_stdout": "x"}]})).expect("json");
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let (addr, barrier, body) = (s.addr.clone(), barrier.clone(), body.clone());
+                std::thread::Builder::new()
+                    .stack_size(128 << 10)
+                    .spawn(move || {
+                        barrier.wait();
+                        // A burst beyond the listen backlog (128) makes the
+                        // kernel fall back to SYN cookies, and some of those
+                        // connections are reset: a client retries those.
+                        let mut resets = 0;
+                        loop {
+                            match common_server::request(&addr, "POST", "/v1/jobs?wait=true", None, Some(&body)) {
+                                Ok(r) => return (r, resets),
+                                Err(e) if resets < 5 => {
+                                    resets += 1;
+                                    let _ = e;
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                                Err(e) => panic!("no answer after {resets} resets: {e}"),
+                            }
+                        }
+                    })
+                    .expect("thread")
+            })
+            .collect();
+        let (mut ok, mut busy, mut resets) = (0, 0, 0);
+        for h in hs {
+            let (r, rs) = h.join().expect("thread");
+            resets += rs;
+            match r.status {
+                200 => {
+                    assert_eq!(r.json()["steps"][0]["status"], "ok", "{}", r.text());
+                    ok += 1;
+                }
+                429 => busy += 1,
+                other => panic!("unexpected {other}: {}", r.text()),
+            }
+        }
+        assert_eq!(ok + busy, n);
+        assert!(ok >= 1, "nothing accepted");
+        if resets > 0 {
+            eprintln!("NOTE: {resets} connections reset during the burst (listen backlog 128) and retried");
+        }
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// Clients that disconnect while their wait=true job runs, and mid-upload → jobs finish, the server frees every connection.
+    fn client_aborts(http(&[])) |c| {
+        let s = c.srv();
+        let body = serde_json::to_vec(&json!({"steps": [sh_step("sleep 0.3")]})).expect("json");
+        for _ in 0..5 {
+            let mut t = std::net::TcpStream::connect(&s.addr).expect("connect");
+            let head = format!(
+                "POST /v1/jobs?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            t.write_all(head.as_bytes()).expect("head");
+            t.write_all(&body).expect("body");
+            std::thread::sleep(Duration::from_millis(50));
+            drop(t);
+        }
+        for _ in 0..20 {
+            let mut t = std::net::TcpStream::connect(&s.addr).expect("connect");
+            let head = "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{\"steps\": [";
+            t.write_all(head.as_bytes()).expect("head");
+            t.write_all(&[b' '; 100_000]).expect("part");
+            drop(t);
+        }
+        s.wait_idle(Duration::from_secs(20));
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// Token configured: every endpoint without a token, with a wrong one, a prefix, another scheme → 401 and no job ever submitted.
+    fn unauthenticated_calls(http(&[]).token("hostile-token-0123456789")) |c| {
+        let s = c.srv();
+        let job = br#"{"steps": [{"command": ["/bin/true"]}]}"#;
+        for (m, p) in [
+            ("POST", "/v1/jobs"), ("POST", "/v1/jobs?wait=true"), ("GET", "/v1/jobs/x"), ("DELETE", "/v1/jobs/x"),
+            ("GET", "/v1/profiles"), ("GET", "/v1/profiles/strict"), ("GET", "/metrics"), ("GET", "/openapi.json"),
+        ] {
+            for tok in [None, Some(""), Some("wrong"), Some("hostile-token-012345678"), Some("hostile-token-0123456789x")] {
+                let r = common_server::request(&s.addr, m, p, tok, (m == "POST").then_some(&job[..])).expect("request");
+                assert_eq!(r.status, 401, "{m} {p} with {tok:?}: {}", r.text());
+            }
+            let raw = format!("{m} {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic aG9zdGlsZS10b2tlbi0wMTIzNDU2Nzg5Og==\r\n\r\n");
+            assert_eq!(raw_status(&raw_http(&s.addr, raw.as_bytes(), Duration::from_secs(5))), 401, "{m} {p} basic");
+        }
+        assert_eq!(common_server::request(&s.addr, "GET", "/healthz", None, None).expect("healthz").status, 200);
+        // Only the harness's warm-up job was ever submitted.
+        assert_eq!(s.metric("sandbox_jobs_submitted_total"), Some(1.0));
+    }
+}
+
+case! {
+    /// 300 idle connections plus 100 stalled mid-header (slowloris) → /healthz and jobs still served within 2 s; fds released after.
+    fn idle_and_stalled_connections(http(&[])) |c| {
+        let s = c.srv();
+        let mut conns = Vec::new();
+        for i in 0..400 {
+            let mut t = std::net::TcpStream::connect(&s.addr).expect("connect");
+            if i >= 300 {
+                t.write_all(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Le").expect("partial");
+            }
+            conns.push(t);
+        }
+        let t0 = Instant::now();
+        server_healthy(s);
+        assert!(t0.elapsed() < Duration::from_secs(2), "served in {:?}", t0.elapsed());
+        drop(conns);
+    }
+}
+
+case! {
+    /// Garbage on the wire: binary noise, HTTP/0.9, a 1 MiB header, bad chunked encoding, CL+TE smuggling → 4xx or closed; server fine.
+    fn garbage_http(http(&[])) |c| {
+        let s = c.srv();
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+        let cases: Vec<Vec<u8>> = vec![
+            noise,
+            b"GET /healthz\r\n\r\n".to_vec(),
+            big_header.into_bytes(),
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(),
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/profiles HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            b"\r\n\r\n\r\n".to_vec(),
+        ];
+        for b in &cases {
+            let a = raw_http(&s.addr, b, Duration::from_secs(5));
+            let st = raw_status(&a);
+            assert!(st == 0 || (400..500).contains(&st), "{:?} → {a}", String::from_utf8_lossy(&b[..b.len().min(60)]));
+        }
+        server_healthy(s);
+    }
+}
+
+case! {
+    /// 50 concurrent DELETEs of one running job plus 50 of unknown ids → 200/404 only; the job ends cancelled, its run killed.
+    fn cancel_storm(http(&[])) |c| {
+        let s = c.srv();
+        let r = s.post("/v1/jobs", &json!({"steps": [sh_step(&format!("sleep 30; : {}", c.tag())), {"command": ["/bin/true"]}]}));
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["id"].as_str().expect("id").to_string();
+        let t0 = Instant::now();
+        while s.get(&format!("/v1/jobs/{id}")).json()["status"] != "running" {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never ran");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let hs: Vec<_> = (0..100)
+            .map(|i| {
+                let (addr, id) = (s.addr.clone(), id.clone());
+                std::thread::spawn(move || {
+                    let path = if i % 2 == 0 { format!("/v1/jobs/{id}") } else { format!("/v1/jobs/{i:032x}") };
+                    common_server::request(&addr, "DELETE", &path, None, None).expect("delete").status
+                })
+            })
+            .collect();
+        for (i, h) in hs.into_iter().enumerate() {
+            let st = h.join().expect("thread");
+            assert_eq!(st, if i % 2 == 0 { 200 } else { 404 });
+        }
+        let j = s.wait_job(&id, Duration::from_secs(10));
+        assert_eq!(j["status"], "cancelled", "{j}");
+        assert_eq!(j["steps"][0]["status"], "cancelled", "{j}");
+        assert_eq!(j["steps"][1]["status"], "skipped", "{j}");
+    }
+}
+
+// =================================================== known weaknesses (ignored, not counted)
+
+case! {
+    /// Run A fills pipes; run B, concurrently, gets a full-size pipe → today B's pipes shrink to 2 pages (per-host-uid pipe quota).
+    #[ignore = "weakness: every run is host uid 65534, and the kernel's pipe quota (fs.pipe-user-pages-soft, 64 MiB) is per host uid: while one run holds 64 MiB of pipes, every other run's new pipes get 8 KiB instead of 64 KiB (interference and a covert channel between concurrent jobs). Remedy: fs.pipe-user-pages-soft=0 on the host (the memory cgroup still bounds pipes), or a distinct host uid per concurrent run"]
+    fn pipe_quota_shared_between_runs(cli()) |c| {
+        let bind = EXHAUST.bind();
+        let mut a = Bg::start(c, &["--ro-bind", &bind, "--memory-limit", "512M", "--pids-limit", "32"], &["/t/exhaust", "pipeflood", "16"]);
+        assert!(a.line().starts_with("pipes filled"), "run A did not fill its pipes");
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", "import fcntl, os; r, w = os.pipe(); print(fcntl.fcntl(w, 1032))"]);
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "65536\n", "run B's pipe capacity depends on run A");
+        a.finish();
+    }
+}
+
+case! {
+    /// Run A keeps 400 fds in flight over SCM_RIGHTS; run B, concurrently, passes 3 fds → today B gets ETOOMANYREFS (per-host-uid in-flight count).
+    #[ignore = "weakness: every run is host uid 65534, and the kernel counts fds in flight over unix sockets (SCM_RIGHTS) per host uid against the sender's RLIMIT_NOFILE: one run holding ~400 in-flight fds makes fd passing fail with ETOOMANYREFS in every concurrent run (breaks e.g. Python multiprocessing; a covert channel). No sysctl; remedy: a distinct host uid per concurrent run"]
+    fn unix_fd_passing_quota_shared_between_runs(cli()) |c| {
+        let a_src = "import socket, os, array, time\ns1, s2 = socket.socketpair()\nfds = array.array('i', [os.open('/dev/null', os.O_RDONLY) for _ in range(200)])\ntry:\n    for _ in range(10):\n        s1.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])\nexcept OSError:\n    pass\nprint('holding', flush=True)\ntime.sleep(1.5)\n";
+        let mut a = Bg::start(c, &[], &["/usr/bin/python3", "-c", a_src]);
+        assert_eq!(a.line(), "holding\n");
+        let b_src = "import socket, array\ns1, s2 = socket.socketpair()\ntry:\n    s1.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0, 1, 2]))]); print('sent')\nexcept OSError as e:\n    print('refused', e.errno)\n";
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", b_src]);
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "sent\n", "run B's fd passing depends on run A");
+        a.finish();
+    }
+}
+
+case! {
+    /// An unauthenticated client holds idle connections (no header/idle timeout) up to the server's fd limit → today /healthz and jobs hang.
+    #[ignore = "weakness: `sandbox serve` has no header-read, idle or body timeout and no cap on connections; authentication happens after the headers, so an unauthenticated client can hold connections until the server's RLIMIT_NOFILE is spent (accept then fails with EMFILE and every client hangs). Fix belongs in src/server (hyper header_read_timeout + a connection cap)"]
+    fn unauthenticated_connection_exhaustion(http(&[]).token("hostile-token-0123456789").server_nofile(256)) |c| {
+        let s = c.srv();
+        let conns: Vec<_> = (0..300).filter_map(|_| std::net::TcpStream::connect(&s.addr).ok()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let a = raw_http(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(3));
+        drop(conns);
+        assert_eq!(raw_status(&a), 200, "healthz unanswered after {:?} while {} idle connections were open", t0.elapsed(), 300);
     }
 }

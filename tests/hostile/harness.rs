@@ -51,7 +51,11 @@ pub struct CProg {
 }
 
 impl CProg {
-    pub const fn new(name: &'static str, src: &'static str, flags: &'static [&'static str]) -> CProg {
+    pub const fn new(
+        name: &'static str,
+        src: &'static str,
+        flags: &'static [&'static str],
+    ) -> CProg {
         CProg {
             name,
             src,
@@ -113,10 +117,6 @@ impl CProg {
     pub fn sb(&self) -> String {
         format!("/t/{}", self.name)
     }
-
-    pub fn host_path(&self) -> PathBuf {
-        self.dir().join(self.name)
-    }
 }
 
 // ------------------------------------------------------------ the server
@@ -133,7 +133,9 @@ pub struct Srv {
 }
 
 impl Srv {
-    fn start(args: &[String], token: Option<&str>, home: &Path, tmpdir: &Path) -> Srv {
+    fn start(opts: &Opts, home: &Path, tmpdir: &Path) -> Srv {
+        let args = opts.server.as_deref().unwrap_or_default();
+        let token = opts.token.as_deref();
         let work_dir = home.join("jobs");
         let log = home.join("server.log");
         let addr = format!("127.0.0.1:{}", free_port());
@@ -153,6 +155,22 @@ impl Srv {
             let tf = home.join("token");
             std::fs::write(&tf, format!("{t}\n")).expect("token file");
             cmd.arg("--token-file").arg(&tf);
+        }
+        if let Some(n) = opts.server_nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit in the forked child, before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd.spawn().expect("spawn sandbox serve");
         let pid = child.id();
@@ -178,7 +196,10 @@ impl Srv {
             {
                 panic!("server exited early: {st}\n{}", s.log());
             }
-            assert!(t0.elapsed() < Duration::from_secs(20), "server did not come up");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "server did not come up"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         // Warm up (the profile's prepared sandbox is cached on first use),
@@ -338,6 +359,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Opts {
     server: Option<Vec<String>>,
     token: Option<String>,
+    server_nofile: Option<u64>,
 }
 
 /// A case driving `sandbox exec`.
@@ -350,12 +372,19 @@ pub fn http(args: &[&str]) -> Opts {
     Opts {
         server: Some(args.iter().map(|s| s.to_string()).collect()),
         token: None,
+        server_nofile: None,
     }
 }
 
 impl Opts {
     pub fn token(mut self, t: &str) -> Opts {
         self.token = Some(t.to_string());
+        self
+    }
+
+    /// Start the server with this RLIMIT_NOFILE (soft and hard).
+    pub fn server_nofile(mut self, n: u64) -> Opts {
+        self.server_nofile = Some(n);
         self
     }
 }
@@ -471,12 +500,30 @@ pub fn copies() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Raise our soft RLIMIT_NOFILE to the hard limit (at most 65536): the
+/// HTTP cases hold thousands of connections, and the server started by a
+/// case inherits the limit.
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 /// Run a case: alone, then `copies()` at once, then the host checks.
 pub fn run_case(name: &str, opts: Opts, body: &(dyn Fn(&Ctx) + Sync)) {
     if !crate::common::require_root(name) {
         return;
     }
     let _g = serial();
+    raise_nofile();
     let t0 = Instant::now();
     let before = HostState::capture();
     let case = Case::new(name, &opts);
@@ -514,20 +561,23 @@ pub fn run_case(name: &str, opts: Opts, body: &(dyn Fn(&Ctx) + Sync)) {
         s.finish();
     }
     before.check(&case);
-    eprintln!("{name}: alone + {n} parallel + host checks in {:?}", t0.elapsed());
+    eprintln!(
+        "{name}: alone + {n} parallel + host checks in {:?}",
+        t0.elapsed()
+    );
 }
 
 impl Case {
     fn new(name: &str, opts: &Opts) -> Case {
-        let marker = crate::common::unique(&format!("hx{}", &name[..name.len().min(12)]))
-            .replace('_', "");
+        let marker =
+            crate::common::unique(&format!("hx{}", &name[..name.len().min(12)])).replace('_', "");
         let home = scratch_root().join(format!("case-{marker}"));
         let tmpdir = home.join("tmp");
         std::fs::create_dir_all(&tmpdir).expect("case dirs");
         let srv = opts
             .server
-            .as_ref()
-            .map(|a| Srv::start(a, opts.token.as_deref(), &home, &tmpdir));
+            .is_some()
+            .then(|| Srv::start(opts, &home, &tmpdir));
         Case {
             name: name.to_string(),
             marker,
@@ -654,6 +704,19 @@ fn dir_entries(d: &str) -> HashSet<OsString> {
         .unwrap_or_default()
 }
 
+/// Names the catalogue's programs create in /tmp and /dev/shm inside the
+/// sandbox (`f<N>` for the inode floods).
+fn written_inside(name: &str) -> bool {
+    const NAMES: [&str; 16] = [
+        "x", "left", "d", "sparse", "grow", "big", "jail", "fill", "sda", "mem", "fifo", "f1",
+        "f2", "f3", "s", "g",
+    ];
+    NAMES.contains(&name)
+        || name
+            .strip_prefix('f')
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Directories of the host where an escaped program could leave files.
 const SHARED_DIRS: [&str; 3] = ["/tmp", "/dev/shm", "/var/tmp"];
 
@@ -769,28 +832,57 @@ impl HostState {
         let mounts = settle(Duration::from_secs(1), || {
             mountinfo().difference(&self.mounts).cloned().collect()
         });
-        assert!(mounts.is_empty(), "{}: new host mounts: {mounts:#?}", case.name);
+        assert!(
+            mounts.is_empty(),
+            "{}: new host mounts: {mounts:#?}",
+            case.name
+        );
 
         let ipc = settle(Duration::from_secs(2), || {
             sysv_ids().difference(&self.ipc).cloned().collect()
         });
-        assert!(ipc.is_empty(), "{}: new host SysV IPC objects: {ipc:#?}", case.name);
+        assert!(
+            ipc.is_empty(),
+            "{}: new host SysV IPC objects: {ipc:#?}",
+            case.name
+        );
 
         let tmp: Vec<String> = dir_entries(case.tmpdir.to_str().unwrap_or("/nonexistent"))
             .into_iter()
             .map(|e| e.to_string_lossy().into_owned())
             .collect();
-        assert!(tmp.is_empty(), "{}: temp files left in TMPDIR: {tmp:?}", case.name);
+        assert!(
+            tmp.is_empty(),
+            "{}: temp files left in TMPDIR: {tmp:?}",
+            case.name
+        );
+        // New entries of the sandbox's host uid in the host's shared temp
+        // directories: the names the catalogue's programs write inside (or
+        // the marker) would mean a write escaped; others belong to other
+        // users of the host and are only reported.
         for d in SHARED_DIRS {
             let new: Vec<String> = dir_entries(d)
                 .difference(&self.shared[d])
                 .filter(|n| {
-                    std::fs::symlink_metadata(Path::new(d).join(n))
-                        .is_ok_and(|m| m.uid() == 65534 || n.to_string_lossy().contains(&case.marker))
+                    std::fs::symlink_metadata(Path::new(d).join(n)).is_ok_and(|m| m.uid() == 65534)
                 })
                 .map(|n| n.to_string_lossy().into_owned())
                 .collect();
-            assert!(new.is_empty(), "{}: new entries in host {d}: {new:?}", case.name);
+            let ours: Vec<&String> = new
+                .iter()
+                .filter(|n| n.contains(&case.marker) || written_inside(n))
+                .collect();
+            assert!(
+                ours.is_empty(),
+                "{}: files written inside the sandbox appeared in host {d}: {ours:?}",
+                case.name
+            );
+            if !new.is_empty() {
+                eprintln!(
+                    "NOTE: {}: new entries of uid 65534 in {d} (not ours): {new:?}",
+                    case.name
+                );
+            }
         }
 
         for (p, d) in &self.binaries {
