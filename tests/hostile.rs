@@ -968,34 +968,35 @@ case! {
 }
 
 case! {
-    /// A host mount made under a bound directory during a run → not propagated into the sandbox; the run's mounts never reach the host.
+    /// A host mount made under a bound, shared directory during a run → not propagated into the sandbox; the run's mounts never reach the host.
     fn mount_propagation(cli()) |c| {
         let d = c.case.home.join(format!("prop-{}", c.tag()));
         std::fs::create_dir_all(d.join("m")).expect("dirs");
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Make the bound directory a shared mount (as on a systemd host),
+        // so a sandbox that forgot to make its mounts private would see
+        // the host's later mounts below it.
+        use nix::mount::{MntFlags, MsFlags, mount, umount2};
+        mount(Some(&d), &d, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        mount(None::<&str>, &d, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make-shared");
         let bind = format!("{}:/t", d.display());
-        let script = "i=0; while [ $i -lt 40 ]; do [ -e /t/m/flag ] && { echo propagated; exit 0; }; \
+        let script = "echo ready; i=0; while [ $i -lt 40 ]; do [ -e /t/m/flag ] && { echo propagated; exit 0; }; \
                       sleep 0.05; i=$((i+1)); done; echo private";
-        let mut cmd = c.cmd(&["exec", "--json", "--ro-bind", &bind, "--", "/bin/sh", "-c", script]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = cmd.spawn().expect("spawn");
-        c.track(child.id());
         let mi_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        std::thread::sleep(Duration::from_millis(400));
+        let mut bg = Bg::start(c, &["--ro-bind", &bind], &["/bin/sh", "-c", script]);
+        assert_eq!(bg.line(), "ready\n");
         let m = d.join("m");
-        nix::mount::mount(Some("tmpfs"), &m, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1M"))
-            .expect("host tmpfs mount");
+        mount(Some("tmpfs"), &m, Some("tmpfs"), MsFlags::empty(), Some("size=1M")).expect("host tmpfs mount");
         std::fs::write(m.join("flag"), "x").expect("flag");
         let mi_during = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let out = child.wait_with_output().expect("wait");
-        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).expect("umount");
+        let (code, rest) = bg.finish();
+        umount2(&m, MntFlags::MNT_DETACH).expect("umount");
+        umount2(&d, MntFlags::MNT_DETACH).expect("umount");
         let _ = std::fs::remove_dir_all(&d);
-        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(v["status"], "ok", "{v}");
-        assert_eq!(json_body(&v, "stdout"), "private\n", "host mount propagated into the sandbox");
+        assert_eq!((code, rest.as_str()), (0, "private\n"), "host mount propagated into the sandbox");
         let leaked: Vec<&str> = mi_during
             .lines()
-            .filter(|l| !mi_before.contains(l) && !l.contains(c.case.home.to_str().unwrap_or("?")))
+            .filter(|l| !mi_before.contains(l) && !l.contains("/prop-") && sandbox_like_mount(l))
             .collect();
         assert!(leaked.is_empty(), "sandbox mounts visible on the host during the run: {leaked:?}");
     }
