@@ -1926,7 +1926,7 @@ case! {
             b"\r\n\r\n\r\n".to_vec(),
         ];
         for b in &cases {
-            let a = raw_http(&s.addr, b, Duration::from_secs(5));
+            let a = raw_http(&s.addr, b, Duration::from_secs(1));
             let st = raw_status(&a);
             assert!(st == 0 || (400..500).contains(&st), "{:?} → {a}", String::from_utf8_lossy(&b[..b.len().min(60)]));
         }
