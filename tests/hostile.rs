@@ -267,7 +267,7 @@ case! {
 case! {
     /// Python fork loop counting its successes → fork fails with EAGAIN before 16 processes: ok, count < 16.
     fn fork_bomb_python(cli()) |c| {
-        let py = "import os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError as e:\n        print('forks', n, e.errno); break\n    if pid == 0:\n        time.sleep(30); os._exit(0)\n    n += 1\n";
+        let py = include_str!("hostile/fork_bomb.py");
         let o = c.exec(&["--pids-limit", "16"], &["/usr/bin/python3", "-c", py, &c.tag()]);
         verdict(&o, "ok", 0);
         let out = o.prog_stdout();
@@ -771,8 +771,7 @@ case! {
 case! {
     /// A job step growing a file under a 1M file_size limit → EFBIG at exactly 1 MiB.
     fn growing_file_vs_job_file_size(http(&[])) |c| {
-        let py = "import signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nn = 0\nwith open('f', 'wb', buffering=0) as f:\n    try:\n        while True:\n            n += f.write(b'x' * 65536)\n    except OSError as e:\n        print(n, e.errno)\n";
-        let mut step = py_step(py);
+        let mut step = py_step(include_str!("hostile/grow_file.py"));
         step["limits"]["file_size"] = json!("1M");
         let j = c.srv().run(&json!({"steps": [step]}));
         assert_eq!(j["steps"][0]["status"], "ok", "{j}");
@@ -1259,10 +1258,8 @@ case! {
         ]);
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
         let port = l.local_addr().expect("addr").port();
-        let py = format!(
-            "import socket\nfor a in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:\n    s = socket.socket(); s.settimeout(2)\n    try:\n        s.connect(a); print('CONNECTED', a)\n    except OSError as e:\n        print('refused', e.errno)\n"
-        );
-        let o = c.exec(&[], &["/usr/bin/python3", "-c", &py]);
+        let py = include_str!("hostile/connect_out.py");
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", py, &port.to_string()]);
         verdict(&o, "ok", 0);
         assert!(!o.prog_stdout().contains("CONNECTED"), "{}", o.j());
         l.set_nonblocking(true).expect("nonblocking");
@@ -1970,7 +1967,11 @@ case! {
 
 case! {
     /// Run A fills pipes; run B, concurrently, gets a full-size pipe → today B's pipes shrink to 2 pages (per-host-uid pipe quota).
-    #[ignore = "weakness: every run is host uid 65534, and the kernel's pipe quota (fs.pipe-user-pages-soft, 64 MiB) is per host uid: while one run holds 64 MiB of pipes, every other run's new pipes get 8 KiB instead of 64 KiB (interference and a covert channel between concurrent jobs). Remedy: fs.pipe-user-pages-soft=0 on the host (the memory cgroup still bounds pipes), or a distinct host uid per concurrent run"]
+    #[ignore = "weakness: every run is host uid 65534, and the kernel's pipe quota \
+        (fs.pipe-user-pages-soft, 64 MiB) is per host uid: while one run holds 64 MiB of pipes, \
+        every other run's new pipes get 8 KiB instead of 64 KiB (interference and a covert \
+        channel between concurrent jobs). Remedy: fs.pipe-user-pages-soft=0 on the host (the \
+        memory cgroup still bounds pipes), or a distinct host uid per concurrent run"]
     fn pipe_quota_shared_between_runs(cli()) |c| {
         let bind = EXHAUST.bind();
         let mut a = Bg::start(c, &["--ro-bind", &bind, "--memory-limit", "512M", "--pids-limit", "32"], &["/t/exhaust", "pipeflood", "16"]);
@@ -1984,13 +1985,15 @@ case! {
 
 case! {
     /// Run A keeps 400 fds in flight over SCM_RIGHTS; run B, concurrently, passes 3 fds → today B gets ETOOMANYREFS (per-host-uid in-flight count).
-    #[ignore = "weakness: every run is host uid 65534, and the kernel counts fds in flight over unix sockets (SCM_RIGHTS) per host uid against the sender's RLIMIT_NOFILE: one run holding ~400 in-flight fds makes fd passing fail with ETOOMANYREFS in every concurrent run (breaks e.g. Python multiprocessing; a covert channel). No sysctl; remedy: a distinct host uid per concurrent run"]
+    #[ignore = "weakness: every run is host uid 65534, and the kernel counts fds in flight \
+        over unix sockets (SCM_RIGHTS) per host uid against the sender's RLIMIT_NOFILE: one run \
+        holding ~400 in-flight fds makes fd passing fail with ETOOMANYREFS in every concurrent \
+        run (breaks e.g. Python multiprocessing; a covert channel). No sysctl; remedy: a \
+        distinct host uid per concurrent run"]
     fn unix_fd_passing_quota_shared_between_runs(cli()) |c| {
-        let a_src = "import socket, os, array, time\ns1, s2 = socket.socketpair()\nfds = array.array('i', [os.open('/dev/null', os.O_RDONLY) for _ in range(200)])\ntry:\n    for _ in range(10):\n        s1.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])\nexcept OSError:\n    pass\nprint('holding', flush=True)\ntime.sleep(1.5)\n";
-        let mut a = Bg::start(c, &[], &["/usr/bin/python3", "-c", a_src]);
+        let mut a = Bg::start(c, &[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_hold.py")]);
         assert_eq!(a.line(), "holding\n");
-        let b_src = "import socket, array\ns1, s2 = socket.socketpair()\ntry:\n    s1.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0, 1, 2]))]); print('sent')\nexcept OSError as e:\n    print('refused', e.errno)\n";
-        let o = c.exec(&[], &["/usr/bin/python3", "-c", b_src]);
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_send.py")]);
         verdict(&o, "ok", 0);
         assert_eq!(o.prog_stdout(), "sent\n", "run B's fd passing depends on run A");
         a.finish();
@@ -1999,7 +2002,11 @@ case! {
 
 case! {
     /// An unauthenticated client holds idle connections (no header/idle timeout) up to the server's fd limit → today /healthz and jobs hang.
-    #[ignore = "weakness: `sandbox serve` has no header-read, idle or body timeout and no cap on connections; authentication happens after the headers, so an unauthenticated client can hold connections until the server's RLIMIT_NOFILE is spent (accept then fails with EMFILE and every client hangs). Fix belongs in src/server (hyper header_read_timeout + a connection cap)"]
+    #[ignore = "weakness: `sandbox serve` has no header-read, idle or body timeout and no cap \
+        on connections; authentication happens after the headers, so an unauthenticated client \
+        can hold connections until the server's RLIMIT_NOFILE is spent (accept then fails with \
+        EMFILE and every client hangs). Fix belongs in src/server (hyper header_read_timeout + \
+        a connection cap)"]
     fn unauthenticated_connection_exhaustion(http(&[]).token("hostile-token-0123456789").server_nofile(256)) |c| {
         let s = c.srv();
         let conns: Vec<_> = (0..300).filter_map(|_| std::net::TcpStream::connect(&s.addr).ok()).collect();
