@@ -716,10 +716,12 @@ fn open_bind(b: &BindMount) -> Result<Option<(OwnedFd, CString, bool)>, RunError
     }
     // SAFETY: open_tree returned a fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // Private: a clone of a shared host mount would otherwise stay in its
+    // peer group, and the host's later mounts below it would show inside.
     let mut attr = libc::mount_attr {
         attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
         attr_clr: 0,
-        propagation: 0,
+        propagation: libc::MS_PRIVATE,
         userns_fd: 0,
     };
     if !b.writable {
