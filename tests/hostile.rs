@@ -1659,6 +1659,27 @@ case! {
 }
 
 case! {
+    /// Server jobs one after another (containers are prepared ahead in a pool) → a job finds nothing of the previous one in /tmp, /dev/shm, $HOME, SysV IPC, processes.
+    fn server_jobs_share_no_container(http(&["--workers", "2"])) |c| {
+        let s = c.srv();
+        let plant = "echo x > /tmp/left; echo x > /dev/shm/left; echo x > $HOME/.left; \
+                     (setsid sleep 30 &); ipcmk -M 4096 >/dev/null; ipcmk -Q >/dev/null; echo planted";
+        let look = "ls -A /tmp /dev/shm $HOME; ipcs -m -q | grep -c '^0x'; ls /proc | grep -c '^[0-9]'";
+        for _ in 0..3 {
+            let j = s.run(&json!({"steps": [sh_step(plant)]}));
+            assert_eq!(j["steps"][0]["stdout"], "planted\n", "{j}");
+            let j = s.run(&json!({"steps": [sh_step(look)]}));
+            // /tmp is also $HOME; the processes: sh, ls and grep at most, plus init.
+            let out = j["steps"][0]["stdout"].as_str().unwrap_or("").to_string();
+            let l: Vec<&str> = out.lines().collect();
+            assert_eq!(l[..6], ["/dev/shm:", "", "/tmp:", "", "/tmp:", "0"], "{j}");
+            let procs: u32 = l[6].parse().expect("count");
+            assert!(procs <= 5, "{procs} processes visible: {j}");
+        }
+    }
+}
+
+case! {
     /// Kernel keyrings (not namespaced: a channel between concurrent and consecutive runs) via keyctl join, add_key, request_key → EPERM each.
     fn keyrings_refused(cli()) |c| {
         kernel_expect(c, &[], &[
