@@ -622,7 +622,9 @@ case! {
         let o = c.c(&TIMING, &["--time-limit", "5s"], &["own_rlimit_cpu"]);
         verdict(&o, "runtime_error", 152);
         let cpu = o.usage("cpu_ms");
-        assert!((900.0..2500.0).contains(&cpu), "cpu_ms {cpu}");
+        // RLIMIT_CPU is checked against the kernel's tick-sampled process
+        // time, which can run ahead of the exact cgroup figure under load.
+        assert!((500.0..2500.0).contains(&cpu), "cpu_ms {cpu}");
     }
 }
 
@@ -998,6 +1000,51 @@ case! {
             .filter(|l| !mi_before.contains(l) && !l.contains("/prop-") && sandbox_like_mount(l))
             .collect();
         assert!(leaked.is_empty(), "sandbox mounts visible on the host during the run: {leaked:?}");
+    }
+}
+
+/// Host mounts made by a case; detached on drop (also when it fails).
+struct Mounted(Vec<std::path::PathBuf>);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+case! {
+    /// Nested binds (D:/t, then E:/t/sub) with D a shared host mount → every mount inside is private; nothing appears on the host.
+    fn nested_binds_stay_inside(cli()) |c| {
+        use nix::mount::{MsFlags, mount};
+        let d = c.case.home.join(format!("nest-{}", c.tag()));
+        let (outer, inner) = (d.join("outer"), d.join("inner"));
+        std::fs::create_dir_all(outer.join("sub")).expect("dirs");
+        std::fs::create_dir_all(&inner).expect("dirs");
+        std::fs::write(inner.join("marker"), "inner\n").expect("marker");
+        for p in [&d, &outer, &outer.join("sub"), &inner] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::set_permissions(inner.join("marker"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut guard = Mounted(vec![]);
+        mount(Some(&outer), &outer, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        guard.0.push(outer.clone());
+        mount(None::<&str>, &outer, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make-shared");
+        // A leaked copy of the inner bind would land here: detach it too.
+        guard.0.push(outer.join("sub"));
+        let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let (b1, b2) = (format!("{}:/t", outer.display()), format!("{}:/t/sub", inner.display()));
+        let o = c.exec(&["--ro-bind", &b1, "--ro-bind", &b2],
+            &["/bin/sh", "-c", "cat /t/sub/marker; grep -c shared: /proc/self/mountinfo; true"]);
+        let after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let below = format!("{}/", outer.display());
+        let leaked: Vec<&str> = after.lines().filter(|l| !before.contains(l) && l.contains(&below)).collect();
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "inner\n0\n", "shared mounts inside the sandbox: {}", o.j());
+        assert!(leaked.is_empty(), "a bind of the run appeared on the host: {leaked:?}");
+        drop(guard);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
 
@@ -1608,6 +1655,27 @@ case! {
         verdict(&o, "ok", 0);
         assert_lines(&o, &["flock free", "posix-lock free", "proc-locks 0"]);
         assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// Server jobs one after another (containers are prepared ahead in a pool) → a job finds nothing of the previous one in /tmp, /dev/shm, $HOME, SysV IPC, processes.
+    fn server_jobs_share_no_container(http(&["--workers", "2"])) |c| {
+        let s = c.srv();
+        let plant = "echo x > /tmp/left; echo x > /dev/shm/left; echo x > $HOME/.left; \
+                     (setsid sleep 30 &); ipcmk -M 4096 >/dev/null; ipcmk -Q >/dev/null; echo planted";
+        let look = "ls -A /tmp /dev/shm $HOME; ipcs -m -q | grep -c '^0x'; ls /proc | grep -c '^[0-9]'";
+        for _ in 0..3 {
+            let j = s.run(&json!({"steps": [sh_step(plant)]}));
+            assert_eq!(j["steps"][0]["stdout"], "planted\n", "{j}");
+            let j = s.run(&json!({"steps": [sh_step(look)]}));
+            // /tmp is also $HOME; the processes: sh, ls and grep at most, plus init.
+            let out = j["steps"][0]["stdout"].as_str().unwrap_or("").to_string();
+            let l: Vec<&str> = out.lines().collect();
+            assert_eq!(l[..6], ["/dev/shm:", "", "/tmp:", "", "/tmp:", "0"], "{j}");
+            let procs: u32 = l[6].parse().expect("count");
+            assert!(procs <= 5, "{procs} processes visible: {j}");
+        }
     }
 }
 

@@ -206,7 +206,7 @@ impl Srv {
         // then count the fds every later check compares against.
         let warm = s.run(&serde_json::json!({"steps": [{"command": ["/bin/true"]}]}));
         assert_eq!(warm["steps"][0]["status"], "ok", "warm-up job: {warm}");
-        s.fd_baseline = s.settled_fds(s.fd_count(), Duration::from_millis(300));
+        s.fd_baseline = s.stable_fds();
         s
     }
 
@@ -253,6 +253,21 @@ impl Srv {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid))
             .map(|d| d.count())
             .unwrap_or(0)
+    }
+
+    /// The fd count once it has not changed for half a second (the server
+    /// refills its pool of prepared containers in the background), at most
+    /// after 5 s.
+    fn stable_fds(&self) -> usize {
+        let t0 = Instant::now();
+        let (mut last, mut same) = (self.fd_count(), 0);
+        while same < 5 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(100));
+            let n = self.fd_count();
+            same = if n == last { same + 1 } else { 0 };
+            last = n;
+        }
+        last
     }
 
     /// Wait (bounded) for the fd count to come down to `want`; the last count.
