@@ -388,12 +388,22 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         return Err(ServerError::NoToken(cfg.listen));
     }
     job::workspace::prepare_base(&cfg.work_dir)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+    // A deep accept queue: a burst of clients (a judge's whole batch at
+    // once) must wait in it rather than get connection resets.
+    let listener = (|| {
+        let sock = if cfg.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(cfg.listen)?;
+        sock.listen(4096)
+    })()
+    .map_err(|source| ServerError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let (sd_tx, mut gc_sd) = watch::channel(false);
