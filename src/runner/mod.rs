@@ -129,6 +129,8 @@ pub struct Prepared {
     mount_steps: Vec<String>,
     use_init: bool,
     reaped: bool,
+    /// Made by the pool at nice 19: back to 0 when its run starts.
+    background: bool,
 }
 
 impl Drop for Prepared {
@@ -416,6 +418,7 @@ impl Sandbox {
             mount_steps: plan.mounts.map(|m| m.what).unwrap_or_default(),
             use_init: ns.pid,
             reaped: false,
+            background: false,
         };
         if ns.user {
             namespaces::write_id_maps(p.pid, &prof.process).map_err(|e| RunError::Io {
@@ -586,6 +589,10 @@ impl Sandbox {
         p.area
             .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
             .map_err(|e| RunError::Invalid(e.to_string()))?;
+        if p.background {
+            // SAFETY: setpriority on our own child.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, p.pid as libc::id_t, 0) };
+        }
         let t_go = t0.elapsed();
         go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
         let start = Instant::now();
