@@ -37,9 +37,9 @@ pub fn profile(data: &[u8], extends_dir: &Path) {
     let p = match profile::parse_str(src, origin) {
         Ok(p) => p,
         Err(e) => {
-            // Errors are one line (the CLI prints them as is).
+            // Errors are one line (documented; the CLI prints them as is).
             let msg = e.to_string();
-            assert!(!msg.contains('\n'), "multi-line error: {msg:?}");
+            assert!(!msg.contains(['\n', '\r']), "multi-line error: {msg:?}");
             return;
         }
     };
