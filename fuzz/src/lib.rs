@@ -177,6 +177,12 @@ fn job_request_with(v: &Value, caps: &Caps) {
             assert!(val.len() <= caps.max_arg_len && !val.contains('\0'));
         }
         assert!(s.tests.len() <= caps.max_tests);
+        // The sandbox's init and the program: fewer than 2 pids cannot run.
+        assert!(
+            s.limits.pids.is_none_or(|p| p >= 2),
+            "pids {:?}",
+            s.limits.pids
+        );
         if !s.tests.is_empty() {
             assert!(s.stdin.is_empty() && s.expected_stdout.is_none());
         }

@@ -329,7 +329,16 @@ fn limit_overrides(v: Option<&Value>, field: &str) -> Result<LimitOverrides, Fie
             "output" => l.output = Some(size(v, &f)?),
             "file_size" => l.file_size = Some(size(v, &f)?),
             "stack" => l.stack = Some(size(v, &f)?),
-            "pids" => l.pids = Some(count(v, &f)?),
+            "pids" => {
+                let n = count(v, &f)?;
+                if n < 2 {
+                    return Err(FieldError::new(
+                        &f,
+                        "must be at least 2 (the sandbox's init and the program)",
+                    ));
+                }
+                l.pids = Some(n);
+            }
             "open_files" => l.open_files = Some(count(v, &f)?),
             _ => {}
         }

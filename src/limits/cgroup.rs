@@ -89,6 +89,16 @@ pub enum CgroupVersion {
     V2,
 }
 
+/// Which optional v1 hierarchies a run gets (v2 has a single directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    /// The cpu controller, for a CPU-bandwidth quota.
+    pub cpu: bool,
+    /// The freezer, for killing a run without a pid namespace race-free
+    /// (with one, killing its init kills everything).
+    pub freezer: bool,
+}
+
 /// Limits for one run. `None` = no limit (accounting still happens).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgroupLimits {
@@ -273,7 +283,7 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
 
 /// Start time (field 22 of `/proc/<pid>/stat`, clock ticks since boot).
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_small(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
 }
@@ -308,7 +318,18 @@ fn cgroup_dir(mount: &CgroupMount, cg_path: &str) -> Option<PathBuf> {
 // Small file helpers
 
 fn read_string(op: &'static str, path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(io_err(op, path))
+    read_small(path).map_err(io_err(op, path))
+}
+
+/// Reads a /proc or cgroupfs file. These report size 0, so `fs::read` would
+/// start with a tiny buffer and grow it over many `read` calls (each one
+/// re-generating the text in the kernel); one large read is enough.
+fn read_small(path: impl AsRef<Path>) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    // Through `take`: File's own read_to_end would fstat for a size hint.
+    File::open(path)?.take(1 << 24).read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn write_file(op: &'static str, path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -691,6 +712,19 @@ impl CgroupManager {
     /// limits. The memory cgroup is created even without a memory limit (for
     /// accounting). On error nothing is left behind.
     pub fn create_run(&self, name: &str, limits: &CgroupLimits) -> Result<RunCgroup, CgroupError> {
+        let shape = RunShape {
+            cpu: limits.cpu_quota.is_some(),
+            freezer: true,
+        };
+        let run = self.create_run_shaped(name, shape)?;
+        run.apply_limits(limits)?;
+        Ok(run)
+    }
+
+    /// Creates the run cgroup(s) without limits (see
+    /// [`RunCgroup::apply_limits`]), in only the v1 hierarchies `shape`
+    /// needs: every hierarchy costs a mkdir, an open and an rmdir per run.
+    pub fn create_run_shaped(&self, name: &str, shape: RunShape) -> Result<RunCgroup, CgroupError> {
         let dir_name = self.run_dir_name(name);
         let mut run = RunCgroup {
             version: self.version(),
@@ -703,13 +737,19 @@ impl CgroupManager {
             memory_dir: PathBuf::new(),
             cpuacct_dir: PathBuf::new(),
             pids_dir: None,
+            cpu_dir: None,
             freezer_dir: None,
             mem_sample_peak: AtomicU64::new(0),
             removed: false,
         };
         match &self.inner.layout {
             Layout::V1(hier) => {
+                let skip =
+                    |c: &String| (c == "cpu" && !shape.cpu) || (c == "freezer" && !shape.freezer);
                 for h in hier {
+                    if h.controllers.iter().all(skip) {
+                        continue;
+                    }
                     let dir = h.base.join(&dir_name);
                     fs::create_dir(&dir).map_err(io_err("create", &dir))?;
                     run.dirs.push(dir.clone());
@@ -723,6 +763,9 @@ impl CgroupManager {
                     if has("pids") {
                         run.pids_dir = Some(dir.clone());
                     }
+                    if has("cpu") {
+                        run.cpu_dir = Some(dir.clone());
+                    }
                     if has("freezer") {
                         run.freezer_dir = Some(dir.clone());
                     }
@@ -735,15 +778,6 @@ impl CgroupManager {
                     run.join_raw.push(f.as_raw_fd());
                     run.join_owned.push(OwnedFd::from(f));
                 }
-                let has_ctrl = |c: &str| hier.iter().any(|h| h.controllers.iter().any(|x| x == c));
-                apply_v1_limits(
-                    &run,
-                    hier,
-                    has_ctrl("pids"),
-                    has_ctrl("cpu"),
-                    &dir_name,
-                    limits,
-                )?;
                 run.cpu_path = run.cpuacct_dir.join("cpuacct.usage");
             }
             Layout::V2 { base, .. } => {
@@ -753,7 +787,6 @@ impl CgroupManager {
                 run.memory_dir = dir.clone();
                 run.cpuacct_dir = dir.clone();
                 run.pids_dir = Some(dir.clone());
-                apply_v2_limits(&dir, limits)?;
                 let d = File::options()
                     .read(true)
                     .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -877,20 +910,8 @@ fn quota_us(cpus: f64) -> u64 {
     ((cpus * CFS_PERIOD_US as f64).round() as u64).max(1000)
 }
 
-fn apply_v1_limits(
-    run: &RunCgroup,
-    hier: &[V1Hierarchy],
-    has_pids: bool,
-    has_cpu: bool,
-    dir_name: &str,
-    limits: &CgroupLimits,
-) -> Result<(), CgroupError> {
+fn apply_v1_limits(run: &RunCgroup, limits: &CgroupLimits) -> Result<(), CgroupError> {
     validate_limits(&run.memory_dir, limits)?;
-    let dir_of = |c: &str| {
-        hier.iter()
-            .find(|h| h.controllers.iter().any(|x| x == c))
-            .map(|h| h.base.join(dir_name))
-    };
     let mem = &run.memory_dir;
     // Best effort: keep the run out of swap even without memsw.
     let sw = mem.join("memory.swappiness");
@@ -906,7 +927,7 @@ fn apply_v1_limits(
         }
     }
     if let Some(p) = limits.pids {
-        let Some(d) = dir_of("pids").filter(|_| has_pids) else {
+        let Some(d) = &run.pids_dir else {
             return Err(CgroupError::MissingController {
                 op: "set pids limit",
                 path: mem.clone(),
@@ -917,12 +938,12 @@ fn apply_v1_limits(
         write_file("set limit", &d.join("pids.max"), &p.to_string())?;
     }
     if let Some(q) = limits.cpu_quota {
-        let Some(d) = dir_of("cpu").filter(|_| has_cpu) else {
+        let Some(d) = &run.cpu_dir else {
             return Err(CgroupError::MissingController {
                 op: "set cpu quota",
                 path: mem.clone(),
                 controller: "cpu",
-                hint: "no v1 cpu hierarchy is mounted".into(),
+                hint: "no v1 cpu hierarchy is mounted, or the run was created without it".into(),
             });
         };
         write_file(
@@ -983,6 +1004,8 @@ pub struct RunCgroup {
     memory_dir: PathBuf,
     cpuacct_dir: PathBuf,
     pids_dir: Option<PathBuf>,
+    /// v1 only: the cpu hierarchy's directory, when the run has one.
+    cpu_dir: Option<PathBuf>,
     /// v1 only, when the freezer hierarchy is mounted.
     freezer_dir: Option<PathBuf>,
     mem_sample_peak: AtomicU64,
@@ -992,6 +1015,15 @@ pub struct RunCgroup {
 impl RunCgroup {
     pub fn version(&self) -> CgroupVersion {
         self.version
+    }
+
+    /// Sets the run's memory, pids and CPU-bandwidth limits (before any of
+    /// its processes starts the program).
+    pub fn apply_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => apply_v1_limits(self, limits),
+            CgroupVersion::V2 => apply_v2_limits(&self.memory_dir, limits),
+        }
     }
 
     /// The directories of this run (v1: one per hierarchy; v2: one).

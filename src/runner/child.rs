@@ -1,19 +1,20 @@
 //! The child side of a run: everything between clone and execve.
 //!
-//! Process tree: supervisor → init (pid 1 of the new pid namespace: joins
-//! the cgroup, builds the filesystem, then reaps) → payload (drops
-//! privileges, installs seccomp, execs the program). When the payload ends,
-//! init reports its wait status and exits, and the kernel kills whatever is
-//! left in the pid namespace.
+//! Process tree: supervisor → init (pid 1 of the new pid namespace: builds
+//! the filesystem, waits for "go", joins the cgroup, attaches the run's
+//! binds, then reaps) → payload (drops privileges, installs seccomp, execs
+//! the program). When the payload ends, init kills and reaps whatever is
+//! left in the pid namespace, reports the payload's wait status and exits.
 //!
 //! All of this runs after a fork in a possibly multi-threaded process, so it
 //! only uses async-signal-safe syscalls on data the parent prepared
 //! ([`ChildPlan`]): no allocation, no locks, no logging. Failures are
 //! reported as (step, errno) over a CLOEXEC pipe.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
+use super::go::{GoArea, GoHeader, MAX_FDS, recv_go};
 use crate::isolation::mounts::{self, MountPlan};
 use crate::isolation::sys::{self, errno, write_all};
 use crate::security::caps::{CapPlan, CapStep};
@@ -21,6 +22,8 @@ use crate::security::caps::{CapPlan, CapStep};
 /// Fixed steps after the mount plan, for error reports. Mount op `i` is
 /// reported as step `i`; these are offset by `STEP_BASE`.
 pub const STEP_BASE: u32 = 1 << 20;
+/// Run-specific bind `i` (attached after "go") is reported as this + `i`.
+pub const BIND_STEP_BASE: u32 = 1 << 21;
 
 /// Declares the steps once: the enum (numbered from `STEP_BASE`), the
 /// reverse lookup, and the description shown in error messages.
@@ -68,6 +71,7 @@ steps! {
     Exec => "executing the program",
     CloseFds => "closing inherited file descriptors",
     ParentDeath => "arming the parent-death signal",
+    RecvGo => "receiving the run from the supervisor",
 }
 
 impl Step {
@@ -76,30 +80,23 @@ impl Step {
     }
 }
 
-/// Everything the child needs, prepared before the fork.
+/// Everything the child needs that is known when the container is
+/// prepared (the profile's part). The run's own part arrives with "go"
+/// (see [`super::go`]).
 pub struct ChildPlan {
     pub mounts: Option<MountPlan>,
     pub hostname: Option<CString>,
-    pub workdir: CString,
     pub uid: u32,
     pub gid: u32,
     pub caps: CapPlan,
     pub no_new_privs: bool,
     pub filters: Vec<seccompiler::BpfProgram>,
-    pub rlimits: crate::limits::rlimits::Rlimits,
-    /// Paths to try in order (PATH search done in the sandbox's view).
-    pub exec_candidates: Vec<CString>,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    /// The fds that become the program's 0, 1, 2.
-    pub stdio: [RawFd; 3],
-    /// v1: `tasks` files the child writes "0" to; empty on v2 (clone3 puts
-    /// the child in its cgroup directly).
-    pub cgroup_join_fds: Vec<RawFd>,
     pub new_cgroup_ns: bool,
     pub sync_read: RawFd,
     pub err_write: RawFd,
     pub status_write: RawFd,
+    /// The child's end of the "go" socketpair.
+    pub ctl: RawFd,
     /// Whether init should wait for the payload and report its status
     /// (pid namespace), or the payload is exec'd directly by init.
     pub use_init: bool,
@@ -108,6 +105,22 @@ pub struct ChildPlan {
     /// Sorted fds the child needs; every other inherited fd is closed first
     /// (in a threaded server the fd table holds other runs' pipes).
     pub keep_fds: Vec<RawFd>,
+}
+
+/// `struct open_how` for openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// What "go" delivered, on init's stack.
+struct Run<'a> {
+    go: &'a GoHeader,
+    /// stdin, stdout, stderr (all above 2 until the payload's dup2).
+    stdio: [RawFd; 3],
 }
 
 /// Close every fd not in `keep` (sorted ascending). Async-signal-safe.
@@ -162,15 +175,36 @@ fn check(fd: RawFd, step: Step, rc: libc::c_int) {
     }
 }
 
+/// `mkdir -p` with a stack buffer; errors are left to the caller's next
+/// step (a bind or chdir that then fails names the path).
+fn mkdir_p(path: &CStr, last: bool) {
+    let b = path.to_bytes();
+    let mut buf = [0u8; 4096];
+    if b.len() >= buf.len() {
+        return;
+    }
+    buf[..b.len()].copy_from_slice(b);
+    let end = if last {
+        b.len()
+    } else {
+        b.iter().rposition(|&c| c == b'/').unwrap_or(0)
+    };
+    for i in 1..=end {
+        if i == end || buf[i] == b'/' {
+            let save = buf[i];
+            buf[i] = 0;
+            // SAFETY: buf is NUL-terminated at i.
+            unsafe { libc::mkdir(buf.as_ptr().cast(), 0o755) };
+            buf[i] = save;
+        }
+    }
+}
+
 /// Entry point of the init process (child of clone3). Never returns.
-pub fn init_main(plan: &ChildPlan) -> ! {
+/// `go` is the shared area the supervisor fills before "go".
+pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
     let efd = plan.err_write;
     close_all_except(&plan.keep_fds);
-    // v1: a single-threaded task moving itself skips the global cgroup
-    // lock whose cold write side costs ~12 ms on this kind of kernel.
-    if let Err(e) = crate::limits::cgroup::join_self(&plan.cgroup_join_fds) {
-        fail(efd, Step::JoinCgroup as u32, e);
-    }
     // Wait for the uid/gid maps (and for the supervisor to be alive: EOF
     // means it died before letting us go).
     let mut go = [0u8; 1];
@@ -224,12 +258,6 @@ pub fn init_main(plan: &ChildPlan) -> ! {
             libc::_exit(125);
         }
     }
-    if plan.new_cgroup_ns {
-        // SAFETY: plain unshare.
-        check(efd, Step::UnshareCgroupNs, unsafe {
-            libc::unshare(libc::CLONE_NEWCGROUP)
-        });
-    }
     if let Some(m) = &plan.mounts
         && let Err((i, e)) = mounts::apply(m)
     {
@@ -246,24 +274,157 @@ pub fn init_main(plan: &ChildPlan) -> ! {
     // even without the capability check that already refuses it.
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // What the payload inherits, done here ahead of the run: the program
+    // starts with default signal dispositions and an empty mask, as after
+    // a plain fork+exec from a shell (the supervisor may ignore SIGPIPE,
+    // and clone3 skips what Command would reset), and without the
+    // capabilities outside the profile's set in its bounding set.
+    // SAFETY: raw sigaction/sigprocmask with valid, zeroed structures.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..65 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Err((_, e)) = plan.caps.drop_bounding() {
+        fail(efd, Step::CapBounding as u32, e);
+    }
+
+    // Prepared. Everything below is the run's own.
+    let mut fds = [-1; MAX_FDS];
+    let n = match recv_go(plan.ctl, &mut fds) {
+        Ok(n) => n,
+        // SAFETY: the supervisor (or a pool) let go of this container.
+        Err(0) => unsafe { libc::_exit(125) },
+        Err(e) => fail(efd, Step::RecvGo as u32, e),
+    };
+    let h = area.header();
+    if n != 3 + h.ncg + h.nbinds {
+        fail(efd, Step::RecvGo as u32, libc::EPROTO);
+    }
+    // The payload dup2s stdio onto 0..2: none of the sources may sit there.
+    for fd in fds.iter_mut().take(n) {
+        if *fd < 3 {
+            // SAFETY: duplicating and closing fds we own.
+            unsafe {
+                let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
+                check(efd, Step::RecvGo, moved);
+                libc::close(*fd);
+                *fd = moved;
+            }
+        }
+    }
+    // v1: a single-threaded task moving itself skips the global cgroup
+    // lock whose cold write side costs ~12 ms on this kind of kernel. (v2:
+    // clone3 put us in the cgroup at birth.) The payload inherits it.
+    let cg = &fds[3..3 + h.ncg];
+    if let Err(e) = crate::limits::cgroup::join_self(cg) {
+        fail(efd, Step::JoinCgroup as u32, e);
+    }
+    for &fd in cg {
+        // SAFETY: closing fds we own.
+        unsafe { libc::close(fd) };
+    }
+    if plan.new_cgroup_ns {
+        // After joining, so the run's cgroup is the namespace's root.
+        // SAFETY: plain unshare.
+        check(efd, Step::UnshareCgroupNs, unsafe {
+            libc::unshare(libc::CLONE_NEWCGROUP)
+        });
+    }
+    for i in 0..h.nbinds {
+        // SAFETY: the supervisor wrote nbinds slots.
+        let slot = unsafe { *h.binds.add(i) };
+        // SAFETY: dest is a NUL-terminated string in the shared area.
+        let dest = unsafe { CStr::from_ptr(slot.dest) };
+        let fd = fds[3 + h.ncg + i];
+        mkdir_p(dest, slot.is_dir);
+        if !slot.is_dir {
+            // SAFETY: creating an empty file to bind onto.
+            unsafe {
+                let f = libc::open(
+                    dest.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                );
+                if f >= 0 {
+                    libc::close(f);
+                }
+            }
+        }
+        // The destination must not lead through a symlink (e.g. one placed
+        // in an earlier writable bind): resolved without following any.
+        let how = OpenHow {
+            flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: RESOLVE_NO_SYMLINKS,
+        };
+        // SAFETY: openat2 with a valid path and a struct of the given size.
+        let target = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                dest.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        } as RawFd;
+        if target < 0 {
+            fail(efd, BIND_STEP_BASE + i as u32, errno());
+        }
+        // SAFETY: attaching a detached mount tree we received onto the
+        // directory (or file) fd just opened.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd,
+                c"".as_ptr(),
+                target,
+                c"".as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        if r < 0 {
+            fail(efd, BIND_STEP_BASE + i as u32, errno());
+        }
+        // SAFETY: closing fds we own.
+        unsafe {
+            libc::close(fd);
+            libc::close(target);
+        }
+    }
+    if plan.mounts.is_some() {
+        // Only inside our own root: without a mount namespace this would
+        // create directories on the host.
+        // SAFETY: workdir is a NUL-terminated string in the shared area.
+        mkdir_p(unsafe { CStr::from_ptr(h.workdir) }, true);
+    }
+    let run = Run {
+        go: h,
+        stdio: [fds[0], fds[1], fds[2]],
+    };
     if !plan.use_init {
-        payload_main(plan);
+        payload_main(plan, &run);
     }
     let pid = sys::clone3(0, None, None);
     if pid < 0 {
         fail(efd, Step::ForkPayload as u32, (-pid) as i32);
     }
     if pid == 0 {
-        payload_main(plan);
+        payload_main(plan, &run);
     }
     // init: give up what the payload needs alone, then reap until it ends.
     // SAFETY: closing fds we own.
     unsafe {
         libc::close(efd);
-        for fd in plan.stdio {
-            if fd > 2 {
-                libc::close(fd);
-            }
+        for fd in run.stdio {
+            libc::close(fd);
         }
     }
     loop {
@@ -271,12 +432,23 @@ pub fn init_main(plan: &ChildPlan) -> ! {
         // SAFETY: status is a valid out pointer.
         let r = unsafe { libc::waitpid(-1, &mut status, 0) };
         if r == pid as i32 {
+            // Everything else in the pid namespace dies and is reaped
+            // before the report, so the supervisor can take its figures
+            // (and answer) without waiting for the namespaces to be torn
+            // down, which happens as this process exits.
+            // SAFETY: kill(-1) from a pid namespace's init reaches every
+            // other process of the namespace; waitpid on our own children.
+            unsafe {
+                libc::kill(-1, libc::SIGKILL);
+                while libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) > 0
+                    || errno() == libc::EINTR
+                {}
+            }
             let mut msg = [0u8; 5];
             msg[0] = 1;
             msg[1..].copy_from_slice(&status.to_ne_bytes());
             write_all(plan.status_write, &msg);
-            // SAFETY: _exit never returns; the kernel kills the rest of the
-            // pid namespace when its init exits.
+            // SAFETY: _exit never returns.
             unsafe { libc::_exit(0) }
         }
         if r < 0 && errno() == libc::ECHILD {
@@ -286,29 +458,16 @@ pub fn init_main(plan: &ChildPlan) -> ! {
     }
 }
 
-fn payload_main(plan: &ChildPlan) -> ! {
+fn payload_main(plan: &ChildPlan, run: &Run) -> ! {
     let efd = plan.err_write;
     // SAFETY (whole block): raw syscalls on integers and on buffers owned
     // by the plan, all async-signal-safe.
     unsafe {
-        // The program starts with default signal dispositions and an empty
-        // mask, as after a plain fork+exec from a shell (this process may
-        // ignore SIGPIPE, and clone3 skips what Command would reset).
-        for sig in 1..65 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // A new session: no controlling terminal, so TIOCSTI and job-control
         // signals cannot reach the caller's terminal.
         check(efd, Step::Setsid, libc::setsid());
-        for (i, &fd) in plan.stdio.iter().enumerate() {
-            if fd != i as RawFd {
-                check(efd, Step::Stdio, libc::dup2(fd, i as RawFd));
-            }
+        for (i, &fd) in run.stdio.iter().enumerate() {
+            check(efd, Step::Stdio, libc::dup2(fd, i as RawFd));
         }
         // Everything else is closed at exec (the error pipe must live until then).
         check(
@@ -321,15 +480,11 @@ fn payload_main(plan: &ChildPlan) -> ! {
                 libc::CLOSE_RANGE_CLOEXEC,
             ) as i32,
         );
-        if let Err(e) = plan.rlimits.apply() {
+        if let Err(e) = run.go.rlimits.apply() {
             fail(efd, Step::Rlimit as u32, e as i32);
         }
-        if let Err((s, e)) = plan.caps.before_setuid() {
-            let step = match s {
-                CapStep::Bounding => Step::CapBounding,
-                _ => Step::KeepCaps,
-            };
-            fail(efd, step as u32, e);
+        if let Err((_, e)) = CapPlan::keep_caps() {
+            fail(efd, Step::KeepCaps as u32, e);
         }
         let groups = [plan.gid];
         check(efd, Step::Setgroups, raw_setgroups(&groups));
@@ -342,7 +497,7 @@ fn payload_main(plan: &ChildPlan) -> ! {
             };
             fail(efd, step as u32, e);
         }
-        check(efd, Step::Chdir, libc::chdir(plan.workdir.as_ptr()));
+        check(efd, Step::Chdir, libc::chdir(run.go.workdir));
         if plan.no_new_privs {
             check(
                 efd,
@@ -351,23 +506,13 @@ fn payload_main(plan: &ChildPlan) -> ! {
             );
         }
     }
-    exec(plan)
+    exec(plan, run)
 }
 
-/// Installs the seccomp filters and execs. Kept apart so the argv/envp
-/// pointer arrays can be built without allocating: they live in fixed-size
-/// stack arrays.
-fn exec(plan: &ChildPlan) -> ! {
-    const MAX: usize = 4096;
+/// Installs the seccomp filters and execs (the argv/envp arrays were laid
+/// out by the supervisor in the shared area).
+fn exec(plan: &ChildPlan, run: &Run) -> ! {
     let efd = plan.err_write;
-    let mut argv = [std::ptr::null::<libc::c_char>(); MAX + 1];
-    let mut envp = [std::ptr::null::<libc::c_char>(); MAX + 1];
-    for (slot, a) in argv.iter_mut().zip(plan.argv.iter().take(MAX)) {
-        *slot = a.as_ptr();
-    }
-    for (slot, e) in envp.iter_mut().zip(plan.envp.iter().take(MAX)) {
-        *slot = e.as_ptr();
-    }
     if !plan.filters.is_empty()
         && let Err(e) = crate::security::seccomp::install(&plan.filters)
     {
@@ -380,13 +525,17 @@ fn exec(plan: &ChildPlan) -> ! {
         fail(efd, Step::Seccomp as u32, code);
     }
     let mut last = libc::ENOENT;
-    for path in &plan.exec_candidates {
-        // SAFETY: NULL-terminated arrays of valid C strings.
-        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = errno();
-        // Like execvp: remember a "found but not executable" over "not here".
-        if e != libc::ENOENT && e != libc::ENOTDIR || last == libc::ENOENT {
-            last = e;
+    let mut c = run.go.candidates;
+    // SAFETY: NULL-terminated arrays of valid C strings in the shared area.
+    unsafe {
+        while !(*c).is_null() {
+            libc::execve(*c, run.go.argv, run.go.envp);
+            let e = errno();
+            // Like execvp: remember a "found but not executable" over "not here".
+            if e != libc::ENOENT && e != libc::ENOTDIR || last == libc::ENOENT {
+                last = e;
+            }
+            c = c.add(1);
         }
     }
     fail(efd, Step::Exec as u32, last)

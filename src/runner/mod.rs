@@ -1,28 +1,35 @@
 //! The runner: one sandboxed program, from a resolved profile to a verdict.
 //!
 //! [`Sandbox`] holds what can be prepared once per profile (the compiled
-//! seccomp filters, the cgroup manager, the capability masks);
-//! [`Sandbox::run`] builds a [`child::ChildPlan`], clones the run's init
-//! into fresh namespaces, and supervises it from a single-threaded poll
-//! loop: output collection with caps, CPU time from the cgroup, wall time,
-//! cancellation. Safe to call from many threads at once: the code between
-//! clone and exec never allocates or locks.
+//! seccomp filters, the cgroup manager, the capability masks).
+//! [`Sandbox::prepare`] makes a container from the profile alone: it clones
+//! the run's init into fresh namespaces with a [`child::ChildPlan`]; init
+//! builds the root and waits. [`Sandbox::run_prepared`] hands it the run
+//! ([`go`]) and supervises it from a single-threaded poll loop: output
+//! collection with caps, CPU time from the cgroup, wall time, cancellation.
+//! [`Sandbox::run`] does both, or takes a container from the pool kept by
+//! [`Sandbox::pooled`]. Safe to call from many threads at once: the code
+//! between clone and exec never allocates or locks.
 
 pub mod child;
+pub mod go;
+mod pool;
 pub mod result;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::isolation::mounts::{MountPlan, MountPlanError};
 use crate::isolation::{namespaces, sys};
+use crate::limits::cgroup::RunShape;
 use crate::limits::cgroup::{CgroupLimits, CgroupManager, RunCgroup};
 use crate::profile::{BindMount, Limits, Profile};
 use crate::security::caps::CapPlan;
-use child::{ChildPlan, STEP_BASE, Step};
+use child::{BIND_STEP_BASE, ChildPlan, STEP_BASE, Step};
 pub use result::{JsonResult, RunResult, Status, Usage};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,8 @@ pub enum RunError {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("handing the run to its prepared container: {0}")]
+    Stale(std::io::Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -88,9 +97,58 @@ pub struct Sandbox {
     filters: Vec<seccompiler::BpfProgram>,
     cgroups: Option<CgroupManager>,
     caps: CapPlan,
+    /// Containers made ahead of time ([`Sandbox::pooled`]).
+    pool: Option<pool::Pool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool {
+            p.stop();
+        }
+    }
 }
 
 const MAX_ARGS: usize = 4096;
+
+/// A container made before its run is known: init has its namespaces, its
+/// root filesystem and its cgroup, and waits for "go" ([`go`]). Used once.
+/// Dropping it kills and reaps init and removes the cgroup.
+pub struct Prepared {
+    pid: i32,
+    pidfd: OwnedFd,
+    ctl: OwnedFd,
+    /// Held open for the container's life: init treats its hang-up as the
+    /// supervisor's death.
+    _sync_w: OwnedFd,
+    err_r: OwnedFd,
+    status_r: OwnedFd,
+    area: go::GoArea,
+    cgroup: Option<RunCgroup>,
+    shape: RunShape,
+    mount_steps: Vec<String>,
+    use_init: bool,
+    reaped: bool,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: signalling and reaping our own child (a run's init,
+            // done or not; its exit takes the whole pid namespace along).
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), libc::__WALL);
+            }
+            self.reaped = true;
+        }
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.remove()
+        {
+            tracing::warn!("removing the run's cgroup: {e}");
+        }
+    }
+}
 
 impl Sandbox {
     pub fn new(profile: Profile) -> Result<Sandbox, RunError> {
@@ -120,7 +178,30 @@ impl Sandbox {
             filters,
             cgroups,
             caps,
+            pool: None,
         })
+    }
+
+    /// Keeps `size` containers of this profile prepared ahead of time by a
+    /// background thread, which also tears finished runs down after their
+    /// results are returned: a run then costs little more than starting the
+    /// program. For servers; call [`Sandbox::shutdown_pool`] before exiting
+    /// so nothing is left behind.
+    pub fn pooled(mut self, size: usize) -> Result<Arc<Sandbox>, RunError> {
+        self.pool = Some(pool::Pool::new(size));
+        let sb = Arc::new(self);
+        if let Some(p) = &sb.pool {
+            p.start(Arc::downgrade(&sb))
+                .map_err(io_err("starting the container pool thread"))?;
+        }
+        Ok(sb)
+    }
+
+    /// Stops the pool (if any) after tearing down every container it holds.
+    pub fn shutdown_pool(&self) {
+        if let Some(p) = &self.pool {
+            p.shutdown();
+        }
     }
 
     pub fn cgroups(&self) -> Option<&CgroupManager> {
@@ -130,10 +211,73 @@ impl Sandbox {
     /// Run one program. Never panics; failures of the sandbox itself come
     /// back as `sandbox_error` with a message naming what failed.
     pub fn run(&self, spec: &RunSpec) -> RunResult {
-        match self.try_run(spec) {
-            Ok(r) => r,
-            Err(e) => RunResult::sandbox_error(e.to_string()),
+        self.try_run(spec)
+            .unwrap_or_else(|e| RunResult::sandbox_error(e.to_string()))
+    }
+
+    fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let strings = self.run_strings(spec)?;
+        let Some(pool) = &self.pool else {
+            // Torn down before returning: a CLI exits right after.
+            let t0 = Instant::now();
+            let mut p = self.prepare_for(spec)?;
+            let prepared = t0.elapsed();
+            let r = self.run_prepared_with(&mut p, spec, strings);
+            let t1 = Instant::now();
+            drop(p);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::debug!(
+                prepare_ms = ms(prepared),
+                teardown_ms = ms(t1.elapsed()),
+                "run container"
+            );
+            return r;
+        };
+        let ready = match pool.take() {
+            Some(p) if self.fits(&p, spec) => Some(p),
+            Some(p) => {
+                pool.retire(p);
+                None
+            }
+            None => None,
+        };
+        let mut p = match ready {
+            Some(p) => p,
+            None => self.prepare_for(spec)?,
+        };
+        let mut r = self.run_prepared_with(&mut p, spec, strings.clone());
+        if matches!(r, Err(RunError::Stale(_))) {
+            // The waiting container died (e.g. killed from outside): once
+            // more with a fresh one.
+            pool.retire(p);
+            p = self.prepare_for(spec)?;
+            r = self.run_prepared_with(&mut p, spec, strings);
         }
+        pool.retire(p);
+        r
+    }
+
+    /// The cgroup hierarchies a run of this profile needs by default.
+    pub fn shape(&self) -> RunShape {
+        RunShape {
+            cpu: self.profile.limits.cpu_quota.is_some(),
+            freezer: !self.profile.namespaces.pid,
+        }
+    }
+
+    fn shape_for(&self, spec: &RunSpec) -> RunShape {
+        let mut s = self.shape();
+        s.cpu |= spec.limits.cpu_quota.is_some();
+        s
+    }
+
+    /// Whether a container prepared with `shape` can serve `spec`.
+    pub fn fits(&self, p: &Prepared, spec: &RunSpec) -> bool {
+        spec.limits.cpu_quota.is_none() || p.shape.cpu
+    }
+
+    fn prepare_for(&self, spec: &RunSpec) -> Result<Prepared, RunError> {
+        self.prepare(self.shape_for(spec))
     }
 
     fn env(&self, spec: &RunSpec) -> Vec<(String, String)> {
@@ -160,8 +304,145 @@ impl Sandbox {
         env
     }
 
-    fn plan(&self, spec: &RunSpec) -> Result<ChildPlan, RunError> {
+    /// Makes a container: cgroup (v2: before clone, so init is born in it),
+    /// clone3 into fresh namespaces, id maps, then (v1) the cgroup while
+    /// init builds its root in parallel. Returns once init is on its way;
+    /// it waits for "go" by itself.
+    pub fn prepare(&self, shape: RunShape) -> Result<Prepared, RunError> {
         let prof = &self.profile;
+        let ns = &prof.namespaces;
+        let mounts = if ns.mount {
+            Some(MountPlan::build(&prof.filesystem, &[], ns.user)?)
+        } else {
+            None
+        };
+        let (uid, gid) = if ns.user {
+            (prof.process.uid, prof.process.gid)
+        } else {
+            (prof.process.host_uid, prof.process.host_gid)
+        };
+        let c = |s: &[u8], what: &str| {
+            CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
+        };
+        let (sync_r, sync_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        let (ctl, ctl_child) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| RunError::Io {
+            what: "socketpair".into(),
+            source: e.into(),
+        })?;
+        let area = go::GoArea::new().map_err(io_err("mapping the run's shared area"))?;
+        let mut keep = vec![
+            sync_r.as_raw_fd(),
+            err_w.as_raw_fd(),
+            status_w.as_raw_fd(),
+            ctl_child.as_raw_fd(),
+        ];
+        keep.sort_unstable();
+        let plan = ChildPlan {
+            mounts,
+            hostname: if ns.uts {
+                Some(c(prof.process.hostname.as_bytes(), "hostname")?)
+            } else {
+                None
+            },
+            uid,
+            gid,
+            caps: self.caps,
+            no_new_privs: prof.process.no_new_privs,
+            filters: self.filters.clone(),
+            new_cgroup_ns: ns.cgroup,
+            sync_read: sync_r.as_raw_fd(),
+            err_write: err_w.as_raw_fd(),
+            status_write: status_w.as_raw_fd(),
+            ctl: ctl_child.as_raw_fd(),
+            use_init: ns.pid,
+            in_userns: ns.user,
+            keep_fds: keep,
+        };
+        let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
+            match &self.cgroups {
+                Some(m) => m
+                    .create_run_shaped("", shape)
+                    .map(Some)
+                    .map_err(|e| RunError::Cgroup(e.to_string())),
+                None => Ok(None),
+            }
+        };
+        let v2 = self
+            .cgroups
+            .as_ref()
+            .is_some_and(|m| m.version() == crate::limits::cgroup::CgroupVersion::V2);
+        // v2: the child is born in its cgroup (CLONE_INTO_CGROUP); v1: it
+        // joins at "go" and the cgroup is made while it builds its root.
+        let mut cgroup = if v2 { create_cgroup()? } else { None };
+        let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
+        let flags = namespaces::clone_flags(ns);
+        let mut pidfd: RawFd = -1;
+        let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
+        if pid == 0 {
+            child::init_main(&plan, &area);
+        }
+        if pid < 0 {
+            let e = std::io::Error::from_raw_os_error((-pid) as i32);
+            if let Some(cg) = cgroup.take() {
+                let _ = cg.remove();
+            }
+            return Err(RunError::Io {
+                what: format!("clone3 (namespace flags {flags:#x})"),
+                source: e,
+            });
+        }
+        drop((sync_r, err_w, status_w, ctl_child));
+        // Later clones (other containers) must not inherit this run's area.
+        area.dont_fork();
+        let mut p = Prepared {
+            pid: pid as i32,
+            // SAFETY: clone3 returned a fresh pidfd that we now own.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+            ctl,
+            _sync_w: sync_w,
+            err_r,
+            status_r,
+            area,
+            cgroup,
+            shape,
+            mount_steps: plan.mounts.map(|m| m.what).unwrap_or_default(),
+            use_init: ns.pid,
+            reaped: false,
+        };
+        if ns.user {
+            namespaces::write_id_maps(p.pid, &prof.process).map_err(|e| RunError::Io {
+                what: "writing uid/gid maps".into(),
+                source: e,
+            })?;
+        }
+        sys::write_all(p._sync_w.as_raw_fd(), b"g");
+        if !v2 {
+            p.cgroup = create_cgroup()?;
+        }
+        Ok(p)
+    }
+
+    /// Starts `spec` in a prepared container and supervises it to the end.
+    /// When this returns, every process of the run is dead and its figures
+    /// are final; init may still be tearing the namespaces down, which
+    /// dropping `p` waits for (callers in a hurry drop it elsewhere).
+    pub fn run_prepared(&self, p: &mut Prepared, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let strings = self.run_strings(spec)?;
+        self.run_prepared_with(p, spec, strings)
+    }
+
+    /// Checks a run and turns it into the C strings the container needs
+    /// (before a prepared container is taken: a bad request must not
+    /// waste one).
+    fn run_strings(&self, spec: &RunSpec) -> Result<RunStrings, RunError> {
         if spec.argv.is_empty() {
             return Err(RunError::Invalid("no command given".into()));
         }
@@ -191,7 +472,7 @@ impl Sandbox {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let prog = &spec.argv[0];
-        let exec_candidates = if prog.contains('/') {
+        let candidates = if prog.contains('/') {
             vec![c(prog.as_bytes(), "command")?]
         } else {
             let path = env
@@ -204,74 +485,71 @@ impl Sandbox {
                 .map(|d| c(format!("{d}/{prog}").as_bytes(), "command"))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let workdir = spec.cwd.clone().unwrap_or(prof.filesystem.workdir.clone());
-        let ns = &prof.namespaces;
-        let mounts = if ns.mount {
-            let mut fs = prof.filesystem.clone();
-            fs.workdir = workdir.clone();
-            Some(MountPlan::build(&fs, &spec.binds, ns.user)?)
-        } else {
-            if !spec.binds.is_empty() {
-                return Err(RunError::Invalid(
-                    "binds need a mount namespace (namespaces.mount = true)".into(),
-                ));
-            }
-            None
-        };
-        let (uid, gid) = if ns.user {
-            (prof.process.uid, prof.process.gid)
-        } else {
-            (prof.process.host_uid, prof.process.host_gid)
-        };
-        Ok(ChildPlan {
-            mounts,
-            hostname: if ns.uts {
-                Some(c(prof.process.hostname.as_bytes(), "hostname")?)
-            } else {
-                None
-            },
-            workdir: c(workdir.as_os_str().as_bytes(), "working directory")?,
-            uid,
-            gid,
-            caps: self.caps,
-            no_new_privs: prof.process.no_new_privs,
-            filters: self.filters.clone(),
-            rlimits: crate::limits::rlimits::Rlimits::from_limits(&spec.limits),
-            exec_candidates,
+        let workdir = spec
+            .cwd
+            .clone()
+            .unwrap_or(self.profile.filesystem.workdir.clone());
+        crate::isolation::mounts::check_abs("working directory", &workdir)?;
+        let workdir = c(workdir.as_os_str().as_bytes(), "working directory")?;
+        if !spec.binds.is_empty() && !self.profile.namespaces.mount {
+            return Err(RunError::Invalid(
+                "binds need a mount namespace (namespaces.mount = true)".into(),
+            ));
+        }
+        Ok(RunStrings {
             argv,
             envp,
-            stdio: [-1; 3],
-            cgroup_join_fds: Vec::new(),
-            new_cgroup_ns: ns.cgroup,
-            sync_read: -1,
-            err_write: -1,
-            status_write: -1,
-            use_init: ns.pid,
-            in_userns: ns.user,
-            keep_fds: Vec::new(),
+            candidates,
+            workdir,
         })
     }
 
-    fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+    fn run_prepared_with(
+        &self,
+        p: &mut Prepared,
+        spec: &RunSpec,
+        s: RunStrings,
+    ) -> Result<RunResult, RunError> {
         let t0 = Instant::now();
-        let mut plan = self.plan(spec)?;
-        let t_plan = t0.elapsed();
+        if !self.fits(p, spec) {
+            return Err(RunError::Invalid(
+                "this container was prepared without the cpu controller".into(),
+            ));
+        }
+        let RunStrings {
+            argv,
+            envp,
+            candidates,
+            workdir,
+        } = s;
+        let mut bind_fds: Vec<OwnedFd> = Vec::new();
+        let mut bind_slots: Vec<(CString, bool)> = Vec::new();
+        let mut bind_names: Vec<String> = Vec::new();
+        for b in &spec.binds {
+            if let Some((fd, dest, is_dir)) = open_bind(b)? {
+                bind_fds.push(fd);
+                bind_slots.push((dest, is_dir));
+                bind_names.push(format!(
+                    "bind {} on {}",
+                    b.source.display(),
+                    b.dest.display()
+                ));
+            }
+        }
         let limits = &spec.limits;
 
-        // Pipes: sync (parent → child "go"), err (child → parent, closed by
-        // exec), status (init → parent: the program's wait status).
-        let (sync_r, sync_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
-        plan.sync_read = sync_r.as_raw_fd();
-        plan.err_write = err_w.as_raw_fd();
-        plan.status_write = status_w.as_raw_fd();
-
-        let stdin_fd: Option<OwnedFd> = match &spec.stdin {
-            StdinSpec::Inherit => None,
-            StdinSpec::Null => Some(open_ro(Path::new("/dev/null"))?),
-            StdinSpec::File(p) => Some(open_ro(p)?),
-            StdinSpec::Bytes(b) => Some(memfd_with(b)?),
+        let stdin_fd: OwnedFd = match &spec.stdin {
+            StdinSpec::Inherit => {
+                // SAFETY: F_GETFD only tests whether fd 0 is open.
+                if unsafe { libc::fcntl(0, libc::F_GETFD) } >= 0 {
+                    dup_cloexec(0)?
+                } else {
+                    open_ro(Path::new("/dev/null"))?
+                }
+            }
+            StdinSpec::Null => open_ro(Path::new("/dev/null"))?,
+            StdinSpec::File(p) => open_ro(p)?,
+            StdinSpec::Bytes(b) => memfd_with(b)?,
         };
         // A terminal is never handed to the program (it could write past the
         // output cap through it, or change its settings): the supervisor
@@ -282,66 +560,36 @@ impl Sandbox {
         {
             tty_relay = Some(pipe()?);
         }
-        plan.stdio[0] = match (&tty_relay, &stdin_fd) {
-            (Some((r, _)), _) => r.as_raw_fd(),
-            (None, Some(f)) => f.as_raw_fd(),
-            (None, None) => 0,
-        };
         let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
-        plan.stdio[1] = out_w.as_raw_fd();
-        plan.stdio[2] = errout_w.as_raw_fd();
-
-        // The cgroup: created per run, removed at the end.
-        let cgroup: Option<RunCgroup> = match &self.cgroups {
-            Some(m) => Some(
-                m.create_run("", &CgroupLimits::from_profile(limits))
-                    .map_err(|e| RunError::Cgroup(e.to_string()))?,
-            ),
-            None => {
-                if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some() {
-                    return Err(RunError::Cgroup(
-                        "memory, pids and CPU-time limits need cgroups, which are unavailable here"
-                            .into(),
-                    ));
-                }
-                None
-            }
+        let stdin_raw = match &tty_relay {
+            Some((r, _)) => r.as_raw_fd(),
+            None => stdin_fd.as_raw_fd(),
         };
-        if let Some(cg) = &cgroup
-            && cg.clone_into_fd().is_none()
-        {
-            plan.cgroup_join_fds = cg.join_fds().to_vec();
-        }
-        let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
-        let mut keep = vec![plan.sync_read, plan.err_write, plan.status_write];
-        keep.extend(plan.stdio);
-        keep.extend(&plan.cgroup_join_fds);
-        keep.sort_unstable();
-        keep.dedup();
-        plan.keep_fds = keep;
+        let mut fds = vec![stdin_raw, out_w.as_raw_fd(), errout_w.as_raw_fd()];
 
-        let t_cgroup = t0.elapsed();
-        let flags = namespaces::clone_flags(&self.profile.namespaces);
-        let mut pidfd: RawFd = -1;
-        let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
-        if pid == 0 {
-            child::init_main(&plan);
-        }
-        if pid < 0 {
-            let e = std::io::Error::from_raw_os_error((-pid) as i32);
-            if let Some(cg) = cgroup {
-                let _ = cg.remove();
+        let mut ncg = 0;
+        if let Some(cg) = &p.cgroup {
+            cg.apply_limits(&CgroupLimits::from_profile(limits))
+                .map_err(|e| RunError::Cgroup(e.to_string()))?;
+            if cg.clone_into_fd().is_none() {
+                fds.extend_from_slice(cg.join_fds());
+                ncg = cg.join_fds().len();
             }
-            return Err(RunError::Io {
-                what: format!("clone3 (namespace flags {flags:#x})"),
-                source: e,
-            });
+        } else if limits.memory.is_some() || limits.pids.is_some() || limits.cpu_time.is_some() {
+            return Err(RunError::Cgroup(
+                "memory, pids and CPU-time limits need cgroups, which are unavailable here".into(),
+            ));
         }
-        let pid = pid as i32;
-        // SAFETY: clone3 returned a fresh pidfd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        drop((sync_r, err_w, status_w, out_w, errout_w, stdin_fd));
+        fds.extend(bind_fds.iter().map(|f| f.as_raw_fd()));
+        let rl = crate::limits::rlimits::Rlimits::from_limits(limits);
+        p.area
+            .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
+            .map_err(|e| RunError::Invalid(e.to_string()))?;
+        let t_go = t0.elapsed();
+        go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
+        let start = Instant::now();
+        drop((out_w, errout_w, stdin_fd, bind_fds));
         let relay_w = tty_relay.map(|(r, w)| {
             drop(r);
             // Non-blocking: a program that never reads must not stall us.
@@ -351,46 +599,28 @@ impl Sandbox {
             );
             w
         });
-        let mut guard = ChildGuard { pid, reaped: false };
-
-        if self.profile.namespaces.user
-            && let Err(e) = namespaces::write_id_maps(pid, &self.profile.process)
-        {
-            drop(guard);
-            if let Some(cg) = cgroup {
-                let _ = cg.remove();
-            }
-            return Err(RunError::Io {
-                what: "writing uid/gid maps".into(),
-                source: e,
-            });
-        }
-        let start = Instant::now();
-        let t_clone = start - t0;
-        sys::write_all(sync_w.as_raw_fd(), b"g");
 
         let sup = Supervisor {
             spec,
             limits,
-            cgroup: cgroup.as_ref(),
-            pidfd: pidfd.as_raw_fd(),
-            err_r: err_r.as_raw_fd(),
-            status_r: status_r.as_raw_fd(),
+            cgroup: p.cgroup.as_ref(),
+            pidfd: p.pidfd.as_raw_fd(),
+            err_r: p.err_r.as_raw_fd(),
+            status_r: p.status_r.as_raw_fd(),
             out: [out_r.as_raw_fd(), errout_r.as_raw_fd()],
             start,
-            use_init: plan.use_init,
+            use_init: p.use_init,
             relay_w: relay_w.as_ref().map(|w| w.as_raw_fd()),
         };
-        let mut outcome = sup.supervise(pid);
-        // Held open until here: init treats its hang-up as our death.
-        drop(sync_w);
-        let t_reaped = t0.elapsed();
-        guard.reaped = true;
+        let mut outcome = sup.supervise(p.pid);
+        if outcome.init_reaped {
+            p.reaped = true;
+        }
+        let t_done = t0.elapsed();
         let mut result = RunResult::default();
-
-        // Whatever is left (only possible without a pid namespace) dies now.
-        if let Some(cg) = &cgroup {
-            if !cg.is_empty() {
+        if let Some(cg) = &p.cgroup {
+            // Only possible without a pid namespace: the program's children.
+            if !p.use_init && !cg.is_empty() {
                 let _ = cg.kill_all();
             }
             match cg.usage() {
@@ -416,35 +646,28 @@ impl Sandbox {
                 outcome.killed_for = Some(Status::MemoryLimit);
             }
         }
-        if let Some(cg) = cgroup
-            && let Err(e) = cg.remove()
-        {
-            tracing::warn!("removing the run's cgroup: {e}");
-        }
         result.usage.wall_ms = outcome.wall.as_secs_f64() * 1e3;
-        result.stdout = outcome.output[0].clone();
-        result.stderr = outcome.output[1].clone();
+        result.stdout = std::mem::take(&mut outcome.output[0]);
+        result.stderr = std::mem::take(&mut outcome.output[1]);
         result.stdout_truncated = outcome.truncated[0];
         result.stderr_truncated = outcome.truncated[1];
-        let mount_steps = plan.mounts.as_ref().map_or(&[][..], |m| &m.what[..]);
         verdict(
             &mut result,
             &outcome,
             limits,
             &self.profile,
             &spec.argv[0],
-            mount_steps,
+            &p.mount_steps,
+            &bind_names,
         );
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
-            plan_ms = ms(t_plan),
-            cgroup_create_ms = ms(t_cgroup - t_plan),
-            clone_and_maps_ms = ms(t_clone - t_cgroup),
+            go_ms = ms(t_go),
             setup_until_exec_ms = outcome.exec_at.map(ms),
             program_ms = ms(outcome.wall),
-            teardown_ms =
-                ms(t_reaped - t_clone) - ms(outcome.wall) - outcome.exec_at.map_or(0.0, ms),
-            accounting_and_cgroup_remove_ms = ms(t0.elapsed() - t_reaped),
+            until_all_dead_ms =
+                ms(t_done - t_go) - ms(outcome.wall) - outcome.exec_at.map_or(0.0, ms),
+            accounting_ms = ms(t0.elapsed() - t_done),
             total_ms = ms(t0.elapsed()),
             "run phases"
         );
@@ -452,22 +675,89 @@ impl Sandbox {
     }
 }
 
-/// Kills and reaps the init if the supervisor bails out early.
-struct ChildGuard {
-    pid: i32,
-    reaped: bool,
+/// A run's argv, environment, PATH candidates and working directory.
+#[derive(Clone)]
+struct RunStrings {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    candidates: Vec<CString>,
+    workdir: CString,
 }
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if !self.reaped {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
-        }
+/// A detached copy of a bind's source (`open_tree`), with the bind's
+/// flags set, for init to attach at its destination. `None`: an optional
+/// source that does not exist.
+fn open_bind(b: &BindMount) -> Result<Option<(OwnedFd, CString, bool)>, RunError> {
+    crate::isolation::mounts::check_abs("bind destination", &b.dest)?;
+    let src_err = |e: std::io::Error| MountPlanError::BindSource {
+        path: b.source.clone(),
+        source: e,
+    };
+    let meta = match std::fs::metadata(&b.source) {
+        Ok(m) => m,
+        Err(e) if b.optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(src_err(e).into()),
+    };
+    let src = CString::new(b.source.as_os_str().as_bytes())
+        .map_err(|_| MountPlanError::Nul(b.source.clone()))?;
+    let dest = CString::new(b.dest.as_os_str().as_bytes())
+        .map_err(|_| MountPlanError::Nul(b.dest.clone()))?;
+    // SAFETY: a valid path; the returned fd is checked and then owned.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(src_err(std::io::Error::last_os_error()).into());
     }
+    // SAFETY: open_tree returned a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // Private: a clone of a shared host mount would otherwise stay in its
+    // peer group, and the host's later mounts below it would show inside.
+    let mut attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    if !b.writable {
+        attr.attr_set |= libc::MOUNT_ATTR_RDONLY;
+    }
+    // SAFETY: a valid detached mount fd and attr struct of the given size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(RunError::Io {
+            what: format!("setting the flags of bind {}", b.source.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(Some((fd, dest, meta.is_dir())))
+}
+
+fn dup_cloexec(fd: RawFd) -> Result<OwnedFd, RunError> {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd we checked is open.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if d < 0 {
+        return Err(RunError::Io {
+            what: format!("duplicating fd {fd}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }
 
 struct Supervisor<'a> {
@@ -499,6 +789,9 @@ struct Outcome {
     cpu_ns_at_kill: Option<u64>,
     /// When the program's execve succeeded (the error pipe closed), from "go".
     exec_at: Option<Duration>,
+    /// Init was reaped (otherwise it reported that everything else is dead
+    /// and is still exiting).
+    init_reaped: bool,
 }
 
 impl Supervisor<'_> {
@@ -517,6 +810,9 @@ impl Supervisor<'_> {
         let mut err_open = true;
         let mut status_open = true;
         let mut init_done = false;
+        // Init reported the program's status after killing and reaping
+        // everything else: the run is over even before init is reaped.
+        let mut all_dead = false;
         let mut killed = false;
         let mut buf = vec![0u8; 64 * 1024];
         let mut passed = [0u64; 2];
@@ -526,7 +822,10 @@ impl Supervisor<'_> {
             if !*killed {
                 // SAFETY: signalling our own child (pid namespace init).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                if let Some(cg) = self.cgroup {
+                // With a pid namespace, init's death kills everything.
+                if !self.use_init
+                    && let Some(cg) = self.cgroup
+                {
                     let _ = cg.kill_all();
                 }
                 *killed = true;
@@ -536,7 +835,7 @@ impl Supervisor<'_> {
             }
         };
         loop {
-            if init_done && !open[0] && !open[1] {
+            if (init_done || all_dead) && !open[0] && !open[1] {
                 break;
             }
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
@@ -655,6 +954,7 @@ impl Supervisor<'_> {
             if status_open && ready(2) {
                 let mut msg = [0u8; 5];
                 if sys::read_full(self.status_r, &mut msg) == 5 && msg[0] == 1 {
+                    all_dead = true;
                     o.status = Some(i32::from_ne_bytes(msg[1..].try_into().unwrap_or_default()));
                     if o.wall.is_zero() {
                         o.wall = exec_at.unwrap_or(self.start).elapsed();
@@ -675,7 +975,8 @@ impl Supervisor<'_> {
                         o.status = Some(st);
                     }
                     // Without a pid namespace the program's children may live on.
-                    if let Some(cg) = self.cgroup
+                    if !self.use_init
+                        && let Some(cg) = self.cgroup
                         && !cg.is_empty()
                     {
                         let _ = cg.kill_all();
@@ -712,7 +1013,7 @@ impl Supervisor<'_> {
                 o.cancelled = true;
                 kill(&mut o, None, &mut killed);
             }
-            if !killed && !init_done {
+            if !killed && !init_done && !all_dead {
                 if let Some(limit) = cpu_limit_ns
                     && let Some(cg) = self.cgroup
                     && let Ok(used) = cg.cpu_usage_ns()
@@ -728,10 +1029,12 @@ impl Supervisor<'_> {
                 }
             }
         }
-        if !init_done {
+        if !init_done && !all_dead {
             // SAFETY: reaping our own child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            init_done = true;
         }
+        o.init_reaped = init_done;
         if o.wall.is_zero() {
             o.wall = exec_at.unwrap_or(self.start).elapsed();
         }
@@ -758,6 +1061,7 @@ fn verdict(
     profile: &Profile,
     argv0: &str,
     mount_steps: &[String],
+    bind_steps: &[String],
 ) {
     if let Some((step, errno)) = o.child_error {
         let err = nix::errno::Errno::from_raw(errno);
@@ -774,7 +1078,11 @@ fn verdict(
             r.message = Some(format!("{argv0}: {why} ({err:?}: {})", err.desc()));
             return;
         }
-        let what = if step >= STEP_BASE {
+        let what = if step >= BIND_STEP_BASE {
+            bind_steps
+                .get((step - BIND_STEP_BASE) as usize)
+                .map_or_else(|| "binding".to_string(), |w| format!("doing \"{w}\""))
+        } else if step >= STEP_BASE {
             Step::from_u32(step)
                 .map_or("setting up the sandbox", |s| s.describe())
                 .to_string()

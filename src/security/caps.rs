@@ -48,6 +48,14 @@ impl CapPlan {
     /// Before switching uid: drop the bounding set and ask to keep the
     /// permitted set across setuid so kept caps survive it.
     pub fn before_setuid(&self) -> Result<(), (CapStep, i32)> {
+        self.drop_bounding()?;
+        Self::keep_caps()
+    }
+
+    /// Drops every capability outside the kept set from the bounding set
+    /// (inherited by children, so a container's init does it once, ahead
+    /// of the run).
+    pub fn drop_bounding(&self) -> Result<(), (CapStep, i32)> {
         for cap in 0..=self.last_cap {
             if self.keep & (1u64 << cap) == 0 {
                 // SAFETY: plain prctl with integer arguments.
@@ -58,6 +66,11 @@ impl CapPlan {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Keep the permitted set across the coming setuid.
+    pub fn keep_caps() -> Result<(), (CapStep, i32)> {
         // SAFETY: plain prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } < 0 {
             return Err((CapStep::KeepCaps, crate::isolation::sys::errno()));

@@ -197,7 +197,10 @@ impl AppState {
             return Ok(s.clone());
         }
         let p = profile::load(name).map_err(|e| e.to_string())?;
-        let sb = Arc::new(Sandbox::new(p).map_err(|e| e.to_string())?);
+        // As many containers prepared ahead as jobs can run at once.
+        let sb = Sandbox::new(p)
+            .and_then(|s| s.pooled(self.cfg.workers.max(1)))
+            .map_err(|e| e.to_string())?;
         lock(&self.sandboxes).insert(name.to_string(), sb.clone());
         Ok(sb)
     }
@@ -269,6 +272,8 @@ fn execute(state: &AppState, job: &Job) {
     state.metrics.running.fetch_add(1, Ordering::Relaxed);
     tracing::info!(profile = %job.spec.profile, steps = job.spec.steps.len(), "job started");
     let mut error = None;
+    // Removed after the answer: unmounting waits for an RCU grace period.
+    let mut workspace = None;
     let outcome = match state.sandbox(&job.spec.profile) {
         Err(e) => {
             error = Some(format!("profile {}: {e}", job.spec.profile));
@@ -289,7 +294,7 @@ fn execute(state: &AppState, job: &Job) {
                     error = Some(format!("workspace: {e}"));
                     JobOutcome::default()
                 }
-                Ok(mut ws) => {
+                Ok(ws) => {
                     let ctx = JobContext {
                         sandbox: &sb,
                         workspace: &ws,
@@ -300,9 +305,7 @@ fn execute(state: &AppState, job: &Job) {
                     let out = job::run_job(&ctx, &job.spec, &mut |o| {
                         lock(&job.state).outcome = o.clone();
                     });
-                    if let Err(e) = ws.remove() {
-                        tracing::warn!("{e}");
-                    }
+                    workspace = Some(ws);
                     out
                 }
             }
@@ -336,6 +339,11 @@ fn execute(state: &AppState, job: &Job) {
     );
     lock(&state.finished).push_back((Instant::now(), job.id.clone()));
     job.done.send_replace(true);
+    if let Some(mut ws) = workspace
+        && let Err(e) = ws.remove()
+    {
+        tracing::warn!("{e}");
+    }
     state.expire();
 }
 
@@ -380,12 +388,22 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         return Err(ServerError::NoToken(cfg.listen));
     }
     job::workspace::prepare_base(&cfg.work_dir)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+    // A deep accept queue: a burst of clients (a judge's whole batch at
+    // once) must wait in it rather than get connection resets.
+    let listener = (|| {
+        let sock = if cfg.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(cfg.listen)?;
+        sock.listen(4096)
+    })()
+    .map_err(|source| ServerError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let (sd_tx, mut gc_sd) = watch::channel(false);
@@ -448,6 +466,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     let _ = gc.await;
     // Whatever is still queued never ran: it was cancelled above.
     state.cancel_all();
+    // Tear down the containers prepared ahead and the finished runs.
+    let sbs: Vec<Arc<Sandbox>> = lock(&state.sandboxes).drain().map(|(_, s)| s).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for s in sbs {
+            s.shutdown_pool();
+        }
+    })
+    .await;
     // The base dir goes too when no other server uses it.
     let _ = std::fs::remove_dir(&cfg.work_dir);
     tracing::info!("stopped");
