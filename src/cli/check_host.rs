@@ -1,20 +1,65 @@
 //! `sandbox check-host`: reports the host settings the sandbox depends on or
-//! that an operator should harden, each with a verdict and a remedy.
+//! that an operator should harden, each with a verdict and a remedy, grouped
+//! as in SECURITY.md ("Host settings an operator should apply"). Exit status
+//! 1 when a required check fails, else 0 (warnings are advice).
 
 use std::path::Path;
 
+use crate::limits::cgroup::{CgroupLimits, CgroupManager, CgroupVersion};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Not present on this kernel (nothing to do).
+    Absent,
     Ok,
     Warn,
     Fail,
 }
 
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Absent => "absent",
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
 pub struct Check {
+    pub section: &'static str,
     pub name: &'static str,
     pub level: Level,
     pub found: String,
     pub advice: String,
+    /// `key=value` for `sysctl -w` when the remedy is a sysctl.
+    pub sysctl: Option<String>,
+}
+
+const REQUIRED: &str = "Required";
+const ISOLATION: &str = "Namespaces and cgroups";
+const HARDENING: &str = "Kernel hardening (sysctl)";
+const SIDE: &str = "Side channels (not addressed by the sandbox; see SECURITY.md)";
+
+fn check(section: &'static str, name: &'static str, level: Level, found: String) -> Check {
+    Check {
+        section,
+        name,
+        level,
+        found,
+        advice: String::new(),
+        sysctl: None,
+    }
+}
+
+impl Check {
+    fn advise(mut self, advice: impl Into<String>) -> Check {
+        if matches!(self.level, Level::Warn | Level::Fail) {
+            self.advice = advice.into();
+        }
+        self
+    }
 }
 
 fn read(p: &str) -> Option<String> {
@@ -23,196 +68,503 @@ fn read(p: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-fn sysctl(name: &'static str, p: &str, ok: impl Fn(i64) -> bool, advice: &str) -> Check {
-    match read(p).and_then(|s| s.parse::<i64>().ok().map(|v| (s, v))) {
-        Some((s, v)) => Check {
+fn read_int(p: &str) -> Option<i64> {
+    read(p).and_then(|s| s.parse().ok())
+}
+
+/// A sysctl with a recommended value: `ok(v)` says whether the value found
+/// is fine; `want` is the value to set otherwise.
+fn sysctl(name: &'static str, ok: impl Fn(i64) -> bool, want: i64, why: &str) -> Check {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    match read_int(&path) {
+        Some(v) if ok(v) => check(HARDENING, name, Level::Ok, v.to_string()),
+        Some(v) => Check {
+            sysctl: Some(format!("{name}={want}")),
+            ..check(
+                HARDENING,
+                name,
+                Level::Warn,
+                format!("{v} (recommended: {want})"),
+            )
+            .advise(why)
+        },
+        None => check(
+            HARDENING,
             name,
-            level: if ok(v) { Level::Ok } else { Level::Warn },
-            found: s,
-            advice: if ok(v) {
-                String::new()
+            Level::Absent,
+            "absent (not in this kernel)".into(),
+        ),
+    }
+}
+
+fn kernel_version() -> (String, (u32, u32)) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let maj = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let min = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (release, (maj, min))
+}
+
+fn swap_devices() -> usize {
+    read("/proc/swaps")
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+/// Cgroup version, delegation (a probe run cgroup is created with memory
+/// and pids limits, then removed) and swap accounting.
+fn cgroup_checks(out: &mut Vec<Check>) {
+    let m = match CgroupManager::detect() {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(
+                check(REQUIRED, "cgroups", Level::Fail, e.to_string()).advise(
+                    "mount cgroup v2 (or v1 memory, pids, cpuacct) and delegate the sandbox's \
+                     cgroup (systemd: Delegate=yes); memory, pids and CPU-time limits need it",
+                ),
+            );
+            return;
+        }
+    };
+    let v2 = m.version() == CgroupVersion::V2;
+    let hybrid = !v2 && Path::new("/sys/fs/cgroup/unified").exists();
+    out.push(check(
+        REQUIRED,
+        "cgroup version",
+        Level::Ok,
+        match (v2, hybrid) {
+            (true, _) => "v2 (unified)".into(),
+            (false, true) => "v1 (hybrid: v1 controllers, v2 mounted without them)".into(),
+            (false, false) => "v1".into(),
+        },
+    ));
+    let bases: Vec<String> = m
+        .base_dirs()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let probe = CgroupLimits {
+        memory: Some(64 << 20),
+        pids: Some(16),
+        cpu_quota: None,
+    };
+    let (swap_acct, peak, delegation) = match m.create_run("check-host", &probe) {
+        Ok(run) => {
+            let mem = run
+                .paths()
+                .iter()
+                .find(|p| {
+                    p.join(if v2 {
+                        "memory.max"
+                    } else {
+                        "memory.limit_in_bytes"
+                    })
+                    .exists()
+                })
+                .cloned();
+            let swap_file = if v2 {
+                "memory.swap.max"
             } else {
-                advice.to_string()
-            },
-        },
-        None => Check {
-            name,
-            level: Level::Ok,
-            found: "absent (not applicable to this kernel)".into(),
-            advice: String::new(),
-        },
+                "memory.memsw.limit_in_bytes"
+            };
+            let acct = mem.as_ref().map(|d| d.join(swap_file).exists());
+            let peak = mem.is_some_and(|d| d.join("memory.peak").exists());
+            let removed = run.remove();
+            let c = match removed {
+                Ok(()) => check(
+                    REQUIRED,
+                    "cgroup delegation",
+                    Level::Ok,
+                    format!(
+                        "a probe run cgroup was created, limited (memory, pids) and removed under\n{}",
+                        bases.join("\n")
+                    ),
+                ),
+                Err(e) => check(
+                    REQUIRED,
+                    "cgroup delegation",
+                    Level::Fail,
+                    format!("a probe cgroup could not be removed: {e}"),
+                )
+                .advise("check that nothing else manages the sandbox's cgroup"),
+            };
+            (acct, peak, c)
+        }
+        Err(e) => (
+            None,
+            false,
+            check(
+                REQUIRED,
+                "cgroup delegation",
+                Level::Fail,
+                format!("cannot create a limited run cgroup: {e}"),
+            )
+            .advise(
+                "run as root, or delegate a cgroup with the memory, pids and cpu controllers \
+                 enabled (cgroup.subtree_control; systemd: Delegate=yes)",
+            ),
+        ),
+    };
+    let probe_ok = delegation.level == Level::Ok;
+    out.push(delegation);
+    let swaps = swap_devices();
+    let (level, found) = match (swaps, swap_acct) {
+        (0, _) => (Level::Ok, "no swap device".to_string()),
+        (n, Some(true)) => (
+            Level::Ok,
+            format!(
+                "{n} swap device(s); runs get no swap ({})",
+                if v2 {
+                    "memory.swap.max = 0"
+                } else {
+                    "memory.memsw limit = memory limit"
+                }
+            ),
+        ),
+        (n, _) => (
+            Level::Warn,
+            format!(
+                "{n} swap device(s) and no swap accounting: a run can exceed its memory limit in swap"
+            ),
+        ),
+    };
+    out.push(check(ISOLATION, "swap", level, found).advise(if v2 {
+        "use a kernel with CONFIG_MEMCG_SWAP, or turn swap off (swapoff -a); judges usually run without swap"
+    } else {
+        "boot with swapaccount=1 (memory.memsw.*), or turn swap off (swapoff -a)"
+    }));
+    if v2 && probe_ok {
+        out.push(
+            check(
+                ISOLATION,
+                "memory.peak",
+                if peak { Level::Ok } else { Level::Warn },
+                if peak {
+                    "present (exact peak memory)".into()
+                } else {
+                    "absent: peak memory is sampled every 10 ms (kernel < 5.19)".into()
+                },
+            )
+            .advise("a kernel >= 5.19 gives an exact memory_peak_bytes"),
+        );
+    }
+}
+
+/// `user.max_*_namespaces`: a run of `strict` needs one of each.
+fn namespace_limits() -> Check {
+    let kinds = ["user", "pid", "mnt", "net", "ipc", "uts", "cgroup"];
+    let vals: Vec<(&str, Option<i64>)> = kinds
+        .iter()
+        .map(|k| (*k, read_int(&format!("/proc/sys/user/max_{k}_namespaces"))))
+        .collect();
+    let present: Vec<(&str, i64)> = vals
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    if present.is_empty() {
+        return check(
+            ISOLATION,
+            "user.max_*_namespaces",
+            Level::Absent,
+            "absent (not in this kernel)".into(),
+        );
+    }
+    let min = present.iter().map(|(_, v)| *v).min().unwrap_or(0);
+    let found = if present.iter().all(|(_, v)| *v == min) {
+        format!("{min} each ({})", kinds.join(", "))
+    } else {
+        present
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let zero: Vec<&str> = present
+        .iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(k, _)| *k)
+        .collect();
+    if !zero.is_empty() {
+        return check(
+            ISOLATION,
+            "user.max_*_namespaces",
+            Level::Fail,
+            found,
+        )
+        .advise(format!(
+            "user.max_{{{}}}_namespaces = 0 refuses the namespaces strict uses: set them to at least \
+             64 (two per concurrent run is plenty)",
+            zero.join(",")
+        ));
+    }
+    let level = if min < 64 { Level::Warn } else { Level::Ok };
+    check(ISOLATION, "user.max_*_namespaces", level, found).advise(
+        "each concurrent run holds one namespace of each kind: keep user.max_*_namespaces well \
+         above the number of workers (e.g. >= 64)",
+    )
+}
+
+fn side_channel_checks(out: &mut Vec<Check>) {
+    let dir = Path::new("/sys/devices/system/cpu/vulnerabilities");
+    let mut vulnerable = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            let v = std::fs::read_to_string(&p).unwrap_or_default();
+            if v.trim_start().starts_with("Vulnerable") {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                vulnerable.push(format!("{name} ({})", v.trim()));
+            }
+        }
+        out.push(
+            check(
+                SIDE,
+                "cpu vulnerabilities",
+                if vulnerable.is_empty() {
+                    Level::Ok
+                } else {
+                    Level::Warn
+                },
+                if vulnerable.is_empty() {
+                    "none reported as vulnerable".into()
+                } else {
+                    format!("vulnerable: {}", vulnerable.join("; "))
+                },
+            )
+            .advise(
+                "update the CPU microcode and kernel, keep the default mitigations (no \
+                 mitigations=off); a run could read data of concurrent runs or of the host",
+            ),
+        );
+    } else {
+        out.push(check(
+            SIDE,
+            "cpu vulnerabilities",
+            Level::Absent,
+            "not reported by this kernel".into(),
+        ));
+    }
+    match read("/sys/devices/system/cpu/smt/control") {
+        Some(s) => {
+            let on = s == "on";
+            out.push(
+                check(
+                    SIDE,
+                    "smt",
+                    if on { Level::Warn } else { Level::Ok },
+                    s.clone(),
+                )
+                .advise(
+                    "with SMT on, concurrent runs on sibling hyperthreads share caches and \
+                     execution units (timing noise, side channels): boot with nosmt, or run \
+                     --workers <= physical cores",
+                ),
+            );
+        }
+        None => out.push(check(
+            SIDE,
+            "smt",
+            Level::Absent,
+            "not reported by this kernel".into(),
+        )),
     }
 }
 
 pub fn checks() -> Vec<Check> {
     let mut out = Vec::new();
-    let uname = nix::sys::utsname::uname().ok();
-    let release = uname
-        .as_ref()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (maj, min) = {
-        let mut it = release.split(|c: char| !c.is_ascii_digit());
-        (
-            it.next().and_then(|s| s.parse::<u32>().ok()).unwrap_or(0),
-            it.next().and_then(|s| s.parse::<u32>().ok()).unwrap_or(0),
+    let (release, ver) = kernel_version();
+    out.push(
+        check(
+            REQUIRED,
+            "kernel",
+            if ver >= (5, 11) {
+                Level::Ok
+            } else {
+                Level::Fail
+            },
+            release,
         )
-    };
-    out.push(Check {
-        name: "kernel",
-        level: if (maj, min) >= (5, 11) { Level::Ok } else { Level::Fail },
-        found: release.clone(),
-        advice: "kernel 5.11 or newer is needed (overlayfs in user namespaces, clone3 CLONE_INTO_CGROUP)"
-            .into(),
-    });
-    out.push(Check {
-        name: "root",
-        level: if nix::unistd::geteuid().is_root() {
-            Level::Ok
-        } else {
-            Level::Warn
-        },
-        found: format!("euid {}", nix::unistd::geteuid()),
-        advice: "the sandbox runs as root today (rootless mode is planned)".into(),
-    });
-    match crate::limits::cgroup::CgroupManager::detect() {
-        Ok(m) => out.push(Check {
-            name: "cgroups",
-            level: Level::Ok,
-            found: m.describe(),
-            advice: String::new(),
-        }),
-        Err(e) => out.push(Check {
-            name: "cgroups",
-            level: Level::Fail,
-            found: e.to_string(),
-            advice: "mount cgroup v2 (or v1 memory, pids, cpu, cpuacct) and delegate the sandbox's cgroup \
-                     (systemd: Delegate=yes) — memory, pids and CPU-time limits need it"
-                .into(),
-        }),
-    }
-    let filesystems = read("/proc/filesystems").unwrap_or_default();
-    let has_fs = |f: &str| {
-        filesystems
-            .lines()
-            .any(|l| l.split_whitespace().last() == Some(f))
-    };
-    out.push(Check {
-        name: "overlayfs",
-        level: if has_fs("overlay") || Path::new("/sys/module/overlay").exists() {
-            Level::Ok
-        } else {
-            Level::Warn
-        },
-        found: if has_fs("overlay") {
-            "available"
-        } else {
-            "not listed in /proc/filesystems"
-        }
-        .into(),
-        advice: "modprobe overlay (it loads on first use on most distributions)".into(),
-    });
+        .advise("kernel 5.11 or newer is needed (overlayfs in user namespaces, clone3 CLONE_INTO_CGROUP)"),
+    );
+    let euid = nix::unistd::geteuid();
+    out.push(
+        check(
+            REQUIRED,
+            "root",
+            if euid.is_root() {
+                Level::Ok
+            } else {
+                Level::Fail
+            },
+            format!("euid {euid}"),
+        )
+        .advise("run the sandbox as root (rootless mode is not implemented)"),
+    );
     let seccomp = read("/proc/self/status")
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Seccomp:"));
-    out.push(Check {
-        name: "seccomp",
-        level: if seccomp { Level::Ok } else { Level::Fail },
-        found: if seccomp {
-            "supported"
-        } else {
-            "no Seccomp field in /proc/self/status"
-        }
-        .into(),
-        advice: "a kernel with CONFIG_SECCOMP_FILTER is required".into(),
-    });
-    out.push(sysctl(
-        "user.max_user_namespaces",
-        "/proc/sys/user/max_user_namespaces",
-        |v| v > 0,
-        "set user.max_user_namespaces > 0: profiles with namespaces.user need it",
-    ));
-    out.push(sysctl(
-        "kernel.apparmor_restrict_unprivileged_userns",
-        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-        |_| true,
-        "",
-    ));
+    out.push(
+        check(
+            REQUIRED,
+            "seccomp",
+            if seccomp { Level::Ok } else { Level::Fail },
+            if seccomp {
+                "supported".into()
+            } else {
+                "no Seccomp field in /proc/self/status".into()
+            },
+        )
+        .advise("a kernel with CONFIG_SECCOMP_FILTER is required"),
+    );
+    let filesystems = read("/proc/filesystems").unwrap_or_default();
+    let overlay = filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"));
+    out.push(
+        check(
+            REQUIRED,
+            "overlayfs",
+            if overlay || Path::new("/sys/module/overlay").exists() {
+                Level::Ok
+            } else {
+                Level::Warn
+            },
+            if overlay {
+                "available".into()
+            } else {
+                "not listed in /proc/filesystems".into()
+            },
+        )
+        .advise("modprobe overlay (most distributions load it on first use)"),
+    );
+    cgroup_checks(&mut out);
+    out.push(namespace_limits());
+    for (name, why) in [
+        (
+            "kernel.apparmor_restrict_unprivileged_userns",
+            "applies to unprivileged callers only; the sandbox runs as root",
+        ),
+        (
+            "kernel.unprivileged_userns_clone",
+            "applies to unprivileged callers only; the sandbox runs as root",
+        ),
+    ] {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        out.push(match read(&path) {
+            Some(v) => check(ISOLATION, name, Level::Ok, format!("{v} ({why})")),
+            None => check(
+                ISOLATION,
+                name,
+                Level::Absent,
+                "absent (not in this kernel)".into(),
+            ),
+        });
+    }
     out.push(sysctl(
         "kernel.shm_rmid_forced",
-        "/proc/sys/kernel/shm_rmid_forced",
         |v| v == 1,
-        "sysctl kernel.shm_rmid_forced=1: orphaned SysV segments are freed (the sandbox already gives each run its own IPC namespace)",
+        1,
+        "orphaned SysV shared memory segments are freed when their last user exits (each run \
+         also has its own IPC namespace, destroyed with it)",
     ));
     out.push(sysctl(
         "dev.tty.legacy_tiocsti",
-        "/proc/sys/dev/tty/legacy_tiocsti",
         |v| v == 0,
-        "sysctl dev.tty.legacy_tiocsti=0: no process can push keystrokes into a terminal (the sandbox also setsid()s and filters TIOCSTI)",
+        0,
+        "no process can push keystrokes into a terminal with TIOCSTI (the sandbox also setsid()s, \
+         never hands the caller's terminal to the program, and strict's filter refuses TIOCSTI)",
     ));
     out.push(sysctl(
         "kernel.io_uring_disabled",
-        "/proc/sys/kernel/io_uring_disabled",
         |v| v == 2,
-        "sysctl kernel.io_uring_disabled=2: io_uring is a large kernel attack surface (strict's seccomp filter blocks it anyway)",
+        2,
+        "io_uring is a large kernel attack surface (strict's seccomp filter blocks it anyway)",
     ));
     out.push(sysctl(
         "kernel.unprivileged_bpf_disabled",
-        "/proc/sys/kernel/unprivileged_bpf_disabled",
         |v| v >= 1,
-        "sysctl kernel.unprivileged_bpf_disabled=2",
+        2,
+        "unprivileged eBPF is a frequent kernel exploit vector (strict's filter blocks bpf)",
     ));
     out.push(sysctl(
         "kernel.perf_event_paranoid",
-        "/proc/sys/kernel/perf_event_paranoid",
         |v| v >= 2,
-        "sysctl kernel.perf_event_paranoid=3 (or at least 2)",
+        3,
+        "perf events leak kernel addresses and timing (strict's filter blocks perf_event_open)",
     ));
     out.push(sysctl(
-        "kernel.yama.ptrace_scope",
-        "/proc/sys/kernel/yama/ptrace_scope",
-        |v| v >= 1,
-        "sysctl kernel.yama.ptrace_scope=1",
-    ));
-    out.push(sysctl(
-        "kernel.dmesg_restrict",
-        "/proc/sys/kernel/dmesg_restrict",
-        |v| v == 1,
-        "sysctl kernel.dmesg_restrict=1",
+        "vm.unprivileged_userfaultfd",
+        |v| v == 0,
+        0,
+        "userfaultfd makes kernel race exploits reliable (strict's filter blocks it)",
     ));
     out.push(sysctl(
         "kernel.kptr_restrict",
-        "/proc/sys/kernel/kptr_restrict",
         |v| v >= 1,
-        "sysctl kernel.kptr_restrict=1",
+        1,
+        "kernel pointers in /proc are hidden from unprivileged readers",
+    ));
+    out.push(sysctl(
+        "kernel.dmesg_restrict",
+        |v| v == 1,
+        1,
+        "the kernel log (addresses, other users' activity) is readable by root only",
+    ));
+    out.push(sysctl(
+        "kernel.yama.ptrace_scope",
+        |v| v >= 1,
+        1,
+        "ptrace only of descendants (runs are in their own pid and user namespaces anyway)",
+    ));
+    out.push(sysctl(
+        "kernel.randomize_va_space",
+        |v| v == 2,
+        2,
+        "full address-space randomisation, for the supervisor as for the programs",
+    ));
+    out.push(sysctl(
+        "fs.protected_symlinks",
+        |v| v == 1,
+        1,
+        "symlinks in sticky world-writable directories (job workspaces live under $TMPDIR) are \
+         followed only by their owner",
+    ));
+    out.push(sysctl(
+        "fs.protected_hardlinks",
+        |v| v == 1,
+        1,
+        "no hard links to files the linker cannot write",
     ));
     let core = read("/proc/sys/kernel/core_pattern").unwrap_or_default();
-    out.push(Check {
-        name: "kernel.core_pattern",
-        level: if core.starts_with('|') {
-            Level::Warn
-        } else {
-            Level::Ok
-        },
-        found: core.clone(),
-        advice: "a piped core_pattern runs a host helper as root for crashes; the sandbox sets \
-                 RLIMIT_CORE=1 (which the kernel honours as \"no piped dump\"), but consider \
-                 `sysctl kernel.core_pattern=core`"
-            .into(),
-    });
-    let swap = read("/proc/swaps")
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0);
-    out.push(Check {
-        name: "swap",
-        level: if swap == 0 { Level::Ok } else { Level::Warn },
-        found: format!("{swap} swap device(s)"),
-        advice:
-            "with swap, memory limits must also cap swap (v2 memory.swap.max=0, which the sandbox \
-                 sets; v1 needs swapaccount=1 for memory.memsw.*); judges usually run without swap"
-                .into(),
-    });
+    out.push(
+        check(
+            HARDENING,
+            "kernel.core_pattern",
+            if core.starts_with('|') {
+                Level::Warn
+            } else {
+                Level::Ok
+            },
+            if core.is_empty() {
+                "(empty)".into()
+            } else {
+                core.clone()
+            },
+        )
+        .advise(
+            "a piped core_pattern runs a host helper as root for every crash; the sandbox sets \
+             RLIMIT_CORE=1 for each run, which the kernel honours as \"no piped dump\", but \
+             consider `sysctl kernel.core_pattern=core`",
+        ),
+    );
+    side_channel_checks(&mut out);
     out
 }
 
@@ -226,37 +578,94 @@ pub fn run(json: bool) -> i32 {
             .iter()
             .map(|c| {
                 serde_json::json!({
+                    "section": c.section,
                     "name": c.name,
-                    "level": format!("{:?}", c.level).to_lowercase(),
+                    "level": c.level.as_str(),
                     "found": c.found,
                     "advice": c.advice,
+                    "sysctl": c.sysctl,
                 })
             })
             .collect();
         let _ = writeln!(out, "{}", serde_json::Value::Array(v));
     } else {
+        let (release, _) = kernel_version();
+        let _ = writeln!(
+            out,
+            "sandbox check-host: kernel {release}, {} CPU(s)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let mut section = "";
         for c in &checks {
+            if c.section != section {
+                section = c.section;
+                let _ = writeln!(out, "\n{section}");
+            }
             let tag = match c.level {
-                Level::Ok => "ok  ",
+                Level::Absent => " -- ",
+                Level::Ok => " ok ",
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            let _ = writeln!(out, "[{tag}] {:45} {}", c.name, c.found);
-            if c.level != Level::Ok && !c.advice.is_empty() {
-                let _ = writeln!(out, "       -> {}", c.advice);
+            // A multi-line `found` continues under its first line.
+            let found = c
+                .found
+                .replace('\n', &format!("\n{:w$}", "", w = width + 11));
+            let _ = writeln!(out, "  [{tag}] {:width$}  {found}", c.name);
+            if !c.advice.is_empty() {
+                let _ = writeln!(out, "         -> {}", c.advice);
             }
         }
-        let (w, f) = checks.iter().fold((0, 0), |(w, f), c| match c.level {
-            Level::Warn => (w + 1, f),
-            Level::Fail => (w, f + 1),
-            Level::Ok => (w, f),
-        });
+        let count = |l: Level| checks.iter().filter(|c| c.level == l).count();
         let _ = writeln!(
             out,
-            "\n{} checks: {} ok, {w} warnings, {f} failures",
+            "\n{} checks: {} ok, {} warnings, {} failures, {} absent from this kernel",
             checks.len(),
-            checks.len() - w - f
+            count(Level::Ok),
+            count(Level::Warn),
+            count(Level::Fail),
+            count(Level::Absent),
+        );
+        let fixes: Vec<&str> = checks.iter().filter_map(|c| c.sysctl.as_deref()).collect();
+        if !fixes.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nTo apply the recommended sysctls now and at every boot:\n  sysctl -w {}\n  \
+                 printf '%s\\n' {} > /etc/sysctl.d/90-sandbox.conf",
+                fixes.join(" "),
+                fixes.join(" ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{}",
+            match worst {
+                Level::Fail => "Result: FAIL: a required setting is missing (exit status 1).",
+                Level::Warn =>
+                    "Result: usable; the warnings are hardening advice (see SECURITY.md, \"Host settings\").",
+                _ => "Result: all good.",
+            }
         );
     }
     if worst == Level::Fail { 1 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_has_advice_when_not_ok() {
+        for c in checks() {
+            if matches!(c.level, Level::Warn | Level::Fail) {
+                assert!(!c.advice.is_empty(), "{}: no advice", c.name);
+            } else {
+                assert!(c.advice.is_empty(), "{}: advice while ok", c.name);
+            }
+            if let Some(s) = &c.sysctl {
+                assert!(s.starts_with(c.name) && s.contains('='), "{s}");
+            }
+        }
+    }
 }

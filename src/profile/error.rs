@@ -1,12 +1,35 @@
 //! `ProfileError`: one-line `FILE:LINE:COL: KEY.PATH: message` errors.
 
-/// An invalid or unloadable profile. `Display` is always a single line; for
-/// problems inside a file it is `FILE:LINE:COL: KEY.PATH: message`.
+use std::borrow::Cow;
+
+/// `s` with control characters (newlines, carriage returns, escapes...) and
+/// Unicode line separators escaped as in Rust string literals (`\n`), so
+/// that text taken from a profile (a syscall name, a key) cannot break an
+/// error onto several lines or into a terminal escape sequence.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !s.contains(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// An invalid or unloadable profile. `Display` is always a single line (see
+/// [`one_line`]); for problems inside a file it is
+/// `FILE:LINE:COL: KEY.PATH: message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     /// A problem at a known place in a profile file (syntax, unknown key,
     /// wrong type, unknown name, bad unit, contradiction, extends cycle...).
-    #[error("{file}:{line}:{col}: {key}: {message}")]
+    #[error("{}:{line}:{col}: {}: {}", one_line(.file), one_line(.key), one_line(.message))]
     Invalid {
         file: String,
         line: usize,
@@ -15,7 +38,7 @@ pub enum ProfileError {
         message: String,
     },
     /// The profile file could not be read.
-    #[error("{path}: cannot read profile: {source}")]
+    #[error("{}: cannot read profile: {}", one_line(.path), one_line(&.source.to_string()))]
     Io {
         path: String,
         #[source]
@@ -23,7 +46,8 @@ pub enum ProfileError {
     },
     /// `load("name")` with a name that is not a bundled profile.
     #[error(
-        "unknown profile \"{name}\" (available: {available}; or give a path to a .toml file){hint}"
+        "unknown profile \"{}\" (available: {}; or give a path to a .toml file){}",
+        one_line(.name), one_line(.available), one_line(.hint)
     )]
     UnknownProfile {
         name: String,
@@ -39,5 +63,29 @@ impl ProfileError {
             ProfileError::Invalid { key, .. } => Some(key),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line() {
+        // Found by fuzzing (fuzz/regressions/profile/): a syscall name with a
+        // newline in it made a two-line error.
+        let e = crate::profile::parse_str("[seccomp]\nallow = [\"r\\name\"]\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "x.toml:2:10: seccomp.allow[0]: unknown syscall \"r\\name\" (did you mean \"rename\"?)"
+        );
+        let e = crate::profile::parse_str("\"a\\rb\\u001b[2J\\u2028\" = 1\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(['\n', '\r', '\u{1b}', '\u{2028}']), "{e:?}");
+        assert!(e.contains("a\\rb\\u{1b}[2J\\u{2028}"), "{e}");
+        assert_eq!(one_line("plain: ok"), "plain: ok");
     }
 }

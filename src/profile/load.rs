@@ -13,6 +13,39 @@ use super::validate::validate;
 /// Maximum `extends` depth.
 const MAX_DEPTH: usize = 16;
 
+/// Largest profile file read (the bundled ones are a few KiB): a path such
+/// as `/dev/zero` must not make the loader allocate without bound.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// Read a profile file as UTF-8, at most [`MAX_PROFILE_BYTES`]. A FIFO or
+/// `/dev/stdin` is read like a file (`--profile <(...)`).
+pub fn read_profile_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_PROFILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PROFILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A parent named by `extends` must be a regular file: a device or a FIFO
+/// (`/dev/zero`, `/dev/stdin`) could block or never end.
+fn read_parent_file(path: &Path) -> std::io::Result<String> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    read_profile_file(path)
+}
+
 /// The files of an `extends` chain, child first, for locating keys.
 pub struct Locator<'a> {
     pub files: &'a [SourceFile],
@@ -80,7 +113,7 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
     let mut files = Vec::new();
     let raw = if is_path(name_or_path) {
         let path = PathBuf::from(name_or_path);
-        let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Io {
+        let text = read_profile_file(&path).map_err(|source| ProfileError::Io {
             path: name_or_path.to_string(),
             source,
         })?;
@@ -185,7 +218,7 @@ fn load_rec(
         .filter(|c| *c != std::path::Component::CurDir)
         .collect();
         let pdisplay = full.display().to_string();
-        let text = std::fs::read_to_string(&full)
+        let text = read_parent_file(&full)
             .map_err(|e| ext_err(format!("cannot read parent profile \"{pdisplay}\": {e}")))?;
         (path_id(&full), pdisplay, text, parent_dir(&full))
     } else {
@@ -305,6 +338,30 @@ memory = "1G"
         .unwrap();
         assert_eq!(p.seccomp.allow, ["read", "execve", "exit_group"]);
         assert_eq!(p.seccomp.default_action, SeccompAction::KillProcess);
+    }
+
+    #[test]
+    fn parent_files_are_bounded() {
+        // Found in review while fuzzing: `extends = "/dev/zero"` made the
+        // loader read without end (fuzz/regressions/profile/extends-dev-zero).
+        for dev in ["/dev/zero", "/dev/null"] {
+            let e = parse_str(&format!("extends = \"{dev}\"\n"), "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        let e = load("/dev/zero").unwrap_err().to_string();
+        assert!(e.contains("larger than 1048576 bytes"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, format!("description = \"{}\"\n", "x".repeat(1 << 20))).unwrap();
+        let e = parse_str(
+            "extends = \"big.toml\"\n",
+            dir.path().join("c.toml").to_str().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("larger than 1048576 bytes"), "{e}");
     }
 
     #[test]

@@ -79,21 +79,44 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
 }
 
 /// Parse a duration: `"500ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"250us"`. A unit is required.
+/// The decimal is converted exactly (integer arithmetic, no binary floating
+/// point), rounded to the nearest nanosecond, so that what
+/// [`format_duration`] prints parses back to the same value.
 pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
     let (num, unit) = split_number(t);
-    let secs_per_unit: f64 = match unit {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
+    let ns_per_unit: u128 = match unit {
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => NANOS_PER_SEC,
+        "m" | "min" => 60 * NANOS_PER_SEC,
+        "h" => 3600 * NANOS_PER_SEC,
         _ => return Err(UnitError::Duration(s.to_string())),
     };
-    let v = parse_number(num).ok_or_else(|| UnitError::Duration(s.to_string()))?;
-    Duration::try_from_secs_f64(v * secs_per_unit)
-        .map_err(|_| UnitError::DurationOverflow(s.to_string()))
+    parse_number(num).ok_or_else(|| UnitError::Duration(s.to_string()))?;
+    let overflow = || UnitError::DurationOverflow(s.to_string());
+    // `num` is now digits with at most one inner dot.
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let int: u128 = int.parse().map_err(|_| overflow())?;
+    // Fraction digits past the 24th are below 10^-11 ns for every unit: ignored.
+    let frac = &frac[..frac.len().min(24)];
+    let scale = 10u128.pow(frac.len() as u32);
+    let frac: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| overflow())?
+    };
+    let frac_ns = frac * ns_per_unit;
+    let frac_ns = frac_ns / scale + u128::from(frac_ns % scale * 2 >= scale);
+    let ns = int
+        .checked_mul(ns_per_unit)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or_else(overflow)?;
+    let secs = u64::try_from(ns / NANOS_PER_SEC).map_err(|_| overflow())?;
+    Ok(Duration::new(secs, (ns % NANOS_PER_SEC) as u32))
 }
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// Render a size the way a profile would write it (exact: "64M", "1536K", "1000").
 pub fn format_size(v: u64) -> String {
@@ -110,20 +133,27 @@ pub fn format_size(v: u64) -> String {
     v.to_string()
 }
 
-/// Render a duration exactly ("1.5s", "500ms", "2m").
+/// Render a duration exactly ("1.5s", "500ms", "250us", "2m", "10.000040706s").
 pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns == 0 {
         return "0s".into();
     }
-    if ns.is_multiple_of(60_000_000_000) {
-        format!("{}m", ns / 60_000_000_000)
-    } else if ns.is_multiple_of(1_000_000) && ns < 1_000_000_000 {
+    if ns.is_multiple_of(60 * NANOS_PER_SEC) {
+        format!("{}m", ns / (60 * NANOS_PER_SEC))
+    } else if ns.is_multiple_of(1_000_000) && ns < NANOS_PER_SEC {
         format!("{}ms", ns / 1_000_000)
-    } else if ns.is_multiple_of(1_000_000) {
-        format!("{}s", d.as_secs_f64())
-    } else {
+    } else if ns.is_multiple_of(1_000) && ns < NANOS_PER_SEC {
         format!("{}us", ns / 1000)
+    } else {
+        // Seconds with up to nine exact decimals.
+        let frac = format!("{:09}", d.subsec_nanos());
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            format!("{}s", d.as_secs())
+        } else {
+            format!("{}.{frac}s", d.as_secs())
+        }
     }
 }
 
@@ -165,6 +195,21 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1.0000000005s"), Ok(Duration::new(1, 1)));
+        assert_eq!(parse_duration("0.0000001us"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("18446744073709551615s"),
+            Ok(Duration::new(u64::MAX, 0))
+        );
+        assert!(matches!(
+            parse_duration("18446744073709551616s"),
+            Err(UnitError::DurationOverflow(_))
+        ));
+        assert!(matches!(
+            parse_duration("99999999999999999999999999999999999999999h"),
+            Err(UnitError::DurationOverflow(_))
+        ));
         for bad in ["banana", "10", "", "s", "1.2.3s", "5 parsecs", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
@@ -177,8 +222,22 @@ mod tests {
         for s in ["64M", "1G", "1536K", "1000"] {
             assert_eq!(format_size(parse_size(s).unwrap()), s);
         }
-        for s in ["1.5s", "500ms", "2m", "10s"] {
+        for s in [
+            "1.5s",
+            "500ms",
+            "2m",
+            "10s",
+            "250us",
+            "1.000001s",
+            "10.000040706s",
+        ] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
+        // Found by fuzzing (fuzz/regressions/units): sub-microsecond parts
+        // were dropped by the formatting, so `profile show` printed another
+        // value than the one that runs.
+        let d = parse_duration("10.00004070579635112s").unwrap();
+        assert_eq!(d, Duration::new(10, 40_706));
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 }

@@ -245,6 +245,18 @@ pub fn to_toml(p: &Profile) -> Result<String, toml::ser::Error> {
     let body = toml::to_string(&v)?;
     Ok(format!(
         "# Resolved profile \"{}\" (extends applied, defaults filled in)\n{body}",
-        p.name
+        super::error::one_line(&p.name)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_with_a_newline_stays_in_the_comment() {
+        let mut p = crate::profile::load("strict").unwrap();
+        p.name = "./a\nb.toml".into();
+        let shown = super::to_toml(&p).unwrap();
+        let again = crate::profile::parse_str(&shown, &p.name).unwrap();
+        assert_eq!(again, p);
+    }
 }
