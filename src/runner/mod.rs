@@ -593,6 +593,13 @@ impl Sandbox {
             // SAFETY: setpriority on our own child.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, p.pid as libc::id_t, 0) };
         }
+        // v2: init has lived in the cgroup since it was prepared; what it
+        // spent building the container is not the program's (v1: init joins
+        // only now, and the cgroup starts at zero).
+        let base = match &p.cgroup {
+            Some(cg) if cg.clone_into_fd().is_some() => cg.usage().unwrap_or_default(),
+            _ => Default::default(),
+        };
         let t_go = t0.elapsed();
         go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
         let start = Instant::now();
@@ -618,6 +625,7 @@ impl Sandbox {
             start,
             use_init: p.use_init,
             relay_w: relay_w.as_ref().map(|w| w.as_raw_fd()),
+            cpu_base_ns: base.cpu_ns,
         };
         let mut outcome = sup.supervise(p.pid);
         if outcome.init_reaped {
@@ -631,7 +639,10 @@ impl Sandbox {
                 let _ = cg.kill_all();
             }
             match cg.usage() {
-                Ok(u) => {
+                Ok(mut u) => {
+                    u.cpu_ns = u.cpu_ns.saturating_sub(base.cpu_ns);
+                    u.user_ns = u.user_ns.saturating_sub(base.user_ns);
+                    u.sys_ns = u.sys_ns.saturating_sub(base.sys_ns);
                     result.usage.cpu_ms = u.cpu_ns as f64 / 1e6;
                     // The total is exact; the kernel's user/system split is
                     // sampled at timer ticks (v1, and v2's cpu.stat too), so
@@ -779,6 +790,8 @@ struct Supervisor<'a> {
     use_init: bool,
     /// Write end of the stdin relay (the caller's stdin is a terminal).
     relay_w: Option<RawFd>,
+    /// CPU time in the cgroup before the program's run (see `base`).
+    cpu_base_ns: u64,
 }
 
 #[derive(Default)]
@@ -1023,7 +1036,8 @@ impl Supervisor<'_> {
             if !killed && !init_done && !all_dead {
                 if let Some(limit) = cpu_limit_ns
                     && let Some(cg) = self.cgroup
-                    && let Ok(used) = cg.cpu_usage_ns()
+                    && let Ok(total) = cg.cpu_usage_ns()
+                    && let used = total.saturating_sub(self.cpu_base_ns)
                     && used >= limit
                 {
                     o.cpu_ns_at_kill = Some(used);
