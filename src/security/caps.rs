@@ -45,13 +45,6 @@ impl CapPlan {
         CapPlan { keep, last_cap }
     }
 
-    /// Before switching uid: drop the bounding set and ask to keep the
-    /// permitted set across setuid so kept caps survive it.
-    pub fn before_setuid(&self) -> Result<(), (CapStep, i32)> {
-        self.drop_bounding()?;
-        Self::keep_caps()
-    }
-
     /// Drops every capability outside the kept set from the bounding set
     /// (inherited by children, so a container's init does it once, ahead
     /// of the run).
