@@ -1,9 +1,7 @@
 //! Name tables: syscall names (checked on x86_64 and aarch64), errno names,
 //! capability names, and "did you mean" suggestions.
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::OnceLock;
 
 /// Errno names accepted in `errno:NAME` actions, with their Linux numbers
 /// (identical on x86_64 and aarch64).
@@ -59,31 +57,19 @@ pub fn errno_by_name(name: &str) -> Option<i32> {
     ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
-/// name → (x86_64 number, aarch64 number), built once.
-type Table = HashMap<&'static str, (Option<i64>, Option<i64>)>;
-
-fn syscall_table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut m: Table = HashMap::new();
-        for s in syscalls::x86_64::Sysno::iter() {
-            m.entry(s.name()).or_default().0 = Some(s.id() as i64);
-        }
-        for s in syscalls::aarch64::Sysno::iter() {
-            m.entry(s.name()).or_default().1 = Some(s.id() as i64);
-        }
-        m
-    })
-}
-
-/// Syscall number on x86_64, if the name exists there.
+/// Syscall number on x86_64, if the name exists there. (The crate's
+/// `FromStr` is a generated `match`: no table to build on every start.)
 pub fn x86_64_nr(name: &str) -> Option<i64> {
-    syscall_table().get(name).and_then(|e| e.0)
+    name.parse::<syscalls::x86_64::Sysno>()
+        .ok()
+        .map(|s| i64::from(s.id()))
 }
 
 /// Syscall number on aarch64, if the name exists there.
 pub fn aarch64_nr(name: &str) -> Option<i64> {
-    syscall_table().get(name).and_then(|e| e.1)
+    name.parse::<syscalls::aarch64::Sysno>()
+        .ok()
+        .map(|s| i64::from(s.id()))
 }
 
 /// Whether a syscall name is known on at least one supported architecture.

@@ -23,7 +23,9 @@ struct Entry {
 pub struct SourceFile {
     pub display: String,
     pub text: String,
-    entries: Vec<Entry>,
+    /// Where each key is: only needed to locate an error, so built (by
+    /// parsing the text again) on first use rather than on every load.
+    entries: std::sync::OnceLock<Vec<Entry>>,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -76,7 +78,7 @@ impl SourceFile {
         let mut sf = SourceFile {
             display: display.to_string(),
             text: String::new(),
-            entries: Vec::new(),
+            entries: std::sync::OnceLock::new(),
         };
         let (result, unknown) = {
             let table = match DeTable::parse(&text) {
@@ -89,7 +91,7 @@ impl SourceFile {
                 }
             };
             let mut unknown: Option<(usize, String, String)> = None;
-            walk(table.get_ref(), "", &mut sf.entries, &mut unknown);
+            walk(table.get_ref(), "", None, &mut unknown);
             let result = if unknown.is_none() {
                 Some(
                     T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| {
@@ -130,9 +132,19 @@ impl SourceFile {
         }
     }
 
+    fn entries(&self) -> &[Entry] {
+        self.entries.get_or_init(|| {
+            let mut v = Vec::new();
+            if let Ok(t) = DeTable::parse(&self.text) {
+                walk(t.get_ref(), "", Some(&mut v), &mut None);
+            }
+            v
+        })
+    }
+
     /// Byte offset of the key `path` (e.g. `seccomp.allow[3]`), if this file sets it.
     pub fn offset_of(&self, path: &str) -> Option<usize> {
-        self.entries
+        self.entries()
             .iter()
             .find(|e| e.path == path)
             .map(|e| e.key.start)
@@ -141,7 +153,7 @@ impl SourceFile {
     /// The element of array `list` (e.g. `seccomp.deny`) whose string value is `value`.
     pub fn find_element(&self, list: &str, value: &str) -> Option<String> {
         let prefix = format!("{list}[");
-        self.entries
+        self.entries()
             .iter()
             .find(|e| {
                 e.path.starts_with(&prefix)
@@ -153,7 +165,7 @@ impl SourceFile {
 
     /// The innermost key whose key or value contains `offset`.
     pub fn key_at(&self, offset: usize) -> Option<(String, usize)> {
-        self.entries
+        self.entries()
             .iter()
             .filter(|e| {
                 e.key.contains(&offset) || e.value.contains(&offset) || e.value.start == offset
@@ -163,10 +175,12 @@ impl SourceFile {
     }
 }
 
+/// Checks for unknown keys; with `entries`, also indexes every key and
+/// array element.
 fn walk(
     table: &DeTable<'_>,
     prefix: &str,
-    entries: &mut Vec<Entry>,
+    mut entries: Option<&mut Vec<Entry>>,
     unknown: &mut Option<(usize, String, String)>,
 ) {
     let allowed = allowed_keys(&normalize(prefix));
@@ -192,34 +206,42 @@ fn walk(
                 format!("unknown key \"{}\" in {table_name} ({hint})", k.get_ref()),
             ));
         }
-        entries.push(Entry {
-            path: path.clone(),
-            string: v.get_ref().as_str().map(str::to_string),
-            key: k.span(),
-            value: v.span(),
-        });
-        walk_value(v.get_ref(), &path, entries, unknown);
+        if let Some(e) = entries.as_deref_mut() {
+            e.push(Entry {
+                path: path.clone(),
+                string: v.get_ref().as_str().map(str::to_string),
+                key: k.span(),
+                value: v.span(),
+            });
+        }
+        walk_value(v.get_ref(), &path, entries.as_deref_mut(), unknown);
     }
 }
 
 fn walk_value(
     v: &DeValue<'_>,
     path: &str,
-    entries: &mut Vec<Entry>,
+    mut entries: Option<&mut Vec<Entry>>,
     unknown: &mut Option<(usize, String, String)>,
 ) {
     match v {
         DeValue::Table(t) => walk(t, path, entries, unknown),
         DeValue::Array(a) => {
             for (i, el) in a.iter().enumerate() {
+                let nested = matches!(el.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+                if entries.is_none() && !nested {
+                    continue;
+                }
                 let p = format!("{path}[{i}]");
-                entries.push(Entry {
-                    path: p.clone(),
-                    string: el.get_ref().as_str().map(str::to_string),
-                    key: el.span(),
-                    value: el.span(),
-                });
-                walk_value(el.get_ref(), &p, entries, unknown);
+                if let Some(e) = entries.as_deref_mut() {
+                    e.push(Entry {
+                        path: p.clone(),
+                        string: el.get_ref().as_str().map(str::to_string),
+                        key: el.span(),
+                        value: el.span(),
+                    });
+                }
+                walk_value(el.get_ref(), &p, entries.as_deref_mut(), unknown);
             }
         }
         _ => {}

@@ -14,7 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
-use super::go::{GoArea, GoHeader, MAX_FDS, recv_go};
+use super::go::{GoArea, GoHeader, MAX_FDS, Stamp, recv_go};
 use crate::isolation::mounts::{self, MountPlan};
 use crate::isolation::sys::{self, errno, write_all};
 use crate::security::caps::{CapPlan, CapStep};
@@ -105,6 +105,10 @@ pub struct ChildPlan {
     /// Sorted fds the child needs; every other inherited fd is closed first
     /// (in a threaded server the fd table holds other runs' pipes).
     pub keep_fds: Vec<RawFd>,
+    /// The supervisor's CPU affinity, restored once the container is built
+    /// (the supervisor starts init on another CPU than its own; see
+    /// `start_elsewhere`).
+    pub affinity: Option<libc::cpu_set_t>,
 }
 
 /// `struct open_how` for openat2(2).
@@ -121,6 +125,7 @@ struct Run<'a> {
     go: &'a GoHeader,
     /// stdin, stdout, stderr (all above 2 until the payload's dup2).
     stdio: [RawFd; 3],
+    area: &'a GoArea,
 }
 
 /// Close every fd not in `keep` (sorted ascending). Async-signal-safe.
@@ -203,6 +208,7 @@ fn mkdir_p(path: &CStr, last: bool) {
 /// Entry point of the init process (child of clone3). Never returns.
 /// `go` is the shared area the supervisor fills before "go".
 pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
+    area.stamp(Stamp::InitStarted);
     let efd = plan.err_write;
     close_all_except(&plan.keep_fds);
     // Wait for the uid/gid maps (and for the supervisor to be alive: EOF
@@ -212,6 +218,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
         // SAFETY: _exit never returns.
         unsafe { libc::_exit(125) }
     }
+    area.stamp(Stamp::MapsReceived);
     if plan.in_userns {
         // Our host uid (root) is unmapped in the new user namespace, so we
         // could not even create a file on our own tmpfs (EOVERFLOW). Become
@@ -263,6 +270,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
     {
         fail(efd, i as u32, e);
     }
+    area.stamp(Stamp::RootBuilt);
     if let Some(h) = &plan.hostname {
         // SAFETY: valid buffer and length.
         check(efd, Step::Hostname, unsafe {
@@ -296,7 +304,14 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
         fail(efd, Step::CapBounding as u32, e);
     }
 
+    // Kept off the supervisor's CPU while both work (the id maps' wake-up
+    // would otherwise pull us back there); the program gets the full mask.
+    if let Some(all) = &plan.affinity {
+        // SAFETY: valid pointer and size; failure leaves the narrower mask.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), all) };
+    }
     // Prepared. Everything below is the run's own.
+    area.stamp(Stamp::Ready);
     let mut fds = [-1; MAX_FDS];
     let n = match recv_go(plan.ctl, &mut fds) {
         Ok(n) => n,
@@ -304,6 +319,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
         Err(0) => unsafe { libc::_exit(125) },
         Err(e) => fail(efd, Step::RecvGo as u32, e),
     };
+    area.stamp(Stamp::GoReceived);
     let h = area.header();
     if n != 3 + h.ncg + h.nbinds {
         fail(efd, Step::RecvGo as u32, libc::EPROTO);
@@ -408,6 +424,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
     let run = Run {
         go: h,
         stdio: [fds[0], fds[1], fds[2]],
+        area,
     };
     if !plan.use_init {
         payload_main(plan, &run);
@@ -466,6 +483,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
         // SAFETY: status is a valid out pointer.
         let r = unsafe { libc::waitpid(-1, &mut status, 0) };
         if r == pid as i32 {
+            area.stamp(Stamp::PayloadEnded);
             // Everything else in the pid namespace dies and is reaped
             // before the report, so the supervisor can take its figures
             // (and answer) without waiting for the namespaces to be torn
@@ -501,6 +519,7 @@ extern "C" fn payload_entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 fn payload_main(plan: &ChildPlan, run: &Run) -> ! {
+    run.area.stamp(Stamp::PayloadStarted);
     let efd = plan.err_write;
     // SAFETY (whole block): raw syscalls on integers and on buffers owned
     // by the plan, all async-signal-safe.
@@ -566,6 +585,7 @@ fn exec(plan: &ChildPlan, run: &Run) -> ! {
         };
         fail(efd, Step::Seccomp as u32, code);
     }
+    run.area.stamp(Stamp::Exec);
     let mut last = libc::ENOENT;
     let mut c = run.go.candidates;
     // SAFETY: NULL-terminated arrays of valid C strings in the shared area.

@@ -45,6 +45,36 @@ pub struct GoHeader {
     pub rlimits: Rlimits,
 }
 
+/// Moments of a run stamped by the container's side into the area (for
+/// the "run timeline" debug line; the area is gone from the program's
+/// address space at its execve, so it cannot forge them).
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+pub enum Stamp {
+    InitStarted,
+    MapsReceived,
+    RootBuilt,
+    Ready,
+    GoReceived,
+    PayloadStarted,
+    Exec,
+    PayloadEnded,
+}
+pub const STAMPS: usize = 8;
+/// The stamps live in the area's last page, away from the run's strings.
+const STAMP_OFF: usize = AREA_SIZE - 4096;
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO; async-signal-safe).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// The shared mapping. Owned by the supervisor; the child inherits the
 /// mapping at the same address.
 pub struct GoArea {
@@ -89,6 +119,32 @@ impl GoArea {
         unsafe { libc::madvise(self.ptr.cast(), AREA_SIZE, libc::MADV_DONTFORK) };
     }
 
+    /// Child side: records `which` moment as now.
+    pub fn stamp(&self, which: Stamp) {
+        // SAFETY: an aligned u64 slot inside the mapping's last page; only
+        // the container writes it, and the supervisor reads it after the
+        // run's end has been reported.
+        unsafe {
+            (self.ptr.add(STAMP_OFF) as *mut u64)
+                .add(which as usize)
+                .write_volatile(now_ns())
+        };
+    }
+
+    /// Supervisor side: every stamp (0 where the moment was not reached).
+    pub fn stamps(&self) -> [u64; STAMPS] {
+        let mut out = [0; STAMPS];
+        for (i, v) in out.iter_mut().enumerate() {
+            // SAFETY: as in `stamp`.
+            *v = unsafe {
+                (self.ptr.add(STAMP_OFF) as *const u64)
+                    .add(i)
+                    .read_volatile()
+            };
+        }
+        out
+    }
+
     /// Child side: the header written by [`GoArea::write`].
     pub fn header(&self) -> &GoHeader {
         // SAFETY: the mapping is page-aligned and at least a header long;
@@ -121,6 +177,7 @@ impl GoArea {
         let hdr = std::mem::size_of::<GoHeader>().next_multiple_of(16);
         let slots = std::mem::size_of::<BindSlot>() * binds.len();
         let need = hdr + ptrs * std::mem::size_of::<usize>() + slots + strings + 64;
+        let need = need + (AREA_SIZE - STAMP_OFF);
         if need > AREA_SIZE || binds.len() > MAX_BINDS {
             return Err(TooBig);
         }

@@ -99,6 +99,7 @@ pub struct Sandbox {
     caps: CapPlan,
     /// Containers made ahead of time ([`Sandbox::pooled`]).
     pool: Option<pool::Pool>,
+    swept: std::sync::Once,
 }
 
 impl Drop for Sandbox {
@@ -131,6 +132,83 @@ pub struct Prepared {
     reaped: bool,
     /// Made by the pool at nice 19: back to 0 when its run starts.
     background: bool,
+    /// Supervisor-side moments (CLOCK_MONOTONIC ns), for the timeline.
+    marks: Marks,
+}
+
+/// When the supervisor did what, for the "run timeline" debug line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Marks {
+    prepare: u64,
+    cloned: u64,
+    maps: u64,
+    cgroup: u64,
+    go_sent: u64,
+    ended: u64,
+    accounted: u64,
+}
+
+/// The calling thread's CPU affinity, when it allows more than one CPU.
+fn own_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer and size.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    // SAFETY: CPU_COUNT reads the set.
+    (r == 0 && unsafe { libc::CPU_COUNT(&set) } > 1).then_some(set)
+}
+
+/// A new child is queued on its parent's CPU when the machine looks idle,
+/// and would only run once the supervisor blocks: init's root building
+/// and the supervisor's cgroup work would take turns on one core. Moving
+/// the child off this CPU makes them overlap; init restores `all` (the
+/// mask it inherited) once its container is built.
+fn start_elsewhere(pid: i32, all: &libc::cpu_set_t) {
+    // SAFETY: sched_getcpu has no arguments.
+    let here = unsafe { libc::sched_getcpu() };
+    if here < 0 {
+        return;
+    }
+    let mut others = *all;
+    // SAFETY: CPU_CLR on a valid set with an in-range index (checked by libc).
+    unsafe { libc::CPU_CLR(here as usize, &mut others) };
+    // SAFETY: CPU_COUNT reads the set; sched_setaffinity on our own child.
+    unsafe {
+        if libc::CPU_COUNT(&others) > 0 {
+            libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &others);
+        }
+    }
+}
+
+/// A run's moments in ms since prepare began, the supervisor's and the
+/// container's side by side (moments not reached are left out).
+fn timeline_text(m: Marks, st: [u64; go::STAMPS], torn_down: u64) -> String {
+    use go::Stamp::*;
+    let items: [(&str, u64); 15] = [
+        ("cloned", m.cloned),
+        ("init_started", st[InitStarted as usize]),
+        ("maps_written", m.maps),
+        ("maps_received", st[MapsReceived as usize]),
+        ("cgroup_ready", m.cgroup),
+        ("root_built", st[RootBuilt as usize]),
+        ("ready", st[Ready as usize]),
+        ("go_sent", m.go_sent),
+        ("go_received", st[GoReceived as usize]),
+        ("payload_started", st[PayloadStarted as usize]),
+        ("exec", st[Exec as usize]),
+        ("payload_ended", st[PayloadEnded as usize]),
+        ("ended", m.ended),
+        ("accounted", m.accounted),
+        ("torn_down", torn_down),
+    ];
+    let mut out = String::new();
+    for (k, v) in items {
+        if v >= m.prepare {
+            out.push_str(&format!("{k}={:.3} ", (v - m.prepare) as f64 / 1e6));
+        }
+    }
+    out.pop();
+    out
 }
 
 impl Drop for Prepared {
@@ -161,14 +239,7 @@ impl Sandbox {
             Vec::new()
         };
         let cgroups = match CgroupManager::detect() {
-            Ok(m) => {
-                // Runs whose supervisor was SIGKILLed leave empty cgroups behind.
-                let swept = m.sweep_stale();
-                if swept > 0 {
-                    tracing::info!("removed {swept} stale run cgroup(s)");
-                }
-                Some(m)
-            }
+            Ok(m) => Some(m),
             Err(e) => {
                 tracing::warn!("cgroups unavailable, running without: {e}");
                 None
@@ -181,7 +252,22 @@ impl Sandbox {
             cgroups,
             caps,
             pool: None,
+            swept: std::sync::Once::new(),
         })
+    }
+
+    /// Runs whose supervisor was SIGKILLed leave empty cgroups behind: they
+    /// are removed once per sandbox, while its first program starts (the
+    /// supervisor would otherwise wait idle).
+    fn sweep_once(&self) {
+        if let Some(m) = &self.cgroups {
+            self.swept.call_once(|| {
+                let n = m.sweep_stale();
+                if n > 0 {
+                    tracing::info!("removed {n} stale run cgroup(s)");
+                }
+            });
+        }
     }
 
     /// Keeps `size` containers of this profile prepared ahead of time by a
@@ -226,6 +312,8 @@ impl Sandbox {
             let prepared = t0.elapsed();
             let r = self.run_prepared_with(&mut p, spec, strings);
             let t1 = Instant::now();
+            let timeline = tracing::enabled!(tracing::Level::DEBUG).then(|| p.marks);
+            let area = timeline.map(|_| p.area.stamps());
             drop(p);
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             tracing::debug!(
@@ -233,6 +321,12 @@ impl Sandbox {
                 teardown_ms = ms(t1.elapsed()),
                 "run container"
             );
+            if let (Some(marks), Some(stamps)) = (timeline, area) {
+                tracing::debug!(
+                    "run timeline (ms since prepare) {}",
+                    timeline_text(marks, stamps, go::now_ns())
+                );
+            }
             return r;
         };
         let ready = match pool.take() {
@@ -311,6 +405,10 @@ impl Sandbox {
     /// init builds its root in parallel. Returns once init is on its way;
     /// it waits for "go" by itself.
     pub fn prepare(&self, shape: RunShape) -> Result<Prepared, RunError> {
+        let mut marks = Marks {
+            prepare: go::now_ns(),
+            ..Marks::default()
+        };
         let prof = &self.profile;
         let ns = &prof.namespaces;
         let mounts = if ns.mount {
@@ -367,6 +465,7 @@ impl Sandbox {
             use_init: ns.pid,
             in_userns: ns.user,
             keep_fds: keep,
+            affinity: None,
         };
         let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
             match &self.cgroups {
@@ -386,6 +485,9 @@ impl Sandbox {
         let mut cgroup = if v2 { create_cgroup()? } else { None };
         let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
         let flags = namespaces::clone_flags(ns);
+        let affinity = own_affinity();
+        let mut plan = plan;
+        plan.affinity = affinity;
         let mut pidfd: RawFd = -1;
         let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
         if pid == 0 {
@@ -400,6 +502,10 @@ impl Sandbox {
                 what: format!("clone3 (namespace flags {flags:#x})"),
                 source: e,
             });
+        }
+        marks.cloned = go::now_ns();
+        if let Some(all) = &affinity {
+            start_elsewhere(pid as i32, all);
         }
         drop((sync_r, err_w, status_w, ctl_child));
         // Later clones (other containers) must not inherit this run's area.
@@ -419,6 +525,7 @@ impl Sandbox {
             use_init: ns.pid,
             reaped: false,
             background: false,
+            marks,
         };
         if ns.user {
             namespaces::write_id_maps(p.pid, &prof.process).map_err(|e| RunError::Io {
@@ -427,9 +534,11 @@ impl Sandbox {
             })?;
         }
         sys::write_all(p._sync_w.as_raw_fd(), b"g");
+        p.marks.maps = go::now_ns();
         if !v2 {
             p.cgroup = create_cgroup()?;
         }
+        p.marks.cgroup = go::now_ns();
         Ok(p)
     }
 
@@ -602,7 +711,9 @@ impl Sandbox {
         };
         let t_go = t0.elapsed();
         go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
+        p.marks.go_sent = go::now_ns();
         let start = Instant::now();
+        self.sweep_once();
         drop((out_w, errout_w, stdin_fd, bind_fds));
         let relay_w = tty_relay.map(|(r, w)| {
             drop(r);
@@ -628,6 +739,7 @@ impl Sandbox {
             cpu_base_ns: base.cpu_ns,
         };
         let mut outcome = sup.supervise(p.pid);
+        p.marks.ended = go::now_ns();
         if outcome.init_reaped {
             p.reaped = true;
         }
@@ -678,6 +790,7 @@ impl Sandbox {
             &p.mount_steps,
             &bind_names,
         );
+        p.marks.accounted = go::now_ns();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             go_ms = ms(t_go),
