@@ -448,7 +448,7 @@ fn no_inherited_fd_and_no_host_env() {
         .args([
             "-c",
             "exec 7</etc/hostname; exec \"$0\" exec -- sh -c 'ls /proc/self/fd; echo ENV; env'",
-            SANDBOX,
+            &SANDBOX,
         ])
         .env("SANDBOX_TEST_SECRET", "xyz")
         .stdin(Stdio::null())
@@ -692,7 +692,7 @@ fn report_file_and_stdin_file() {
 fn json_keeps_callers_stdin() {
     root_or_skip!("json_keeps_callers_stdin");
     use std::io::Write;
-    let mut c = Command::new(SANDBOX)
+    let mut c = Command::new(&*SANDBOX)
         .args(["exec", "--json", "--", "sh", "-c", "read x; echo got:$x"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -727,7 +727,7 @@ fn strict_cannot_bind_privileged_port() {
 #[test]
 fn net_bind_profile_keeps_bind_capability() {
     root_or_skip!("net_bind_profile_keeps_bind_capability");
-    let show = Command::new(SANDBOX)
+    let show = Command::new(&*SANDBOX)
         .args(["profile", "show", "net-bind"])
         .stdin(Stdio::null())
         .output()

@@ -220,6 +220,7 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 }
 
 pub fn run(a: ExecArgs) -> i32 {
+    let t0 = std::time::Instant::now();
     let (sb, spec) = match prepare(&a) {
         Ok(x) => x,
         Err(e) => {
@@ -227,7 +228,13 @@ pub fn run(a: ExecArgs) -> i32 {
             return EXIT_SANDBOX_ERROR;
         }
     };
+    let t1 = std::time::Instant::now();
     let res = sb.run(&spec);
+    tracing::debug!(
+        setup_ms = (t1 - t0).as_secs_f64() * 1e3,
+        run_ms = t1.elapsed().as_secs_f64() * 1e3,
+        "exec (setup: profile, seccomp compile, cgroup detection)"
+    );
     if let Some(path) = &a.report {
         let body = serde_json::to_string_pretty(&res.to_json(false)).unwrap_or_default();
         if let Err(e) = std::fs::write(path, body + "\n") {

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 pub use serde_json::Value;
 
 /// Path of the binary under test.
-pub const SANDBOX: &str = env!("CARGO_BIN_EXE_sandbox");
+/// The binary under test: `$SANDBOX_TEST_BIN` when set (scripts/test runs
+/// some suites again against the static build of scripts/build), else the
+/// one cargo built for the tests.
+pub static SANDBOX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("SANDBOX_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sandbox").to_string())
+});
 
 /// The output of one `sandbox` invocation.
 #[derive(Debug)]
@@ -89,7 +94,7 @@ pub fn json_body_bytes(v: &Value, key: &str) -> Vec<u8> {
 
 /// A `Command` for the sandbox binary with stdin closed.
 pub fn sandbox_cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
-    let mut c = Command::new(SANDBOX);
+    let mut c = Command::new(&*SANDBOX);
     c.args(args).stdin(Stdio::null());
     c
 }

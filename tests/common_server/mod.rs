@@ -26,7 +26,10 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let work_dir = dir.path().join("jobs");
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox"));
+        // As tests/common's SANDBOX: the static build when scripts/test says so.
+        let bin = std::env::var("SANDBOX_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sandbox").to_string());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--listen")
             .arg(&addr)

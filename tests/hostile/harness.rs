@@ -139,7 +139,7 @@ impl Srv {
         let work_dir = home.join("jobs");
         let log = home.join("server.log");
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(SANDBOX);
+        let mut cmd = Command::new(&*SANDBOX);
         cmd.arg("serve")
             .arg("--listen")
             .arg(&addr)
@@ -446,7 +446,7 @@ impl Ctx<'_> {
 
     /// `sandbox ARGS...` with the case's TMPDIR and stdin closed.
     pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
-        let mut c = Command::new(SANDBOX);
+        let mut c = Command::new(&*SANDBOX);
         c.args(args)
             .env("TMPDIR", &self.case.tmpdir)
             .stdin(Stdio::null());
@@ -636,7 +636,7 @@ fn watched_binaries() -> Vec<PathBuf> {
     .iter()
     .filter_map(|p| std::fs::canonicalize(p).ok())
     .collect();
-    v.push(PathBuf::from(SANDBOX));
+    v.push(PathBuf::from(&*SANDBOX));
     v
 }
 
