@@ -5,18 +5,23 @@
 //! syscall (action allow), a deny-list syscall (action `deny_action`) or a
 //! `[[seccomp.rule]]` whose arguments match (its own action). For a call,
 //! if no entry matches, `default_action` applies; otherwise the MOST
-//! RESTRICTIVE action among the matching entries applies. This is exactly
-//! what the kernel computes for stacked filters, so it compiles to:
+//! RESTRICTIVE action among the matching entries applies. This is what the
+//! kernel computes for stacked filters (the most restrictive verdict
+//! wins), so it compiles to:
 //!
-//! 1. an x32 guard (hand-written BPF): any syscall number with bit
-//!    0x40000000 set is killed (seccompiler does not check it);
-//! 2. a base filter: every entry → allow, anything else → `default_action`
-//!    (omitted when `default_action` is allow);
-//! 3. one filter per distinct non-allow action A among the entries: the
-//!    entries with action A → A, anything else → allow.
+//! 1. a main filter (hand-written BPF): wrong audit architecture → kill;
+//!    on x86_64 any x32-ABI number (bit 0x40000000) → kill (seccompiler
+//!    does not check it); then a binary search over the syscall number. A
+//!    syscall with unconditional entries returns the most restrictive of
+//!    their actions; one with only argument-conditional entries goes on to
+//!    a seccompiler program (some entry matches → allow, else
+//!    `default_action`); any other returns `default_action`;
+//! 2. one seccompiler filter per distinct non-allow action A among the
+//!    *conditional* entries: those entries → A, anything else → allow.
 //!
-//! Every filter built by seccompiler first checks the audit architecture
-//! and kills on mismatch, so i386 `int 0x80` calls on x86_64 are refused.
+//! Few filters of few instructions matter: every install is on each run's
+//! critical path, and the kernel checks, JIT-compiles and, for its
+//! always-allow cache, emulates each filter for every syscall number.
 
 use std::collections::BTreeMap;
 
@@ -164,21 +169,8 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// Hand-written guard: on x86_64, kill any x32-ABI syscall (nr & 0x40000000).
-/// Other architectures pass (the seccompiler filters kill them).
-pub fn x32_guard() -> BpfProgram {
-    vec![
-        ins(BPF_LD_W_ABS, 0, 0, DATA_ARCH),
-        ins(BPF_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
-        ins(BPF_LD_W_ABS, 0, 0, DATA_NR),
-        ins(BPF_JSET_K, 0, 1, X32_SYSCALL_BIT),
-        ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
-        ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ]
-}
-
 const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-const BPF_JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 
 fn audit_arch(arch: TargetArch) -> u32 {
     match arch {
@@ -188,30 +180,81 @@ fn audit_arch(arch: TargetArch) -> u32 {
     }
 }
 
-/// The base filter (every entry → allow, anything else → `default`). The
-/// unconditional entries become sorted ranges of syscall numbers, three
-/// instructions each, that fall through to a seccompiler filter for the
-/// entries with argument conditions (which returns `default` for anything
-/// else). An allow-list of ~300 syscalls is ~1300 instructions from
-/// seccompiler alone (a compare per syscall plus jump trampolines) and
-/// ~5x fewer this way; the kernel checks and JIT-compiles every
-/// instruction at each install, which is on every run's critical path.
-fn base_filter(
-    all: Entries,
-    default: &SeccompAction,
-    arch: TargetArch,
-) -> Result<BpfProgram, SeccompError> {
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
-    let mut conditional: Entries = BTreeMap::new();
-    for (nr, alts) in all {
-        if alts.is_some() {
-            conditional.insert(nr, alts);
-            continue;
+/// The value a filter returns for `a`.
+fn ret_value(a: &SeccompAction) -> u32 {
+    match a {
+        SeccompAction::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        SeccompAction::KillThread => libc::SECCOMP_RET_KILL_THREAD,
+        SeccompAction::Trap => libc::SECCOMP_RET_TRAP,
+        SeccompAction::Errno(n, _) => {
+            libc::SECCOMP_RET_ERRNO | (*n as u32 & libc::SECCOMP_RET_DATA)
         }
-        let nr = nr as u32;
-        match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == nr => *hi = nr,
-            _ => ranges.push((nr, nr)),
+        SeccompAction::Log => libc::SECCOMP_RET_LOG,
+        SeccompAction::Allow => libc::SECCOMP_RET_ALLOW,
+    }
+}
+
+/// What the main filter does for a run of syscall numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Leaf {
+    Ret(u32),
+    /// Only argument-conditional entries: on to the seccompiler program.
+    Cond,
+}
+
+/// Placeholder opcode for a jump to the conditional program, patched once
+/// its offset is known.
+const COND_JUMP: u16 = 0xffff;
+
+/// Binary search over `iv` (runs of numbers: start, leaf; sorted, the
+/// first start being the lowest number that can reach this node).
+fn search(iv: &[(u32, Leaf)]) -> Vec<sock_filter> {
+    if let [(_, leaf)] = iv {
+        return vec![match leaf {
+            Leaf::Ret(k) => ins(BPF_RET_K, 0, 0, *k),
+            Leaf::Cond => ins(COND_JUMP, 0, 0, 0),
+        }];
+    }
+    let mid = iv.len() / 2;
+    let (left, right) = (search(&iv[..mid]), search(&iv[mid..]));
+    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
+    match u8::try_from(left.len()) {
+        // nr >= split: over the left half; else fall into it.
+        Ok(n) => out.push(ins(BPF_JGE_K, n, 0, iv[mid].0)),
+        Err(_) => {
+            // Conditional jumps reach 255 instructions at most.
+            out.push(ins(BPF_JGE_K, 0, 1, iv[mid].0));
+            out.push(ins(BPF_JA, 0, 0, left.len() as u32));
+        }
+    }
+    out.extend(left);
+    out.extend(right);
+    out
+}
+
+/// A filter that checks the architecture (and on x86_64 kills x32-ABI
+/// numbers), then binary-searches the syscall number:
+/// numbers in `leaves` get their leaf, all others `gap`. `Leaf::Cond`
+/// jumps to `cond`, a seccompiler program appended as is.
+fn search_filter(
+    leaves: &BTreeMap<u32, Leaf>,
+    gap: u32,
+    arch: TargetArch,
+    cond: impl FnOnce() -> Result<BpfProgram, SeccompError>,
+) -> Result<BpfProgram, SeccompError> {
+    // Runs of numbers with the same leaf.
+    let mut iv: Vec<(u32, Leaf)> = vec![(0, Leaf::Ret(gap))];
+    let mut push = |start: u32, leaf: Leaf| match iv.last_mut() {
+        Some((s, l)) if *s == start => *l = leaf,
+        Some((_, l)) if *l == leaf => {}
+        _ => iv.push((start, leaf)),
+    };
+    for (&nr, &leaf) in leaves {
+        push(nr, leaf);
+        if let Some(next) = nr.checked_add(1)
+            && !leaves.contains_key(&next)
+        {
+            push(next, Leaf::Ret(gap));
         }
     }
     let mut f = vec![
@@ -220,19 +263,51 @@ fn base_filter(
         ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
         ins(BPF_LD_W_ABS, 0, 0, DATA_NR),
     ];
-    for (lo, hi) in ranges {
-        f.push(ins(BPF_JGE_K, 0, 2, lo)); // below: try the next range
-        f.push(ins(BPF_JGT_K, 1, 0, hi)); // above: try the next range
-        f.push(ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    if arch == TargetArch::x86_64 {
+        f.push(ins(BPF_JSET_K, 0, 1, X32_SYSCALL_BIT));
+        f.push(ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS));
     }
-    // Relative jumps only: the seccompiler program runs as is after ours.
-    f.extend(build(
-        conditional,
-        to_backend(default),
-        SAction::Allow,
-        arch,
-    )?);
+    f.extend(search(&iv));
+    let cond_start = f.len();
+    let mut jumps = false;
+    for (i, x) in f.iter_mut().enumerate() {
+        if x.code == COND_JUMP {
+            *x = ins(BPF_JA, 0, 0, (cond_start - i - 1) as u32);
+            jumps = true;
+        }
+    }
+    if jumps {
+        // Relative jumps only: the seccompiler program runs as is after ours.
+        f.extend(cond()?);
+    }
     Ok(f)
+}
+
+/// The main filter (see the module comment). `uncond`: the most restrictive
+/// unconditional action per syscall number; `cond`: every entry with
+/// argument conditions.
+fn main_filter(
+    uncond: &BTreeMap<i64, SeccompAction>,
+    cond: Entries,
+    default: &SeccompAction,
+    arch: TargetArch,
+) -> Result<BpfProgram, SeccompError> {
+    let mut leaves: BTreeMap<u32, Leaf> = BTreeMap::new();
+    for (&nr, a) in uncond {
+        leaves.insert(nr as u32, Leaf::Ret(ret_value(a)));
+    }
+    for &nr in cond.keys() {
+        // With an allow default, "some entry matches → allow" always allows.
+        let leaf = if *default == SeccompAction::Allow {
+            Leaf::Ret(libc::SECCOMP_RET_ALLOW)
+        } else {
+            Leaf::Cond
+        };
+        leaves.entry(nr as u32).or_insert(leaf);
+    }
+    search_filter(&leaves, ret_value(default), arch, || {
+        build(cond, to_backend(default), SAction::Allow, arch)
+    })
 }
 
 /// Compile for the native architecture. Returns the filters to install IN
@@ -258,69 +333,67 @@ pub fn compile_for(s: &Seccomp, arch: TargetArch) -> Result<Vec<BpfProgram>, Sec
             None => Err(SeccompError::UnknownSyscall(name.to_string())),
         }
     };
-    // Every entry (for the base filter), and the entries grouped by action.
-    let mut all: Entries = BTreeMap::new();
+    // The most restrictive unconditional action per number, every
+    // conditional entry, and the conditional entries grouped by action.
+    let mut uncond: BTreeMap<i64, SeccompAction> = BTreeMap::new();
+    let mut cond: Entries = BTreeMap::new();
     let mut by_action: BTreeMap<(u8, String), (SeccompAction, Entries)> = BTreeMap::new();
-    let mut add_action = |a: &SeccompAction, n: i64, args: &[ArgCond]| {
-        if *a != SeccompAction::Allow {
-            let key = (rank(a), format!("{a:?}"));
-            let e = by_action
-                .entry(key)
-                .or_insert_with(|| (a.clone(), BTreeMap::new()));
-            add(&mut e.1, n, args);
+    let mut set_uncond = |n: i64, a: &SeccompAction| {
+        let slot = uncond.entry(n).or_insert(SeccompAction::Allow);
+        if rank(a) > rank(slot) {
+            *slot = a.clone();
         }
     };
     for name in &s.allow {
         if let Some(n) = nr(name)? {
-            add(&mut all, n, &[]);
+            set_uncond(n, &SeccompAction::Allow);
         }
     }
     for name in &s.deny {
         if let Some(n) = nr(name)? {
-            add(&mut all, n, &[]);
-            add_action(&s.deny_action, n, &[]);
+            set_uncond(n, &s.deny_action);
         }
     }
     for r in &s.rules {
-        if let Some(n) = nr(&r.syscall)? {
-            add(&mut all, n, &r.args);
-            add_action(&r.action, n, &r.args);
+        let Some(n) = nr(&r.syscall)? else { continue };
+        if r.args.is_empty() {
+            set_uncond(n, &r.action);
+            continue;
+        }
+        add(&mut cond, n, &r.args);
+        if r.action != SeccompAction::Allow {
+            let key = (rank(&r.action), format!("{:?}", r.action));
+            let e = by_action
+                .entry(key)
+                .or_insert_with(|| (r.action.clone(), BTreeMap::new()));
+            add(&mut e.1, n, &r.args);
         }
     }
     // Filters are installed one after another with the seccomp(2) syscall,
     // so a filter that may refuse seccomp(2) itself must come last; the
     // kernel's verdict does not depend on the order.
     let seccomp_nr = for_arch("seccomp", arch);
-    let touches = |e: &Entries| seccomp_nr.is_some_and(|n| e.contains_key(&n));
+    let main_blocks = match seccomp_nr.and_then(|n| uncond.get(&n)) {
+        Some(a) => *a != SeccompAction::Allow,
+        None => s.default_action != SeccompAction::Allow,
+    };
     let mut out = Vec::new();
     let mut last: Vec<BpfProgram> = Vec::new();
-    if arch == TargetArch::x86_64 {
-        out.push(x32_guard());
+    let main = main_filter(&uncond, cond, &s.default_action, arch)?;
+    if main_blocks {
+        last.push(main)
+    } else {
+        out.push(main)
     }
     for (_, (a, entries)) in by_action.into_iter().rev() {
-        let blocks = touches(&entries);
+        let blocks = seccomp_nr.is_some_and(|n| entries.contains_key(&n));
         let f = build(entries, SAction::Allow, to_backend(&a), arch)?;
         if blocks { last.push(f) } else { out.push(f) }
-    }
-    if s.default_action != SeccompAction::Allow {
-        let allowed = seccomp_nr.is_some_and(|n| matches!(all.get(&n), Some(None)));
-        let f = base_filter(all, &s.default_action, arch)?;
-        if allowed { out.push(f) } else { last.push(f) }
     }
     if last.len() > 1 {
         return Err(SeccompError::SelfBlocking);
     }
     out.extend(last);
-    if out.len() <= usize::from(arch == TargetArch::x86_64) {
-        // No seccompiler filter (default allow, no entries): still add one
-        // for its architecture check, which refuses foreign-ABI syscalls.
-        out.push(build(
-            BTreeMap::new(),
-            SAction::Allow,
-            SAction::KillProcess,
-            arch,
-        )?);
-    }
     Ok(out)
 }
 
@@ -371,17 +444,6 @@ pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
 mod tests {
     use super::*;
     use crate::profile::load;
-
-    fn ret_value(a: &SeccompAction) -> u32 {
-        match a {
-            SeccompAction::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
-            SeccompAction::KillThread => libc::SECCOMP_RET_KILL_THREAD,
-            SeccompAction::Trap => libc::SECCOMP_RET_TRAP,
-            SeccompAction::Errno(n, _) => libc::SECCOMP_RET_ERRNO | *n as u32,
-            SeccompAction::Log => libc::SECCOMP_RET_LOG,
-            SeccompAction::Allow => libc::SECCOMP_RET_ALLOW,
-        }
-    }
 
     /// A classic-BPF interpreter for seccomp programs (loads from
     /// `seccomp_data`, jumps, returns): enough to compare two filters.
@@ -434,63 +496,155 @@ mod tests {
         }
     }
 
-    #[test]
-    fn range_base_filter_matches_seccompiler() {
-        for name in crate::profile::bundled::names() {
-            let p = load(&name).unwrap();
-            let s = &p.seccomp;
-            if !s.enabled || s.default_action == SeccompAction::Allow {
-                continue;
+    /// Verdict of a stack of filters, as the kernel combines them: the
+    /// most restrictive action wins; on a tie, the filter installed last.
+    fn stacked(filters: &[BpfProgram], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut ret = libc::SECCOMP_RET_ALLOW;
+        for f in filters.iter().rev() {
+            let cur = eval(f, nr, arch, args);
+            let key = |r: u32| (r & libc::SECCOMP_RET_ACTION_FULL) as i32;
+            if key(cur) < key(ret) {
+                ret = cur;
             }
-            let mut all: Entries = BTreeMap::new();
-            let nr = |n: &str| for_arch(n, TargetArch::x86_64);
-            for n in s.allow.iter().chain(&s.deny) {
-                if let Some(n) = nr(n) {
-                    add(&mut all, n, &[]);
-                }
+        }
+        ret
+    }
+
+    /// The straightforward compilation (what this module did before the
+    /// main filter): an x32 guard, one seccompiler filter per non-allow
+    /// action over every entry with it, and a seccompiler base filter
+    /// (every entry → allow, else the default).
+    fn reference(s: &Seccomp, arch: TargetArch) -> Vec<BpfProgram> {
+        let nr = |n: &str| for_arch(n, arch);
+        let mut all: Entries = BTreeMap::new();
+        let mut by_action: BTreeMap<String, (SeccompAction, Entries)> = BTreeMap::new();
+        let mut entry = |n: i64, a: &SeccompAction, args: &[ArgCond]| {
+            add(&mut all, n, args);
+            if *a != SeccompAction::Allow {
+                let e = by_action
+                    .entry(format!("{a:?}"))
+                    .or_insert_with(|| (a.clone(), BTreeMap::new()));
+                add(&mut e.1, n, args);
             }
-            for r in &s.rules {
-                if let Some(n) = nr(&r.syscall) {
-                    add(&mut all, n, &r.args);
-                }
+        };
+        for n in s.allow.iter().filter_map(|n| nr(n)) {
+            entry(n, &SeccompAction::Allow, &[]);
+        }
+        for n in s.deny.iter().filter_map(|n| nr(n)) {
+            entry(n, &s.deny_action, &[]);
+        }
+        for r in &s.rules {
+            if let Some(n) = nr(&r.syscall) {
+                entry(n, &r.action, &r.args);
             }
-            let ours = base_filter(all.clone(), &s.default_action, TargetArch::x86_64).unwrap();
-            let theirs = build(
-                all,
-                to_backend(&s.default_action),
-                SAction::Allow,
-                TargetArch::x86_64,
-            )
-            .unwrap();
-            assert!(
-                ours.len() * 3 < theirs.len(),
-                "{} vs {}",
-                ours.len(),
-                theirs.len()
-            );
-            let x86 = AUDIT_ARCH_X86_64;
-            assert_eq!(eval(&ours, 0, x86, [0; 6]), libc::SECCOMP_RET_ALLOW, "read");
-            assert_eq!(eval(&ours, 599, x86, [0; 6]), ret_value(&s.default_action));
-            let argsets = [
-                [0u64; 6],
-                [0xffff_ffff, 0x5412, 0, 0, 0, 0],
-                [0x1000_0000, 1, 2, 3, 4, 5],
-                [0x7E02_0000, 0x541C, 0, 0, 0, 0],
-                [u64::MAX, 16, 0, 0, 0, 0],
-                [0x1_ffff_ffff, 10, 0, 0, 0, 0],
-            ];
-            for arch in [AUDIT_ARCH_X86_64, 0x4000_0003] {
-                for n in 0..600u32 {
-                    for a in argsets {
-                        assert_eq!(
-                            eval(&ours, n, arch, a),
-                            eval(&theirs, n, arch, a),
-                            "profile {name}, syscall {n}, arch {arch:#x}, args {a:?}"
-                        );
-                    }
+        }
+        let mut out = vec![];
+        if arch == TargetArch::x86_64 {
+            out.push(vec![
+                ins(BPF_LD_W_ABS, 0, 0, DATA_ARCH),
+                ins(BPF_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+                ins(BPF_LD_W_ABS, 0, 0, DATA_NR),
+                ins(BPF_JSET_K, 0, 1, X32_SYSCALL_BIT),
+                ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+                ins(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+            ]);
+        }
+        for (_, (a, e)) in by_action {
+            out.push(build(e, SAction::Allow, to_backend(&a), arch).unwrap());
+        }
+        if s.default_action != SeccompAction::Allow {
+            out.push(build(all, to_backend(&s.default_action), SAction::Allow, arch).unwrap());
+        } else {
+            // Still seccompiler's architecture check.
+            out.push(build(BTreeMap::new(), SAction::Allow, SAction::KillProcess, arch).unwrap());
+        }
+        out
+    }
+
+    /// Every call the kernel could see, for both compilations.
+    fn assert_same_verdicts(what: &str, s: &Seccomp, arch: TargetArch) {
+        let ours = compile_for(s, arch).unwrap();
+        let theirs = reference(s, arch);
+        let argsets = [
+            [0u64; 6],
+            [0xffff_ffff, 0x5412, 0, 0, 0, 0],
+            [0x1000_0000, 1, 2, 3, 4, 5],
+            [0x7E02_0000, 0x541C, 0, 0, 0, 0],
+            [u64::MAX, 16, 0, 0, 0, 0],
+            [0x1_ffff_ffff, 10, 0, 0, 0, 0],
+            [4, 1, 0, 0, 0, 0],
+            [2, 0, 0, 0, 0, 0],
+        ];
+        let native = audit_arch(arch);
+        let numbers = (0..640u32)
+            .chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT + 1, X32_SYSCALL_BIT + 59])
+            .chain([0x7fff_ffff, 0xffff_fffe, u32::MAX]);
+        for n in numbers {
+            for a in argsets {
+                for arch_v in [native, 0x4000_0003, 0xc000_00b7] {
+                    assert_eq!(
+                        stacked(&ours, n, arch_v, a),
+                        stacked(&theirs, n, arch_v, a),
+                        "{what}: syscall {n:#x}, arch {arch_v:#x}, args {a:?}"
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn main_filter_matches_reference_compilation() {
+        for name in crate::profile::bundled::names() {
+            let p = load(&name).unwrap();
+            for arch in [TargetArch::x86_64, TargetArch::aarch64] {
+                assert_same_verdicts(&format!("{name} {arch:?}"), &p.seccomp, arch);
+            }
+            let n = compile_for(&p.seccomp, TargetArch::x86_64).unwrap();
+            let r = reference(&p.seccomp, TargetArch::x86_64);
+            let size = |v: &[BpfProgram]| v.iter().map(Vec::len).sum::<usize>();
+            assert!(
+                n.len() < r.len() && size(&n) * 3 < size(&r),
+                "{name}: {} vs {}",
+                size(&n),
+                size(&r)
+            );
+        }
+        // Mixed shapes: an allow default with a deny list, conditional and
+        // unconditional entries of several actions on the same numbers.
+        let base = load("strict").unwrap().seccomp;
+        let mut s = base.clone();
+        s.default_action = SeccompAction::Allow;
+        s.allow.clear();
+        assert_same_verdicts("deny-list", &s, TargetArch::x86_64);
+        let mut s = base.clone();
+        s.default_action = SeccompAction::Errno(1, "EPERM".into());
+        s.deny_action = SeccompAction::KillThread;
+        for r in s.rules.clone() {
+            let mut u = r.clone();
+            u.args.clear();
+            u.action = SeccompAction::Log;
+            s.rules.push(u);
+            let mut t = r;
+            t.action = SeccompAction::Trap;
+            s.rules.push(t);
+        }
+        assert_same_verdicts("mixed", &s, TargetArch::x86_64);
+        let mut s = base;
+        s.allow.clear();
+        s.deny.clear();
+        assert_same_verdicts("rules only", &s, TargetArch::x86_64);
+    }
+
+    #[test]
+    fn search_handles_long_halves() {
+        // Enough runs that a left half exceeds a conditional jump's reach.
+        let iv: Vec<(u32, Leaf)> = (0..700u32).map(|i| (i * 2, Leaf::Ret(i))).collect();
+        let mut prog = vec![ins(BPF_LD_W_ABS, 0, 0, DATA_NR)];
+        prog.extend(search(&iv));
+        for n in 0..1400u32 {
+            assert_eq!(eval(&prog, n, 0, [0; 6]), n / 2, "{n}");
+        }
+        assert!(prog.iter().any(|i| i.code == BPF_JA));
     }
 
     #[test]
@@ -508,11 +662,17 @@ mod tests {
         for name in ["strict", "ci", "net-bind"] {
             let p = load(name).unwrap();
             let x = compile_for(&p.seccomp, TargetArch::x86_64).unwrap();
-            // x32 guard, the ERRNO filters, then the base (kill) filter last.
-            assert_eq!(x[0], x32_guard());
-            assert!(x.len() >= 3, "{name}: {}", x.len());
+            // The conditional rules' filters, then the main (kill) filter last.
+            assert!((1..=3).contains(&x.len()), "{name}: {}", x.len());
+            assert_eq!(
+                x.last().unwrap()[..2],
+                [
+                    ins(BPF_LD_W_ABS, 0, 0, DATA_ARCH),
+                    ins(BPF_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+                ]
+            );
             let a = compile_for(&p.seccomp, TargetArch::aarch64).unwrap();
-            assert_eq!(a.len(), x.len() - 1, "{name}: no x32 guard on aarch64");
+            assert_eq!(a.len(), x.len(), "{name}");
         }
     }
 
@@ -526,8 +686,21 @@ mod tests {
         s.allow.clear();
         s.deny.clear();
         s.rules.clear();
-        // Still an x32 guard and an arch-checking filter.
-        assert_eq!(compile_for(&s, TargetArch::x86_64).unwrap().len(), 2);
+        // Still a filter, for the architecture and x32 checks.
+        let f = compile_for(&s, TargetArch::x86_64).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            eval(&f[0], 0, AUDIT_ARCH_X86_64, [0; 6]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            eval(&f[0], 0, 0x4000_0003, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(
+            eval(&f[0], X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
     }
 
     #[test]
