@@ -56,7 +56,7 @@
 //! | figure              | v1                                                         | v2                                      |
 //! |---------------------|------------------------------------------------------------|-----------------------------------------|
 //! | `cpu_ns`            | `cpuacct.usage`                                            | `cpu.stat` `usage_usec` × 1000          |
-//! | `user_ns`/`sys_ns`  | `cpuacct.usage_user`/`usage_sys` (tick-sampled split; else `cpuacct.stat` ticks) | `cpu.stat` `user_usec`/`system_usec` × 1000 |
+//! | `user_ns`/`sys_ns`  | `cpuacct.usage_all` columns (tick-sampled split; else `usage_user`/`usage_sys`, else `cpuacct.stat` ticks) | `cpu.stat` `user_usec`/`system_usec` × 1000 |
 //! | `memory_peak_bytes` | `memory.max_usage_in_bytes`                                | `memory.peak` (≥ 5.19), else max of `memory.current` samples ([`RunCgroup::sample_memory`]) |
 //! | `pids_peak`         | `pids.peak` if present                                     | `pids.peak` if present                  |
 //! | OOM kill            | `memory.oom_control` `oom_kill` (else `memory.failcnt` > 0) | `memory.events` `oom_kill`              |
@@ -1095,10 +1095,18 @@ impl RunCgroup {
         match self.version {
             CgroupVersion::V1 => {
                 let d = &self.cpuacct_dir;
+                // The exact total; the split comes from tick-sampled
+                // counters (the caller scales it to the total), all in one
+                // file since Linux 4.7.
                 u.cpu_ns = read_u64("read", &d.join("cpuacct.usage"))?;
-                let user = d.join("cpuacct.usage_user");
-                if user.exists() {
-                    u.user_ns = read_u64("read", &user)?;
+                if let Some((us, sy)) = read_string("read", &d.join("cpuacct.usage_all"))
+                    .ok()
+                    .and_then(|s| parse_usage_all(&s))
+                {
+                    u.user_ns = us;
+                    u.sys_ns = sy;
+                } else if d.join("cpuacct.usage_user").exists() {
+                    u.user_ns = read_u64("read", &d.join("cpuacct.usage_user"))?;
                     u.sys_ns = read_u64("read", &d.join("cpuacct.usage_sys"))?;
                 } else {
                     let p = d.join("cpuacct.stat");
@@ -1313,6 +1321,23 @@ impl Drop for RunCgroup {
     }
 }
 
+/// Sums of the user and system columns of `cpuacct.usage_all`
+/// (`cpu user system` header, then one line per CPU).
+fn parse_usage_all(s: &str) -> Option<(u64, u64)> {
+    let mut lines = s.lines();
+    if lines.next()?.split_whitespace().collect::<Vec<_>>() != ["cpu", "user", "system"] {
+        return None;
+    }
+    let (mut us, mut sy) = (0u64, 0u64);
+    for l in lines {
+        let mut f = l.split_whitespace();
+        let (_, u, y) = (f.next()?, f.next()?, f.next()?);
+        us = us.saturating_add(u.parse().ok()?);
+        sy = sy.saturating_add(y.parse().ok()?);
+    }
+    Some((us, sy))
+}
+
 /// For the forked child (async-signal-safe: only `write(2)`, no allocation):
 /// writes `"0"` to each fd of [`RunCgroup::join_fds`], moving the calling
 /// task into the run. Returns the errno of the first failure.
@@ -1338,6 +1363,16 @@ fn _assert_send_sync() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_all_sums_columns() {
+        let s = "cpu user system\n0 1000 20\n1 300 4\n";
+        assert_eq!(parse_usage_all(s), Some((1300, 24)));
+        assert_eq!(parse_usage_all("cpu user system\n"), Some((0, 0)));
+        assert_eq!(parse_usage_all("cpu system user\n0 1 2\n"), None);
+        assert_eq!(parse_usage_all("cpu user system\n0 x 2\n"), None);
+        assert_eq!(parse_usage_all(""), None);
+    }
 
     #[test]
     fn mountinfo_hybrid_and_comounted() {

@@ -500,8 +500,16 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
             msg[0] = 1;
             msg[1..].copy_from_slice(&status.to_ne_bytes());
             write_all(plan.status_write, &msg);
-            // SAFETY: _exit never returns.
-            unsafe { libc::_exit(0) }
+            // Then wait to be killed. Exiting now would tear the namespaces
+            // down (unmounts waiting for RCU grace periods, not preemptible
+            // in the kernel) just as the supervisor wakes up to read this
+            // report and the cgroup's figures, on the same CPUs, and that
+            // CPU time would be charged to the run's cgroup.
+            loop {
+                // SAFETY: pause has no arguments; SIGKILL (or the
+                // supervisor's death signal) ends it.
+                unsafe { libc::pause() };
+            }
         }
         if r < 0 && errno() == libc::ECHILD {
             // SAFETY: as above.

@@ -180,8 +180,8 @@ fn start_elsewhere(pid: i32, all: &libc::cpu_set_t) {
     }
 }
 
-/// A run's moments in ms since prepare began, the supervisor's and the
-/// container's side by side (moments not reached are left out).
+/// A run's moments in ms since `m.prepare`, the supervisor's and the
+/// container's side by side (moments before it or not reached are left out).
 fn timeline_text(m: Marks, st: [u64; go::STAMPS], torn_down: u64) -> String {
     use go::Stamp::*;
     let items: [(&str, u64); 15] = [
@@ -203,7 +203,7 @@ fn timeline_text(m: Marks, st: [u64; go::STAMPS], torn_down: u64) -> String {
     ];
     let mut out = String::new();
     for (k, v) in items {
-        if v >= m.prepare {
+        if v >= m.prepare && v > 0 {
             out.push_str(&format!("{k}={:.3} ", (v - m.prepare) as f64 / 1e6));
         }
     }
@@ -329,6 +329,18 @@ impl Sandbox {
             }
             return r;
         };
+        pool.run_started();
+        let r = self.run_pooled(pool, spec, strings);
+        pool.run_ended();
+        r
+    }
+
+    fn run_pooled(
+        &self,
+        pool: &pool::Pool,
+        spec: &RunSpec,
+        strings: RunStrings,
+    ) -> Result<RunResult, RunError> {
         let ready = match pool.take() {
             Some(p) if self.fits(&p, spec) => Some(p),
             Some(p) => {
@@ -348,6 +360,14 @@ impl Sandbox {
             pool.retire(p);
             p = self.prepare_for(spec)?;
             r = self.run_prepared_with(&mut p, spec, strings);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let mut m = p.marks;
+            m.prepare = m.go_sent;
+            tracing::debug!(
+                "run timeline (ms since go) {}",
+                timeline_text(m, p.area.stamps(), 0)
+            );
         }
         pool.retire(p);
         r
@@ -750,7 +770,16 @@ impl Sandbox {
             if !p.use_init && !cg.is_empty() {
                 let _ = cg.kill_all();
             }
-            match cg.usage() {
+            let usage = cg.usage();
+            let oom = cg.oom_killed();
+            if self.pool.is_none() && !p.reaped {
+                // Init waits to be killed after its report; with the figures
+                // read, its exit (the namespaces' teardown) may overlap the
+                // rest (a pool tears down in the background instead).
+                // SAFETY: signalling our own unreaped child.
+                unsafe { libc::kill(p.pid, libc::SIGKILL) };
+            }
+            match usage {
                 Ok(mut u) => {
                     u.cpu_ns = u.cpu_ns.saturating_sub(base.cpu_ns);
                     u.user_ns = u.user_ns.saturating_sub(base.user_ns);
@@ -772,7 +801,7 @@ impl Sandbox {
                 }
                 Err(e) => tracing::warn!("reading cgroup usage: {e}"),
             }
-            if cg.oom_killed().unwrap_or(false) && outcome.killed_for.is_none() {
+            if oom.unwrap_or(false) && outcome.killed_for.is_none() {
                 outcome.killed_for = Some(Status::MemoryLimit);
             }
         }

@@ -23,7 +23,13 @@ struct Queues {
     /// Finished (or unusable) containers waiting to be torn down.
     retired: Vec<Prepared>,
     shutdown: bool,
+    /// Runs of this sandbox in progress.
+    busy: usize,
 }
+
+/// How long background work waits for the runs in progress to end before
+/// it goes ahead anyway (under sustained load there is never a pause).
+const QUIET_WAIT: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -66,6 +72,22 @@ impl Pool {
         let p = lock(&self.shared.q).ready.pop_front();
         self.shared.cv.notify_one();
         p
+    }
+
+    /// A run starts: background work waits (a little) for it to end.
+    pub(crate) fn run_started(&self) {
+        lock(&self.shared.q).busy += 1;
+    }
+
+    /// A run (started with [`Pool::run_started`]) has its result.
+    pub(crate) fn run_ended(&self) {
+        let mut q = lock(&self.shared.q);
+        q.busy = q.busy.saturating_sub(1);
+        let quiet = q.busy == 0;
+        drop(q);
+        if quiet {
+            self.shared.cv.notify_all();
+        }
     }
 
     /// Hands a used container to the background thread for teardown.
@@ -115,6 +137,20 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
             let mut q = lock(&shared.q);
             while !q.shutdown && q.retired.is_empty() && q.ready.len() >= size {
                 q = shared.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            // Nice 19 is not enough: with a non-preemptible kernel, a
+            // refill's clone (new network namespace: ~0.5 ms in the kernel)
+            // or a teardown's unmounts hold a CPU that a run's supervisor or
+            // program wakes up wanting. Between runs (a client's next
+            // request) is the time for it, unless runs never pause.
+            let t0 = std::time::Instant::now();
+            while !q.shutdown && q.busy > 0 && t0.elapsed() < QUIET_WAIT {
+                let left = QUIET_WAIT.saturating_sub(t0.elapsed());
+                q = shared
+                    .cv
+                    .wait_timeout(q, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
             let r = std::mem::take(&mut q.retired);
             let ready = if q.shutdown {
