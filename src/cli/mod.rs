@@ -47,18 +47,28 @@ pub enum Command {
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     init_logging();
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "exec") {
+        // The hot path: clap would otherwise build every subcommand's
+        // arguments (serve has two dozen) before parsing; this builds only
+        // exec's, with the same name, text and errors (tested below).
+        use clap::FromArgMatches;
+        let bin = args[0]
+            .to_str()
+            .and_then(|a| a.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("sandbox");
+        return match exec_command(bin)
+            .try_get_matches_from(&args[1..])
+            .and_then(|m| exec::ExecArgs::from_arg_matches(&m))
+        {
+            Ok(a) => exec::run(a),
+            Err(e) => usage_error(e),
+        };
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => {
-            // Usage errors are the sandbox's own errors: 125, like env(1) and timeout(1).
-            let code = if e.use_stderr() {
-                exec::EXIT_SANDBOX_ERROR
-            } else {
-                0
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return usage_error(e),
     };
     match cli.command {
         Command::Exec(a) => exec::run(a),
@@ -67,6 +77,28 @@ pub fn main() -> i32 {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
+}
+
+/// `sandbox exec` alone, as `Cli` declares it.
+fn exec_command(bin: &str) -> clap::Command {
+    use clap::Args;
+    exec::ExecArgs::augment_args(
+        clap::Command::new("exec")
+            .bin_name(format!("{bin} exec"))
+            .about("Run one program in a fresh sandbox"),
+    )
+}
+
+/// Prints a clap error (or help/version) and returns the exit code.
+fn usage_error(e: clap::Error) -> i32 {
+    // Usage errors are the sandbox's own errors: 125, like env(1) and timeout(1).
+    let code = if e.use_stderr() {
+        exec::EXIT_SANDBOX_ERROR
+    } else {
+        0
+    };
+    let _ = e.print();
+    code
 }
 
 /// Logs go to stderr, off unless `SANDBOX_LOG` (or `RUST_LOG`) sets a filter,
@@ -83,4 +115,48 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn exec_fast_path_parses_like_the_full_cli() {
+        let mut full = Cli::command().bin_name("sandbox");
+        full.build();
+        let sub = full.find_subcommand_mut("exec").expect("exec subcommand");
+        let mut fast = exec_command("sandbox");
+        assert_eq!(
+            fast.render_long_help().to_string(),
+            sub.render_long_help().to_string()
+        );
+        assert_eq!(
+            fast.render_usage().to_string(),
+            sub.render_usage().to_string()
+        );
+        for argv in [
+            vec!["exec", "--bogus"],
+            vec!["exec", "-p"],
+            vec!["exec"],
+            vec!["exec", "--json", "--", "/bin/true", "x"],
+        ] {
+            let a = exec_command("sandbox").try_get_matches_from(&argv);
+            let b = Cli::command()
+                .bin_name("sandbox")
+                .try_get_matches_from(std::iter::once("sandbox").chain(argv.iter().copied()));
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    let b = b.subcommand_matches("exec").expect("exec");
+                    assert_eq!(
+                        format!("{:?}", a.get_raw("command").map(|v| v.collect::<Vec<_>>())),
+                        format!("{:?}", b.get_raw("command").map(|v| v.collect::<Vec<_>>()))
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{argv:?}"),
+                (a, b) => panic!("{argv:?}: {a:?} vs {b:?}"),
+            }
+        }
+    }
 }
