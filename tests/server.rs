@@ -661,3 +661,98 @@ fn workspace_writes_cannot_fill_the_host_disk() {
         before.saturating_sub(during) >> 20
     );
 }
+
+/// Headers must arrive within --header-timeout: a connection stalled in the
+/// request line or mid-headers is closed by the server (no
+/// fd held forever), an idle keep-alive connection too, while a request
+/// sent in time on a keep-alive connection is served, twice.
+#[test]
+fn header_timeout_closes_stalled_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let s = Server::start(&["--header-timeout", "500ms"], None);
+    // Reads until EOF or error; the time it took, or None past `limit`.
+    let closed_within = |mut c: TcpStream, limit: Duration| -> Option<Duration> {
+        let t0 = Instant::now();
+        c.set_read_timeout(Some(limit)).expect("read timeout");
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return Some(t0.elapsed()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(_) => return Some(t0.elapsed()),
+            }
+        }
+    };
+    let limit = Duration::from_millis(1500);
+    for partial in [
+        &b""[..],
+        b"GET /hea",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A",
+    ] {
+        let mut c = TcpStream::connect(&s.addr).expect("connect");
+        c.write_all(partial).expect("partial");
+        assert!(
+            closed_within(c, limit).is_some(),
+            "{:?} still open after {limit:?}",
+            String::from_utf8_lossy(partial)
+        );
+    }
+    // Keep-alive: two requests on one connection, the second after a pause
+    // shorter than the timeout; then the idle connection is closed.
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let read_response = |c: &mut TcpStream| -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The whole response: headers and the `{"status":"ok"}` body.
+        while !got.ends_with(b"}") {
+            let n = c.read(&mut buf).expect("response");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    for pause in [0, 200] {
+        std::thread::sleep(Duration::from_millis(pause));
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let r = read_response(&mut c);
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    assert!(
+        closed_within(c, limit).is_some(),
+        "idle keep-alive connection still open after {limit:?}"
+    );
+    // The server itself is fine.
+    assert_eq!(s.get("/healthz").status, 200);
+}
+
+/// At --max-connections, idle connections (nothing sent) make room for new
+/// clients at once instead of each waiting for a header timeout.
+#[test]
+fn connection_cap_closes_the_oldest_idle_connection() {
+    let s = Server::start(&["--max-connections", "4", "--header-timeout", "30s"], None);
+    let idle: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(&s.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "served in {:?}",
+        t0.elapsed()
+    );
+    drop(idle);
+    assert!(s.log().contains("connection cap reached"), "{}", s.log());
+}

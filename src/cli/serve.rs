@@ -50,6 +50,14 @@ pub struct ServeArgs {
     /// Captured output kept per job (all runs); later runs keep no bodies.
     #[arg(long, default_value = "16M", value_name = "SIZE")]
     pub max_job_output: String,
+    /// Time a client has to send a request's headers, and the longest idle
+    /// time between requests on a keep-alive connection; then it is closed.
+    #[arg(long, default_value = "2s", value_name = "DUR")]
+    pub header_timeout: String,
+    /// Connections open at once; more wait in the accept queue (default:
+    /// RLIMIT_NOFILE less 64, at least 16).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Caps on the request: files, steps, tests per step, argv entries.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
@@ -98,6 +106,16 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     if workers == 0 || a.queue == 0 {
         anyhow::bail!("--workers and --queue must be at least 1");
     }
+    let header_timeout = dur("--header-timeout", &a.header_timeout)?;
+    if header_timeout.is_zero() {
+        anyhow::bail!("--header-timeout must be more than 0");
+    }
+    let max_connections = a
+        .max_connections
+        .unwrap_or_else(server::default_max_connections);
+    if max_connections == 0 {
+        anyhow::bail!("--max-connections must be at least 1");
+    }
     Ok(Config {
         listen: a.listen,
         workers,
@@ -110,6 +128,8 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),
         caps,
+        header_timeout,
+        max_connections,
     })
 }
 
