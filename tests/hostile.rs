@@ -1976,7 +1976,7 @@ case! {
 }
 
 case! {
-    /// 300 idle unauthenticated connections against a 256-fd server → idle ones are closed after the header timeout, new clients are served.
+    /// 300 idle unauthenticated connections against a 256-fd server → at the connection cap the oldest idle ones are closed, new clients are served at once.
     fn unauthenticated_connection_exhaustion(http(&[]).token("hostile-token-0123456789").server_nofile(256)) |c| {
         let s = c.srv();
         let conns: Vec<_> = (0..300).filter_map(|_| std::net::TcpStream::connect(&s.addr).ok()).collect();

@@ -52,7 +52,7 @@ pub struct ServeArgs {
     pub max_job_output: String,
     /// Time a client has to send a request's headers, and the longest idle
     /// time between requests on a keep-alive connection; then it is closed.
-    #[arg(long, default_value = "2s", value_name = "DUR")]
+    #[arg(long, default_value = "5s", value_name = "DUR")]
     pub header_timeout: String,
     /// Connections open at once; more wait in the accept queue (default:
     /// RLIMIT_NOFILE less 64, at least 16).
