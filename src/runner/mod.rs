@@ -485,7 +485,7 @@ impl Sandbox {
             use_init: ns.pid,
             in_userns: ns.user,
             keep_fds: keep,
-            affinity: None,
+            affinity: own_affinity(),
         };
         let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
             match &self.cgroups {
@@ -505,9 +505,6 @@ impl Sandbox {
         let mut cgroup = if v2 { create_cgroup()? } else { None };
         let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
         let flags = namespaces::clone_flags(ns);
-        let affinity = own_affinity();
-        let mut plan = plan;
-        plan.affinity = affinity;
         let mut pidfd: RawFd = -1;
         let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
         if pid == 0 {
@@ -524,7 +521,7 @@ impl Sandbox {
             });
         }
         marks.cloned = go::now_ns();
-        if let Some(all) = &affinity {
+        if let Some(all) = &plan.affinity {
             start_elsewhere(pid as i32, all);
         }
         drop((sync_r, err_w, status_w, ctl_child));
