@@ -232,14 +232,22 @@ pub fn run_job(
             message: None,
         };
         if stop {
-            so.message = Some("not run: an earlier step failed".into());
+            so.message = Some(if out.cancelled {
+                "not run: the job was cancelled".into()
+            } else {
+                "not run: an earlier step failed".into()
+            });
             out.steps.push(so);
             continue;
         }
+        // A cancel that lands between steps (or before the first) marks the
+        // step that would have run, as one landing during it does; the steps
+        // after it are skipped either way, whatever the timing.
         if cancelled(ctx.cancel_fd) {
             so.verdict = Verdict::Cancelled;
             out.steps.push(so);
             out.cancelled = true;
+            stop = true;
             continue;
         }
         let span = tracing::info_span!("step", n = i, name = %step.name);
@@ -405,5 +413,47 @@ mod tests {
         assert!(!output_matches(b"3\n", b" 3\n"));
         assert!(!output_matches(b"1\n\n2\n", b"1\n2\n"));
         assert!(output_matches(b"", b"\n\n"));
+    }
+
+    /// A cancel that lands before the first step starts gives the same
+    /// statuses as one that lands during it: that step cancelled, the rest
+    /// skipped (the server's cancel can race the job's start either way).
+    #[test]
+    fn cancel_before_first_step() {
+        let profile = crate::profile::load("strict").expect("bundled profile");
+        let sandbox = Sandbox::new(profile).expect("sandbox");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let ws = Workspace::create(dir.path(), "ws", uid, gid, 1 << 20).expect("workspace");
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        nix::unistd::write(&w, b"c").expect("write");
+        let step = |n: &str| StepSpec {
+            name: n.into(),
+            argv: vec!["/bin/true".into()],
+            ..StepSpec::default()
+        };
+        let spec = JobSpec {
+            profile: "strict".into(),
+            steps: vec![step("a"), step("b"), step("c")],
+            ..JobSpec::default()
+        };
+        let caps = Caps::default();
+        let ctx = JobContext {
+            sandbox: &sandbox,
+            workspace: &ws,
+            limits: &[],
+            caps: &caps,
+            cancel_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&r)),
+        };
+        let out = run_job(&ctx, &spec, &mut |_| {});
+        let got: Vec<_> = out.steps.iter().map(|s| s.verdict.as_str()).collect();
+        assert_eq!(got, ["cancelled", "skipped", "skipped"]);
+        assert!(out.cancelled);
+        assert!(out.steps.iter().all(|s| s.run.is_none()), "nothing ran");
+        assert_eq!(
+            out.steps[1].message.as_deref(),
+            Some("not run: the job was cancelled")
+        );
     }
 }
