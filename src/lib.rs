@@ -3,9 +3,11 @@
 //! Layout: `profile` (schema, validation) → `security` (capabilities,
 //! seccomp) + `isolation` (namespaces, mounts, rootfs) + `limits` (cgroups,
 //! rlimits, accounting) → `runner` (one sandboxed process, start to verdict)
-//! → `job` (steps, files, workspace) → `server` (HTTP) and `cli`.
+//! → `job` (steps, files, workspace) → `server` (HTTP), `helper` (resident
+//! containers for `sandbox exec`) and `cli`.
 
 pub mod cli;
+pub mod helper;
 pub mod isolation;
 pub mod job;
 pub mod limits;

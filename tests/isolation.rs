@@ -694,6 +694,7 @@ fn json_keeps_callers_stdin() {
     use std::io::Write;
     let mut c = Command::new(&*SANDBOX)
         .args(["exec", "--json", "--", "sh", "-c", "read x; echo got:$x"])
+        .env("SANDBOX_HELPER", "off")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

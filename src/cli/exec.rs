@@ -98,24 +98,72 @@ fn flag_err(flag: &'static str) -> impl Fn(profile::units::UnitError) -> ExecErr
     }
 }
 
-/// Turn the flags into a prepared sandbox and a run spec.
-pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
-    let prof = profile::load(&a.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
-    let mut limits = prof.limits.clone();
-    if let Some(s) = &a.time_limit {
-        limits.cpu_time =
-            Some(profile::units::parse_duration(s).map_err(flag_err("--time-limit"))?);
+/// Limit flags, parsed (applied on top of the profile's limits).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LimitFlags {
+    pub cpu_time: Option<std::time::Duration>,
+    pub wall_time: Option<std::time::Duration>,
+    pub memory: Option<u64>,
+    pub output: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+impl LimitFlags {
+    pub fn apply(&self, limits: &mut profile::Limits) {
+        if self.cpu_time.is_some() {
+            limits.cpu_time = self.cpu_time;
+        }
+        if self.wall_time.is_some() {
+            limits.wall_time = self.wall_time;
+        }
+        if self.memory.is_some() {
+            limits.memory = self.memory;
+        }
+        if self.output.is_some() {
+            limits.output = self.output;
+        }
+        if self.pids.is_some() {
+            limits.pids = self.pids;
+        }
     }
-    if let Some(s) = &a.wall_time_limit {
-        limits.wall_time =
-            Some(profile::units::parse_duration(s).map_err(flag_err("--wall-time-limit"))?);
-    }
-    if let Some(s) = &a.memory_limit {
-        limits.memory = Some(profile::units::parse_size(s).map_err(flag_err("--memory-limit"))?);
-    }
-    if let Some(s) = &a.output_limit {
-        limits.output = Some(profile::units::parse_size(s).map_err(flag_err("--output-limit"))?);
-    }
+}
+
+/// Everything the flags say, checked, before any profile is read.
+#[derive(Debug, Clone)]
+pub struct Flags {
+    pub limits: LimitFlags,
+    pub binds: Vec<BindMount>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Checks and parses the flags (every flag error is found here).
+pub fn parse_flags(a: &ExecArgs) -> Result<Flags, ExecError> {
+    let dur = |s: &Option<String>, flag: &'static str| {
+        s.as_deref()
+            .map(|s| {
+                let d = profile::units::parse_duration(s).map_err(flag_err(flag))?;
+                if d.is_zero() {
+                    return Err(ExecError::Flag {
+                        flag,
+                        msg: "must be greater than zero".into(),
+                    });
+                }
+                Ok(d)
+            })
+            .transpose()
+    };
+    let size = |s: &Option<String>, flag: &'static str| {
+        s.as_deref()
+            .map(|s| profile::units::parse_size(s).map_err(flag_err(flag)))
+            .transpose()
+    };
+    let mut limits = LimitFlags {
+        cpu_time: dur(&a.time_limit, "--time-limit")?,
+        wall_time: dur(&a.wall_time_limit, "--wall-time-limit")?,
+        memory: size(&a.memory_limit, "--memory-limit")?,
+        output: size(&a.output_limit, "--output-limit")?,
+        pids: None,
+    };
     if let Some(s) = &a.pids_limit {
         let n: u64 = s.trim().parse().map_err(|_| ExecError::Flag {
             flag: "--pids-limit",
@@ -128,17 +176,6 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
             });
         }
         limits.pids = Some(n);
-    }
-    for (d, name) in [
-        (limits.cpu_time, "--time-limit"),
-        (limits.wall_time, "--wall-time-limit"),
-    ] {
-        if d.is_some_and(|d| d.is_zero()) {
-            return Err(ExecError::Flag {
-                flag: name,
-                msg: "must be greater than zero".into(),
-            });
-        }
     }
     let mut binds = Vec::new();
     for s in &a.ro_bind {
@@ -172,16 +209,25 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
             ),
         });
     }
+    if let Some(p) = &a.stdin
+        && let Err(e) = std::fs::File::open(p)
+    {
+        return Err(ExecError::Flag {
+            flag: "--stdin",
+            msg: format!("{}: {e}", p.display()),
+        });
+    }
+    Ok(Flags { limits, binds, env })
+}
+
+/// Turn the flags into a prepared sandbox and a run spec.
+pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
+    let flags = parse_flags(a)?;
+    let prof = profile::load(&a.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
+    let mut limits = prof.limits.clone();
+    flags.limits.apply(&mut limits);
     let stdin = match &a.stdin {
-        Some(p) => {
-            if let Err(e) = std::fs::File::open(p) {
-                return Err(ExecError::Flag {
-                    flag: "--stdin",
-                    msg: format!("{}: {e}", p.display()),
-                });
-            }
-            StdinSpec::File(p.clone())
-        }
+        Some(p) => StdinSpec::File(p.clone()),
         None => StdinSpec::Inherit,
     };
     let out = if a.json {
@@ -191,14 +237,14 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
     };
     let spec = RunSpec {
         argv: a.command.clone(),
-        binds,
-        env,
+        binds: flags.binds,
+        env: flags.env,
         cwd: a.cwd.clone(),
         limits,
         stdin,
         stdout: out,
         stderr: out,
-        cancel_fd: None,
+        ..RunSpec::default()
     };
     let sb = Sandbox::new(prof).map_err(|e| ExecError::Profile(e.to_string()))?;
     Ok((sb, spec))
@@ -221,20 +267,46 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 
 pub fn run(a: ExecArgs) -> i32 {
     let t0 = std::time::Instant::now();
-    let (sb, spec) = match prepare(&a) {
-        Ok(x) => x,
+    let flags = match parse_flags(&a) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("sandbox: {e}");
             return EXIT_SANDBOX_ERROR;
         }
     };
-    let t1 = std::time::Instant::now();
-    let res = sb.run(&spec);
-    tracing::debug!(
-        setup_ms = (t1 - t0).as_secs_f64() * 1e3,
-        run_ms = t1.elapsed().as_secs_f64() * 1e3,
-        "exec (setup: profile, seccomp compile, cgroup detection)"
-    );
+    let served = match crate::helper::client_socket() {
+        Some(path) => match crate::helper::client::exec(&path, &a, &flags) {
+            crate::helper::client::Outcome::Served(r) => Some(r),
+            crate::helper::client::Outcome::NotServed => None,
+        },
+        None => None,
+    };
+    let res = match served {
+        Some(r) => {
+            tracing::debug!(
+                ms = t0.elapsed().as_secs_f64() * 1e3,
+                "exec served by the helper"
+            );
+            r
+        }
+        None => {
+            let (sb, spec) = match prepare(&a) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("sandbox: {e}");
+                    return EXIT_SANDBOX_ERROR;
+                }
+            };
+            let t1 = std::time::Instant::now();
+            let res = sb.run(&spec);
+            tracing::debug!(
+                setup_ms = (t1 - t0).as_secs_f64() * 1e3,
+                run_ms = t1.elapsed().as_secs_f64() * 1e3,
+                "exec (setup: profile, seccomp compile, cgroup detection)"
+            );
+            res
+        }
+    };
     if let Some(path) = &a.report {
         let body = serde_json::to_string_pretty(&res.to_json(false)).unwrap_or_default();
         if let Err(e) = std::fs::write(path, body + "\n") {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod check_host;
 pub mod exec;
+pub mod helper_cmd;
 pub mod profile_cmd;
 pub mod serve;
 
@@ -25,6 +26,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Serve the HTTP job API.
     Serve(serve::ServeArgs),
+    /// Keep containers ready for `sandbox exec` (a resident helper).
+    Helper(helper_cmd::HelperArgs),
     /// Report the host settings the sandbox depends on or recommends.
     CheckHost {
         /// Print the report as JSON.
@@ -74,6 +77,7 @@ pub fn main() -> i32 {
         Command::Exec(a) => exec::run(a),
         Command::CheckHost { json } => check_host::run(json),
         Command::Serve(a) => serve::run(a),
+        Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
@@ -99,6 +103,19 @@ fn usage_error(e: clap::Error) -> i32 {
     };
     let _ = e.print();
     code
+}
+
+/// Long-running commands log at info level unless `SANDBOX_LOG` (set up
+/// by [`init_logging`] already) or `RUST_LOG` says otherwise.
+pub(crate) fn daemon_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Logs go to stderr, off unless `SANDBOX_LOG` (or `RUST_LOG`) sets a filter,

@@ -134,14 +134,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
 }
 
 pub fn run(args: ServeArgs) -> i32 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    super::daemon_logging();
     // Workspaces are tmpfs mounts: keep them in a mount namespace of the
     // server's own (entered now, while single-threaded), so they never show
     // on the host and vanish with the server even if it is SIGKILLed.

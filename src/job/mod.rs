@@ -193,6 +193,7 @@ fn run_one(
         stdout: OutputSpec::Capture,
         stderr: OutputSpec::Capture,
         cancel_fd: ctx.cancel_fd,
+        ..RunSpec::default()
     };
     let r = ctx.sandbox.run(&spec);
     let was_cancelled = r.message.as_deref() == Some("cancelled") && cancelled(ctx.cancel_fd);

@@ -110,6 +110,13 @@ pub fn is_path(name_or_path: &str) -> bool {
 
 /// Load a profile by bundled name (`strict`) or by path (`./my.toml`).
 pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+    load_with_sources(name_or_path).map(|(p, _)| p)
+}
+
+/// [`load`], plus the display name of every file it was made from (a path
+/// for files read from disk; `strict.toml` for an embedded one): what a
+/// cache of loaded profiles must watch.
+pub fn load_with_sources(name_or_path: &str) -> Result<(Profile, Vec<String>), ProfileError> {
     let mut files = Vec::new();
     let raw = if is_path(name_or_path) {
         let path = PathBuf::from(name_or_path);
@@ -146,7 +153,8 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
             &mut files,
         )?
     };
-    validate(raw, name_or_path, &Locator { files: &files })
+    let p = validate(raw, name_or_path, &Locator { files: &files })?;
+    Ok((p, files.into_iter().map(|f| f.display).collect()))
 }
 
 /// Parse a profile from a string. `origin` is the name used in errors (and as

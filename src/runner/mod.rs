@@ -89,6 +89,44 @@ pub struct RunSpec {
     pub stderr: OutputSpec,
     /// When this fd becomes readable (or hits EOF) the run is cancelled.
     pub cancel_fd: Option<RawFd>,
+    /// The caller's stdin, stdout and stderr, which `Inherit` and
+    /// `PassThrough` mean: `None` is this process's own 0, 1 and 2; the
+    /// helper passes the fds its client sent (valid for the whole run).
+    pub caller_fds: Option<[RawFd; 3]>,
+    /// The environment `env_passthrough` copies from (`None`: this
+    /// process's own).
+    pub caller_env: Option<Vec<(String, String)>>,
+    /// Binds whose sources the caller already opened ([`open_bind`]),
+    /// mounted after `binds`.
+    pub opened_binds: Vec<OpenedBind>,
+}
+
+/// A bind source opened by the caller: a detached copy of the tree with
+/// the bind's flags already set, for init to attach at `dest`.
+#[derive(Debug, Clone)]
+pub struct OpenedBind {
+    pub fd: Arc<OwnedFd>,
+    pub dest: CString,
+    pub is_dir: bool,
+    /// How errors name it ("bind SRC on DEST").
+    pub name: String,
+}
+
+impl OpenedBind {
+    /// Opens `b`'s source here (in this process's mount namespace and
+    /// working directory); `None` for an optional source that is missing.
+    pub fn open(b: &BindMount) -> Result<Option<OpenedBind>, RunError> {
+        Ok(open_bind(b)?.map(|(fd, dest, is_dir)| OpenedBind {
+            fd: Arc::new(fd),
+            dest,
+            is_dir,
+            name: bind_name(b),
+        }))
+    }
+}
+
+fn bind_name(b: &BindMount) -> String {
+    format!("bind {} on {}", b.source.display(), b.dest.display())
 }
 
 /// A profile prepared for many runs.
@@ -407,8 +445,17 @@ impl Sandbox {
             }
         };
         for k in &p.env_passthrough {
-            if let Ok(v) = std::env::var(k) {
-                set(k, &v);
+            match &spec.caller_env {
+                Some(ce) => {
+                    if let Some((_, v)) = ce.iter().find(|(ck, _)| ck == k) {
+                        set(k, v);
+                    }
+                }
+                None => {
+                    if let Ok(v) = std::env::var(k) {
+                        set(k, &v);
+                    }
+                }
             }
         }
         for (k, v) in &p.env {
@@ -620,7 +667,8 @@ impl Sandbox {
             .unwrap_or(self.profile.filesystem.workdir.clone());
         crate::isolation::mounts::check_abs("working directory", &workdir)?;
         let workdir = c(workdir.as_os_str().as_bytes(), "working directory")?;
-        if !spec.binds.is_empty() && !self.profile.namespaces.mount {
+        let has_binds = !spec.binds.is_empty() || !spec.opened_binds.is_empty();
+        if has_binds && !self.profile.namespaces.mount {
             return Err(RunError::Invalid(
                 "binds need a mount namespace (namespaces.mount = true)".into(),
             ));
@@ -658,20 +706,21 @@ impl Sandbox {
             if let Some((fd, dest, is_dir)) = open_bind(b)? {
                 bind_fds.push(fd);
                 bind_slots.push((dest, is_dir));
-                bind_names.push(format!(
-                    "bind {} on {}",
-                    b.source.display(),
-                    b.dest.display()
-                ));
+                bind_names.push(bind_name(b));
             }
         }
+        for b in &spec.opened_binds {
+            bind_slots.push((b.dest.clone(), b.is_dir));
+            bind_names.push(b.name.clone());
+        }
+        let [caller_in, caller_out, caller_err] = spec.caller_fds.unwrap_or([0, 1, 2]);
         let limits = &spec.limits;
 
         let stdin_fd: OwnedFd = match &spec.stdin {
             StdinSpec::Inherit => {
-                // SAFETY: F_GETFD only tests whether fd 0 is open.
-                if unsafe { libc::fcntl(0, libc::F_GETFD) } >= 0 {
-                    dup_cloexec(0)?
+                // SAFETY: F_GETFD only tests whether the fd is open.
+                if unsafe { libc::fcntl(caller_in, libc::F_GETFD) } >= 0 {
+                    dup_cloexec(caller_in)?
                 } else {
                     open_ro(Path::new("/dev/null"))?
                 }
@@ -684,9 +733,8 @@ impl Sandbox {
         // output cap through it, or change its settings): the supervisor
         // relays the caller's input through a pipe instead.
         let mut tty_relay: Option<(OwnedFd, OwnedFd)> = None;
-        if matches!(spec.stdin, StdinSpec::Inherit)
-            && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        {
+        // SAFETY: isatty only inspects the fd.
+        if matches!(spec.stdin, StdinSpec::Inherit) && unsafe { libc::isatty(caller_in) } == 1 {
             tty_relay = Some(pipe()?);
         }
         let (out_r, out_w) = pipe()?;
@@ -711,6 +759,7 @@ impl Sandbox {
             ));
         }
         fds.extend(bind_fds.iter().map(|f| f.as_raw_fd()));
+        fds.extend(spec.opened_binds.iter().map(|b| b.fd.as_raw_fd()));
         let rl = crate::limits::rlimits::Rlimits::from_limits(limits);
         p.area
             .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
@@ -753,6 +802,7 @@ impl Sandbox {
             start,
             use_init: p.use_init,
             relay_w: relay_w.as_ref().map(|w| w.as_raw_fd()),
+            caller: [caller_in, caller_out, caller_err],
             cpu_base_ns: base.cpu_ns,
         };
         let mut outcome = sup.supervise(p.pid);
@@ -929,6 +979,8 @@ struct Supervisor<'a> {
     use_init: bool,
     /// Write end of the stdin relay (the caller's stdin is a terminal).
     relay_w: Option<RawFd>,
+    /// The caller's stdin (the relay's source), stdout and stderr.
+    caller: [RawFd; 3],
     /// CPU time in the cgroup before the program's run (see `base`).
     cpu_base_ns: u64,
 }
@@ -1017,7 +1069,7 @@ impl Supervisor<'_> {
             // 6: the caller's terminal, read only when the relay has room.
             push(
                 if relay_open && relay_buf.is_empty() && !killed && !init_done {
-                    0
+                    self.caller[0]
                 } else {
                     -1
                 },
@@ -1083,7 +1135,7 @@ impl Supervisor<'_> {
                     match pass {
                         OutputSpec::Capture => o.output[k].extend_from_slice(take),
                         OutputSpec::PassThrough => {
-                            sys::write_all(k as RawFd + 1, take);
+                            sys::write_all(self.caller[k + 1], take);
                             passed[k] += take.len() as u64;
                         }
                     }
@@ -1143,8 +1195,8 @@ impl Supervisor<'_> {
                 }
             }
             if relay_open && fds[6].revents != 0 {
-                // SAFETY: reading from our stdin into our own buffer.
-                let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                // SAFETY: reading from the caller's stdin into our own buffer.
+                let r = unsafe { libc::read(self.caller[0], buf.as_mut_ptr().cast(), buf.len()) };
                 if r > 0 {
                     relay_buf.extend_from_slice(&buf[..r as usize]);
                 } else if r == 0 || sys::errno() != libc::EINTR {

@@ -44,14 +44,17 @@ pub struct Usage {
     pub pids_peak: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// (Serialized by the helper without the bodies, which travel raw.)
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RunResult {
     pub status: Option<Status>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub message: Option<String>,
     pub usage: Usage,
+    #[serde(skip)]
     pub stdout: Vec<u8>,
+    #[serde(skip)]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,

@@ -95,7 +95,11 @@ pub fn json_body_bytes(v: &Value, key: &str) -> Vec<u8> {
 /// A `Command` for the sandbox binary with stdin closed.
 pub fn sandbox_cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut c = Command::new(&*SANDBOX);
-    c.args(args).stdin(Stdio::null());
+    // In-process runs: these suites check the run's own cgroups and
+    // processes (a resident helper has its own suite, tests/helper.rs).
+    c.args(args)
+        .stdin(Stdio::null())
+        .env("SANDBOX_HELPER", "off");
     c
 }
 

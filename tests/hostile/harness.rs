@@ -449,6 +449,8 @@ impl Ctx<'_> {
         let mut c = Command::new(&*SANDBOX);
         c.args(args)
             .env("TMPDIR", &self.case.tmpdir)
+            // In-process runs (a resident helper has its own suite).
+            .env("SANDBOX_HELPER", "off")
             .stdin(Stdio::null());
         c
     }

@@ -1,0 +1,142 @@
+//! `sandbox exec`'s side of the helper socket.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use super::{Reply, Request, WireBind, read_exact, recv_frame, send_frame};
+use crate::cli::exec::{ExecArgs, Flags};
+use crate::runner::{OpenedBind, RunResult};
+
+/// What became of the attempt.
+pub enum Outcome {
+    /// The helper ran it (or failed in a way that must not be retried).
+    Served(RunResult),
+    /// No helper, or it declined: run in-process.
+    NotServed,
+}
+
+/// Hands the run to the helper at `path`, if one listens there.
+pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
+    let sock = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("no helper at {}: {e}", path.display());
+            return Outcome::NotServed;
+        }
+    };
+    // Binds are opened here, in the client's view of the filesystem.
+    let mut opened = Vec::new();
+    for b in &flags.binds {
+        match OpenedBind::open(b) {
+            Ok(Some(o)) => opened.push(o),
+            Ok(None) => {}
+            // The error an in-process run would report, the same way.
+            Err(e) => return Outcome::Served(RunResult::sandbox_error(e.to_string())),
+        }
+    }
+    let stdin: OwnedFd = match &a.stdin {
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => f.into(),
+            Err(e) => {
+                return Outcome::Served(RunResult::sandbox_error(format!(
+                    "opening {}: {e}",
+                    p.display()
+                )));
+            }
+        },
+        None => match std_fd(0, false) {
+            Some(f) => f,
+            None => return Outcome::NotServed,
+        },
+    };
+    let (Some(out), Some(err)) = (std_fd(1, true), std_fd(2, true)) else {
+        return Outcome::NotServed;
+    };
+    let req = Request {
+        profile: a.profile.clone(),
+        cwd: std::env::current_dir().unwrap_or_default(),
+        argv: a.command.clone(),
+        env: flags.env.clone(),
+        workdir: a.cwd.clone(),
+        limits: flags.limits.clone(),
+        capture: a.json,
+        caller_env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        binds: opened
+            .iter()
+            .map(|b| WireBind {
+                dest: b.dest.to_string_lossy().into_owned(),
+                is_dir: b.is_dir,
+                name: b.name.clone(),
+            })
+            .collect(),
+    };
+    let head = match serde_json::to_vec(&req) {
+        Ok(h) => h,
+        Err(_) => return Outcome::NotServed,
+    };
+    let mut fds: Vec<RawFd> = vec![stdin.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()];
+    fds.extend(opened.iter().map(|b| b.fd.as_raw_fd()));
+    if let Err(e) = send_frame(&sock, &head, &[], &fds) {
+        // Nothing was started: the helper only acts on a whole request.
+        tracing::debug!("helper at {}: {e}", path.display());
+        return Outcome::NotServed;
+    }
+    drop((stdin, out, err, opened));
+    let lost = |e: &dyn std::fmt::Display| {
+        Outcome::Served(RunResult::sandbox_error(format!(
+            "the helper at {} failed during the run: {e}",
+            path.display()
+        )))
+    };
+    let (head, _) = match recv_frame(&sock) {
+        Ok(f) => f,
+        Err(e) => return lost(&e),
+    };
+    match serde_json::from_slice::<Reply>(&head) {
+        Ok(Reply::Fallback { reason }) => {
+            tracing::debug!("helper at {} declined: {reason}", path.display());
+            Outcome::NotServed
+        }
+        Ok(Reply::Result {
+            mut result,
+            stdout_len,
+            stderr_len,
+        }) => {
+            for (len, body) in [
+                (stdout_len, &mut result.stdout),
+                (stderr_len, &mut result.stderr),
+            ] {
+                if len > super::MAX_FRAME as u64 * 8 {
+                    return lost(&format!("an output body of {len} bytes"));
+                }
+                body.resize(len as usize, 0);
+                if let Err(e) = read_exact(&sock, body) {
+                    return lost(&e);
+                }
+            }
+            Outcome::Served(result)
+        }
+        Err(e) => lost(&e),
+    }
+}
+
+/// A copy of this process's fd `n` to send, or /dev/null when it is closed
+/// (what an in-process run does with a closed stdin).
+fn std_fd(n: RawFd, write: bool) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only tests whether the fd is open.
+    if unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0 {
+        // SAFETY: borrowing an open fd of this process for the call.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+        b.try_clone_to_owned().ok()
+    } else {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+            .ok()
+            .map(Into::into)
+    }
+}

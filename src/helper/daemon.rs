@@ -1,0 +1,505 @@
+//! `sandbox helper`: the listening side (see the module above for the
+//! protocol). One thread per client; a pooled [`Sandbox`] per profile,
+//! replaced when the profile's content changes.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Reply, Request, send_frame};
+use crate::profile::Profile;
+use crate::profile::load::{is_path, load_with_sources};
+use crate::runner::{OpenedBind, OutputSpec, RunResult, RunSpec, Sandbox, StdinSpec};
+
+/// Most profiles kept pooled at once; the least recently used goes first.
+const MAX_PROFILES: usize = 8;
+
+pub struct Options {
+    pub socket: PathBuf,
+    /// Containers kept ready per profile.
+    pub pool: usize,
+    /// Clients served at once; more get a fallback (they run in-process).
+    pub max_clients: usize,
+    /// Bundled names or paths to load (and pool) at start.
+    pub preload: Vec<String>,
+    /// Exit when stdin reaches EOF (a supervisor holding a pipe).
+    pub lifeline_stdin: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("{path}: {what}: {source}")]
+    Socket {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{path}: a helper is already listening there")]
+    InUse { path: PathBuf },
+    #[error("{path}: exists and is not a socket; refusing to replace it")]
+    NotSocket { path: PathBuf },
+    #[error("--profile {name}: {msg}")]
+    Profile { name: String, msg: String },
+}
+
+struct Entry {
+    sandbox: Arc<Sandbox>,
+    used: Instant,
+    /// The profile's source files as they were when loaded (`None`: never
+    /// trusted, reload every time).
+    sources: Option<Vec<(String, Option<Stamp>)>>,
+}
+
+/// What a file's change would change.
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(path: &str) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| {
+        (
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    })
+}
+
+/// Sources to watch for a profile loaded from `files`. With an override
+/// directory, a bundled name may start resolving to a new file at any
+/// time, so nothing is trusted.
+fn sources_of(files: Vec<String>) -> Option<Vec<(String, Option<Stamp>)>> {
+    if std::env::var_os(crate::profile::bundled::OVERRIDE_ENV).is_some() {
+        return None;
+    }
+    Some(
+        files
+            .into_iter()
+            .map(|f| {
+                let st = stamp(&f);
+                (f, st)
+            })
+            .collect(),
+    )
+}
+
+struct State {
+    pool: usize,
+    max_clients: usize,
+    clients: AtomicUsize,
+    stopping: AtomicBool,
+    profiles: Mutex<HashMap<String, Entry>>,
+    /// This process's mount namespace (clients must share it).
+    mnt_ns: Option<(u64, u64)>,
+}
+
+fn ns_id(path: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Runs the helper until SIGINT/SIGTERM (or stdin's EOF with
+/// `lifeline_stdin`); returns once every client is done and every pooled
+/// container is torn down.
+pub fn serve(o: Options) -> Result<(), HelperError> {
+    let listener = bind_socket(&o.socket)?;
+    // Signals are taken by one thread with sigwait: block them everywhere
+    // before any other thread exists.
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::SIGINT,
+        nix::sys::signal::SIGTERM,
+        nix::sys::signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+    let state = Arc::new(State {
+        pool: o.pool.max(1),
+        max_clients: o.max_clients.max(1),
+        clients: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+        profiles: Mutex::new(HashMap::new()),
+        mnt_ns: ns_id("/proc/self/ns/mnt"),
+    });
+    for name in &o.preload {
+        let (prof, files) = load_for(name, Path::new("/")).map_err(|msg| HelperError::Profile {
+            name: name.clone(),
+            msg,
+        })?;
+        sandbox_for(&state, &key_for(name, Path::new("/")), prof, files).map_err(|msg| {
+            HelperError::Profile {
+                name: name.clone(),
+                msg,
+            }
+        })?;
+    }
+    let lfd = listener.as_raw_fd();
+    {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("helper-signals".into())
+            .spawn(move || {
+                if let Ok(sig) = set.wait() {
+                    tracing::info!("{sig}: stopping");
+                }
+                stop(&state, lfd);
+            })
+            .map_err(|e| sock_err(&o.socket, "starting the signal thread", e))?;
+    }
+    if o.lifeline_stdin {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("helper-lifeline".into())
+            .spawn(move || {
+                let mut b = [0u8; 256];
+                // SAFETY: reading our own stdin into our own buffer.
+                while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+                tracing::info!("stdin closed: stopping");
+                stop(&state, lfd);
+            })
+            .map_err(|e| sock_err(&o.socket, "starting the lifeline thread", e))?;
+    }
+    tracing::info!(socket = %o.socket.display(), pool = state.pool, "helper listening");
+    eprintln!("sandbox helper: listening on {}", o.socket.display());
+    let mut backoff = false;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                backoff = false;
+                if state.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let n = state.clients.fetch_add(1, Ordering::SeqCst);
+                let st = state.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("helper-client".into())
+                    .spawn(move || {
+                        if n >= st.max_clients {
+                            decline(&conn, "the helper is serving its maximum of clients");
+                        } else {
+                            serve_client(&st, &conn);
+                        }
+                        st.clients.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    state.clients.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Err(_) if state.stopping.load(Ordering::SeqCst) => break,
+            Err(e) => {
+                // EMFILE and the like: pause rather than spin.
+                if !backoff {
+                    tracing::warn!("accept: {e}");
+                }
+                backoff = true;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&o.socket);
+    // Clients in progress finish (their runs have limits); then the pools go.
+    let t0 = Instant::now();
+    while state.clients.load(Ordering::SeqCst) > 0 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
+    for e in all {
+        e.sandbox.shutdown_pool();
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn stop(state: &State, listener: RawFd) {
+    state.stopping.store(true, Ordering::SeqCst);
+    // SAFETY: shutdown on the listening socket wakes the blocked accept.
+    unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
+}
+
+fn sock_err(path: &Path, what: &'static str, source: std::io::Error) -> HelperError {
+    HelperError::Socket {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// Binds a socket only this uid may use (mode 0600 from the start).
+fn bind_socket(path: &Path) -> Result<UnixListener, HelperError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| sock_err(dir, "creating the socket's directory", e))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(HelperError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            // A dead helper's socket.
+            std::fs::remove_file(path).map_err(|e| sock_err(path, "removing a stale socket", e))?;
+        }
+        Ok(_) => {
+            return Err(HelperError::NotSocket {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(_) => {}
+    }
+    // SAFETY: umask is process-wide, and no other thread exists yet.
+    let old = unsafe { libc::umask(0o177) };
+    let l = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    l.map_err(|e| sock_err(path, "binding", e))
+}
+
+fn decline(conn: &UnixStream, reason: &str) {
+    let r = Reply::Fallback {
+        reason: reason.to_string(),
+    };
+    if let Ok(head) = serde_json::to_vec(&r) {
+        let _ = send_frame(conn, &head, &[], &[]);
+    }
+}
+
+/// The cache key of a profile reference: a bundled name, or the
+/// canonical path of a file (relative to the client's directory).
+fn key_for(name: &str, cwd: &Path) -> String {
+    if is_path(name) {
+        let p = cwd.join(name);
+        std::fs::canonicalize(&p)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        format!("bundled:{name}")
+    }
+}
+
+fn load_for(name: &str, cwd: &Path) -> Result<(Profile, Vec<String>), String> {
+    let r = if is_path(name) && !Path::new(name).is_absolute() {
+        load_with_sources(&cwd.join(name).to_string_lossy())
+    } else {
+        load_with_sources(name)
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// The pooled sandbox for `key`, if its profile's files are unchanged
+/// (a stat each: loading and comparing costs ~0.3 ms).
+fn cached(state: &State, key: &str) -> Option<Arc<Sandbox>> {
+    let mut map = lock(&state.profiles);
+    let e = map.get_mut(key)?;
+    let fresh = e.sources.as_ref()?.iter().all(|(f, st)| stamp(f) == *st);
+    if !fresh {
+        return None;
+    }
+    e.used = Instant::now();
+    Some(e.sandbox.clone())
+}
+
+/// The pooled sandbox for `prof`, made (or remade, when the file changed)
+/// as needed.
+fn sandbox_for(
+    state: &State,
+    key: &str,
+    prof: Profile,
+    files: Vec<String>,
+) -> Result<Arc<Sandbox>, String> {
+    let sources = sources_of(files);
+    let mut map = lock(&state.profiles);
+    if let Some(e) = map.get_mut(key)
+        && e.sandbox.profile == prof
+    {
+        // Touched but the same: keep the pool, trust the new stamps.
+        e.used = Instant::now();
+        e.sources = sources;
+        return Ok(e.sandbox.clone());
+    }
+    let sb = Sandbox::new(prof)
+        .and_then(|s| s.pooled(state.pool))
+        .map_err(|e| e.to_string())?;
+    let mut old = map.insert(
+        key.to_string(),
+        Entry {
+            sandbox: sb.clone(),
+            used: Instant::now(),
+            sources,
+        },
+    );
+    if old.is_none() && map.len() > MAX_PROFILES {
+        let lru = map
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .min_by_key(|(_, e)| e.used)
+            .map(|(k, _)| k.clone());
+        old = lru.and_then(|k| map.remove(&k));
+    }
+    drop(map);
+    if let Some(e) = old {
+        // Its pool's containers are torn down off the client's path; runs
+        // still holding it finish first.
+        let _ = std::thread::Builder::new()
+            .name("helper-retire".into())
+            .spawn(move || e.sandbox.shutdown_pool());
+    }
+    Ok(sb)
+}
+
+fn serve_client(state: &State, conn: &UnixStream) {
+    let cred = match nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials)
+    {
+        Ok(c) => c,
+        Err(e) => return decline(conn, &format!("SO_PEERCRED: {e}")),
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() != me {
+        tracing::warn!(
+            uid = cred.uid(),
+            pid = cred.pid(),
+            "refused a client of another uid"
+        );
+        return decline(conn, "the helper serves only its own uid");
+    }
+    // The profile's paths and the root's lower layers must mean what they
+    // mean to the client.
+    if cred.pid() <= 0 || ns_id(&format!("/proc/{}/ns/mnt", cred.pid())) != state.mnt_ns {
+        return decline(conn, "the client is in another mount namespace");
+    }
+    let t0 = Instant::now();
+    let (head, fds) = match super::recv_frame(conn) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!("client request: {e}");
+            return;
+        }
+    };
+    let req: Request = match serde_json::from_slice(&head) {
+        Ok(r) => r,
+        Err(e) => return decline(conn, &format!("bad request: {e}")),
+    };
+    if fds.len() != 3 + req.binds.len() {
+        return decline(
+            conn,
+            &format!(
+                "{} fds came with the request, {} expected",
+                fds.len(),
+                3 + req.binds.len()
+            ),
+        );
+    }
+    let t_recv = t0.elapsed();
+    // Bundled names resolve through the override directory: the client's
+    // must be ours.
+    let ovr = crate::profile::bundled::OVERRIDE_ENV;
+    let theirs = req
+        .caller_env
+        .iter()
+        .find(|(k, _)| k == ovr)
+        .map(|(_, v)| v.as_str());
+    if theirs.map(std::ffi::OsStr::new) != std::env::var_os(ovr).as_deref() {
+        return decline(
+            conn,
+            &format!("the client's {ovr} differs from the helper's"),
+        );
+    }
+    let key = key_for(&req.profile, &req.cwd);
+    let sb = match cached(state, &key) {
+        Some(sb) => sb,
+        None => {
+            let (prof, files) = match load_for(&req.profile, &req.cwd) {
+                Ok(p) => p,
+                // The client loads it itself and reports the error its own way.
+                Err(e) => return decline(conn, &e),
+            };
+            match sandbox_for(state, &key, prof, files) {
+                Ok(s) => s,
+                Err(e) => return decline(conn, &e),
+            }
+        }
+    };
+    let t_load = t0.elapsed();
+    let result = run(&sb, &req, fds, conn.as_raw_fd());
+    let t_run = t0.elapsed();
+    let reply = Reply::Result {
+        result: result.clone(),
+        stdout_len: result.stdout.len() as u64,
+        stderr_len: result.stderr.len() as u64,
+    };
+    match serde_json::to_vec(&reply) {
+        Ok(head) => {
+            if let Err(e) = send_frame(conn, &head, &[&result.stdout, &result.stderr], &[]) {
+                tracing::debug!("client gone before its result: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("encoding a result: {e}"),
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        recv_ms = ms(t_recv),
+        profile_ms = ms(t_load - t_recv),
+        run_ms = ms(t_run - t_load),
+        reply_ms = ms(t0.elapsed() - t_run),
+        "client served"
+    );
+}
+
+fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: RawFd) -> RunResult {
+    let binds: Vec<OwnedFd> = fds.split_off(3);
+    let mut opened = Vec::with_capacity(binds.len());
+    for (fd, b) in binds.into_iter().zip(&req.binds) {
+        let dest = match std::ffi::CString::new(b.dest.as_bytes()) {
+            Ok(d) => d,
+            Err(_) => return RunResult::sandbox_error("bind destination contains a NUL byte"),
+        };
+        opened.push(OpenedBind {
+            fd: Arc::new(fd),
+            dest,
+            is_dir: b.is_dir,
+            name: b.name.clone(),
+        });
+    }
+    let mut limits = sb.profile.limits.clone();
+    req.limits.apply(&mut limits);
+    let out = if req.capture {
+        OutputSpec::Capture
+    } else {
+        OutputSpec::PassThrough
+    };
+    let spec = RunSpec {
+        argv: req.argv.clone(),
+        env: req.env.clone(),
+        cwd: req.workdir.clone(),
+        limits,
+        stdin: StdinSpec::Inherit,
+        stdout: out,
+        stderr: out,
+        // The client never writes after its request: the socket turns
+        // readable only when it goes away, which cancels the run.
+        cancel_fd: Some(conn),
+        caller_fds: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
+        caller_env: Some(req.caller_env.clone()),
+        opened_binds: opened,
+        ..RunSpec::default()
+    };
+    sb.run(&spec)
+}
