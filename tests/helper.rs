@@ -292,9 +292,11 @@ fn helper_runs_match_in_process_runs() {
             !served(&a),
             "{args:?}: SANDBOX_HELPER=off must run in-process"
         );
-        // Flag and profile errors never reach the helper; the rest is served.
+        // Flag, profile and bind-source errors are left to the in-process
+        // path (which reports them in its usual order); the rest is served.
         let expect_served = !args.contains(&"no-such-profile")
             && !args.contains(&"missing.toml")
+            && !args.contains(&"nonexistent:/x")
             && !args.contains(&"0");
         assert_eq!(served(&b), expect_served, "{args:?}: served?\n{}", b.stderr);
     }
@@ -522,4 +524,174 @@ fn helper_lifecycle() {
     let st = h2.wait().unwrap();
     assert!(st.success(), "{st:?}");
     assert!(!h.socket.exists());
+}
+
+#[test]
+fn helper_declines_clients_whose_context_differs() {
+    if !require_root("helper_declines_clients_whose_context_differs") {
+        return;
+    }
+    let h = Helper::start("helper-ctx", &[]);
+    let me = run_with(h.cmd(&["exec", "--", "/bin/true"], Path::new("/")), None);
+    assert!(served(&me), "{}", me.stderr);
+    // Each wrapper changes something a run inherits: the client runs
+    // in-process, and keeps it.
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["/usr/bin/nice", "-n", "7"],
+            "nice value",
+            "cut -d' ' -f19 /proc/self/stat",
+        ),
+        (&["/usr/bin/unshare", "-n"], "network namespace", "true"),
+        (
+            &["/usr/bin/prlimit", "--msgqueue=300:300"],
+            "rlimits",
+            "grep -o 'msgqueue size *300' /proc/self/limits",
+        ),
+        (
+            &["/usr/bin/taskset", "-c", "0"],
+            "CPU affinity",
+            "grep Cpus_allowed_list /proc/self/status",
+        ),
+    ];
+    for (wrap, what, probe) in cases {
+        let mut argv: Vec<&str> = wrap.to_vec();
+        argv.push(&SANDBOX);
+        argv.extend(["exec", "--", "/bin/sh", "-c", probe]);
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..])
+            .env("SANDBOX_HELPER", &h.socket)
+            .env("SANDBOX_LOG", "sandbox::cli=debug,sandbox::helper=debug")
+            .stdin(Stdio::null());
+        let r = run_with(c, None);
+        assert_eq!(r.code, 0, "{wrap:?}: {}", r.stderr);
+        assert!(!served(&r), "{wrap:?} was served:\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(what),
+            "{wrap:?}: reason should name {what}:\n{}",
+            r.stderr
+        );
+        let out = String::from_utf8_lossy(&r.stdout);
+        match what {
+            "nice value" => assert_eq!(out.trim(), "7"),
+            "rlimits" => assert!(out.contains("msgqueue size"), "{out}"),
+            "CPU affinity" => assert_eq!(out.trim(), "Cpus_allowed_list:\t0"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn helper_profile_edit_spares_runs_in_progress() {
+    if !require_root("helper_profile_edit_spares_runs_in_progress") {
+        return;
+    }
+    let h = Helper::start("helper-edit-run", &[]);
+    let p = h.dir.join("p.toml");
+    let write = |name: &str| {
+        std::fs::write(
+            &p,
+            format!("extends = \"strict\"\n[process]\nhostname = \"{name}\"\n"),
+        )
+        .unwrap()
+    };
+    write("one");
+    let pp = p.to_str().unwrap().to_string();
+    // The profile's first run makes its own container; later ones take the
+    // pool's, whose inits die with the pool's thread.
+    let r = run_with(
+        h.cmd(&["exec", "-p", &pp, "--", "/bin/true"], Path::new("/")),
+        None,
+    );
+    assert!(served(&r), "{}", r.stderr);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut c = h.cmd(
+        &[
+            "exec",
+            "-p",
+            &pp,
+            "--",
+            "/bin/sh",
+            "-c",
+            "sleep 1; hostname",
+        ],
+        Path::new("/"),
+    );
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let long = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Changing the profile replaces its pool while the first run goes on.
+    write("two");
+    let r = run_with(
+        h.cmd(&["exec", "-p", &pp, "--", "/bin/hostname"], Path::new("/")),
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "two");
+    let o = long.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exec served by the helper"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "one");
+}
+
+#[test]
+fn helper_and_client_insist_on_their_own_uid() {
+    if !require_root("helper_and_client_insist_on_their_own_uid") {
+        return;
+    }
+    // A socket in a directory others may write is refused.
+    let open = std::env::temp_dir().join(unique("helper-777"));
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new(&*SANDBOX)
+        .args(["helper", "--socket"])
+        .arg(open.join("h.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&open);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not be writable"),
+        "{o:?}"
+    );
+    // A root client does not hand its stdio to a helper of another uid.
+    let dir = std::env::temp_dir().join(unique("helper-nobody"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let sock = dir.join("h.sock");
+    let mut other = Command::new("/usr/bin/setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&*SANDBOX)
+        .args(["helper", "--lifeline-stdin", "--socket"])
+        .arg(&sock)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper as 65534 never listened"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut c = Command::new(&*SANDBOX);
+    c.args(["exec", "--", "/bin/echo", "ran"])
+        .env("SANDBOX_HELPER", &sock)
+        .env("SANDBOX_LOG", "sandbox::cli=debug")
+        .stdin(Stdio::null());
+    let r = run_with(c, None);
+    drop(other.stdin.take());
+    let _ = other.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (r.code, r.stdout.as_slice()),
+        (0, b"ran\n".as_slice()),
+        "{}",
+        r.stderr
+    );
+    assert!(!served(&r));
+    assert!(r.stderr.contains("it runs as uid 65534"), "{}", r.stderr);
 }

@@ -25,6 +25,11 @@ pub struct HelperArgs {
     /// holds the other end of a pipe).
     #[arg(long)]
     pub lifeline_stdin: bool,
+    /// Also serve clients in other cgroups. Their runs then live in the
+    /// helper's cgroup, outside any limit on the client's own (by default
+    /// such clients run in-process, under their cgroup).
+    #[arg(long)]
+    pub any_cgroup: bool,
 }
 
 pub fn run(a: HelperArgs) -> i32 {
@@ -39,6 +44,7 @@ pub fn run(a: HelperArgs) -> i32 {
         max_clients: a.max_clients,
         preload: a.profiles,
         lifeline_stdin: a.lifeline_stdin,
+        any_cgroup: a.any_cgroup,
     };
     match daemon::serve(o) {
         Ok(()) => 0,

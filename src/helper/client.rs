@@ -4,7 +4,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use super::{Reply, Request, WireBind, read_exact, recv_frame, send_frame};
+use super::{Reply, Request, WireBind, read_body, recv_frame, send_frame};
 use crate::cli::exec::{ExecArgs, Flags};
 use crate::runner::{OpenedBind, RunResult};
 
@@ -18,6 +18,7 @@ pub enum Outcome {
 
 /// Hands the run to the helper at `path`, if one listens there.
 pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
+    let t0 = std::time::Instant::now();
     let sock = match UnixStream::connect(path) {
         Ok(s) => s,
         Err(e) => {
@@ -25,25 +26,37 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
             return Outcome::NotServed;
         }
     };
-    // Binds are opened here, in the client's view of the filesystem.
+    // Only a helper of our own uid gets our stdio and bind trees.
+    match nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials) {
+        // SAFETY: geteuid cannot fail.
+        Ok(c) if c.uid() == unsafe { libc::geteuid() } => {}
+        Ok(c) => {
+            eprintln!(
+                "sandbox: ignoring the helper at {}: it runs as uid {}",
+                path.display(),
+                c.uid()
+            );
+            return Outcome::NotServed;
+        }
+        Err(_) => return Outcome::NotServed,
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return Outcome::NotServed;
+    };
+    // Binds are opened here, in the client's view of the filesystem. Any
+    // error: the in-process run reports it, in its usual order.
     let mut opened = Vec::new();
     for b in &flags.binds {
         match OpenedBind::open(b) {
             Ok(Some(o)) => opened.push(o),
             Ok(None) => {}
-            // The error an in-process run would report, the same way.
-            Err(e) => return Outcome::Served(RunResult::sandbox_error(e.to_string())),
+            Err(_) => return Outcome::NotServed,
         }
     }
     let stdin: OwnedFd = match &a.stdin {
         Some(p) => match std::fs::File::open(p) {
             Ok(f) => f.into(),
-            Err(e) => {
-                return Outcome::Served(RunResult::sandbox_error(format!(
-                    "opening {}: {e}",
-                    p.display()
-                )));
-            }
+            Err(_) => return Outcome::NotServed,
         },
         None => match std_fd(0, false) {
             Some(f) => f,
@@ -55,7 +68,7 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
     };
     let req = Request {
         profile: a.profile.clone(),
-        cwd: std::env::current_dir().unwrap_or_default(),
+        cwd,
         argv: a.command.clone(),
         env: flags.env.clone(),
         workdir: a.cwd.clone(),
@@ -72,6 +85,7 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
                 name: b.name.clone(),
             })
             .collect(),
+        context: super::context::Context::current(),
     };
     let head = match serde_json::to_vec(&req) {
         Ok(h) => h,
@@ -85,6 +99,7 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
         return Outcome::NotServed;
     }
     drop((stdin, out, err, opened));
+    let t_sent = t0.elapsed();
     let lost = |e: &dyn std::fmt::Display| {
         Outcome::Served(RunResult::sandbox_error(format!(
             "the helper at {} failed during the run: {e}",
@@ -95,6 +110,11 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
         Ok(f) => f,
         Err(e) => return lost(&e),
     };
+    tracing::debug!(
+        sent_ms = t_sent.as_secs_f64() * 1e3,
+        replied_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "helper client"
+    );
     match serde_json::from_slice::<Reply>(&head) {
         Ok(Reply::Fallback { reason }) => {
             tracing::debug!("helper at {} declined: {reason}", path.display());
@@ -109,12 +129,9 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
                 (stdout_len, &mut result.stdout),
                 (stderr_len, &mut result.stderr),
             ] {
-                if len > super::MAX_FRAME as u64 * 8 {
-                    return lost(&format!("an output body of {len} bytes"));
-                }
-                body.resize(len as usize, 0);
-                if let Err(e) = read_exact(&sock, body) {
-                    return lost(&e);
+                match read_body(&sock, len) {
+                    Ok(b) => *body = b,
+                    Err(e) => return lost(&e),
                 }
             }
             Outcome::Served(result)

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::context::Context;
 use super::{Reply, Request, send_frame};
 use crate::profile::Profile;
 use crate::profile::load::{is_path, load_with_sources};
@@ -29,6 +30,9 @@ pub struct Options {
     pub preload: Vec<String>,
     /// Exit when stdin reaches EOF (a supervisor holding a pipe).
     pub lifeline_stdin: bool,
+    /// Serve clients in other cgroups too (their runs then live in the
+    /// helper's cgroup, outside the client's limits).
+    pub any_cgroup: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,12 @@ pub enum HelperError {
     InUse { path: PathBuf },
     #[error("{path}: exists and is not a socket; refusing to replace it")]
     NotSocket { path: PathBuf },
+    #[error(
+        "{path}: the socket's directory must belong to uid {uid} and not be writable by group or others"
+    )]
+    UnsafeDir { path: PathBuf, uid: u32 },
+    #[error("cannot read this process's context from /proc")]
+    NoContext,
     #[error("--profile {name}: {msg}")]
     Profile { name: String, msg: String },
 }
@@ -72,22 +82,33 @@ fn stamp(path: &str) -> Option<Stamp> {
     })
 }
 
-/// Sources to watch for a profile loaded from `files`. With an override
-/// directory, a bundled name may start resolving to a new file at any
-/// time, so nothing is trusted.
-fn sources_of(files: Vec<String>) -> Option<Vec<(String, Option<Stamp>)>> {
+/// Sources to watch for a profile loaded from `files` at `loaded_at`.
+/// With an override directory, a bundled name may start resolving to a new
+/// file at any time, so nothing is trusted; nor is a file changed so
+/// recently that an edit may have landed between its reading and its stat
+/// (the next request loads it again).
+fn sources_of(
+    files: Vec<String>,
+    loaded_at: std::time::SystemTime,
+) -> Option<Vec<(String, Option<Stamp>)>> {
     if std::env::var_os(crate::profile::bundled::OVERRIDE_ENV).is_some() {
         return None;
     }
-    Some(
-        files
-            .into_iter()
-            .map(|f| {
-                let st = stamp(&f);
-                (f, st)
-            })
-            .collect(),
-    )
+    let settled = loaded_at
+        .checked_sub(Duration::from_millis(50))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let st = stamp(&f);
+        if let Some(s) = st
+            && s.5 >= settled
+        {
+            return None;
+        }
+        out.push((f, st));
+    }
+    Some(out)
 }
 
 struct State {
@@ -96,13 +117,22 @@ struct State {
     clients: AtomicUsize,
     stopping: AtomicBool,
     profiles: Mutex<HashMap<String, Entry>>,
-    /// This process's mount namespace (clients must share it).
-    mnt_ns: Option<(u64, u64)>,
+    /// What runs inherit from this process (clients must match it).
+    context: Context,
+    any_cgroup: bool,
 }
 
-fn ns_id(path: &str) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+/// Holds one of the client slots; released however the thread ends.
+struct Slot(Arc<State>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+    }
 }
+
+/// How long a client has to send its request, and to take its reply.
+const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the helper until SIGINT/SIGTERM (or stdin's EOF with
 /// `lifeline_stdin`); returns once every client is done and every pooled
@@ -126,14 +156,16 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
         clients: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         profiles: Mutex::new(HashMap::new()),
-        mnt_ns: ns_id("/proc/self/ns/mnt"),
+        context: Context::current().ok_or(HelperError::NoContext)?,
+        any_cgroup: o.any_cgroup,
     });
     for name in &o.preload {
         let (prof, files) = load_for(name, Path::new("/")).map_err(|msg| HelperError::Profile {
             name: name.clone(),
             msg,
         })?;
-        sandbox_for(&state, &key_for(name, Path::new("/")), prof, files).map_err(|msg| {
+        let now = std::time::SystemTime::now();
+        sandbox_for(&state, &key_for(name, Path::new("/")), prof, files, now).map_err(|msg| {
             HelperError::Profile {
                 name: name.clone(),
                 msg,
@@ -143,18 +175,20 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
     let lfd = listener.as_raw_fd();
     {
         let state = state.clone();
+        let socket = o.socket.clone();
         std::thread::Builder::new()
             .name("helper-signals".into())
             .spawn(move || {
                 if let Ok(sig) = set.wait() {
                     tracing::info!("{sig}: stopping");
                 }
-                stop(&state, lfd);
+                stop(&state, lfd, &socket);
             })
             .map_err(|e| sock_err(&o.socket, "starting the signal thread", e))?;
     }
     if o.lifeline_stdin {
         let state = state.clone();
+        let socket = o.socket.clone();
         std::thread::Builder::new()
             .name("helper-lifeline".into())
             .spawn(move || {
@@ -162,7 +196,7 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
                 // SAFETY: reading our own stdin into our own buffer.
                 while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
                 tracing::info!("stdin closed: stopping");
-                stop(&state, lfd);
+                stop(&state, lfd, &socket);
             })
             .map_err(|e| sock_err(&o.socket, "starting the lifeline thread", e))?;
     }
@@ -172,24 +206,32 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
     loop {
         match listener.accept() {
             Ok((conn, _)) => {
+                let accepted = Instant::now();
                 backoff = false;
                 if state.stopping.load(Ordering::SeqCst) {
-                    break;
+                    // Connected before the socket went away: told to run
+                    // in-process, never left to a reset.
+                    decline(&conn, "the helper is stopping");
+                    continue;
                 }
                 let n = state.clients.fetch_add(1, Ordering::SeqCst);
-                let st = state.clone();
+                let slot = Slot(state.clone());
                 let spawned = std::thread::Builder::new()
                     .name("helper-client".into())
                     .spawn(move || {
-                        if n >= st.max_clients {
+                        tracing::debug!(
+                            spawn_ms = accepted.elapsed().as_secs_f64() * 1e3,
+                            "client thread"
+                        );
+                        if n >= slot.0.max_clients {
                             decline(&conn, "the helper is serving its maximum of clients");
                         } else {
-                            serve_client(&st, &conn);
+                            serve_client(&slot.0, &conn);
                         }
-                        st.clients.fetch_sub(1, Ordering::SeqCst);
+                        drop(slot);
                     });
-                if spawned.is_err() {
-                    state.clients.fetch_sub(1, Ordering::SeqCst);
+                if let Err(e) = spawned {
+                    tracing::warn!("starting a client thread: {e}");
                 }
             }
             Err(_) if state.stopping.load(Ordering::SeqCst) => break,
@@ -203,7 +245,6 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
             }
         }
     }
-    let _ = std::fs::remove_file(&o.socket);
     // Clients in progress finish (their runs have limits); then the pools go.
     let t0 = Instant::now();
     while state.clients.load(Ordering::SeqCst) > 0 && t0.elapsed() < Duration::from_secs(30) {
@@ -220,8 +261,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn stop(state: &State, listener: RawFd) {
-    state.stopping.store(true, Ordering::SeqCst);
+fn stop(state: &State, listener: RawFd, socket: &Path) {
+    if state.stopping.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    // New clients find no socket (and run in-process); the ones already
+    // queued are accepted and declined, then accept fails and the loop ends.
+    let _ = std::fs::remove_file(socket);
     // SAFETY: shutdown on the listening socket wakes the blocked accept.
     unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
 }
@@ -236,6 +282,8 @@ fn sock_err(path: &Path, what: &'static str, source: std::io::Error) -> HelperEr
 
 /// Binds a socket only this uid may use (mode 0600 from the start).
 fn bind_socket(path: &Path) -> Result<UnixListener, HelperError> {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -245,16 +293,32 @@ fn bind_socket(path: &Path) -> Result<UnixListener, HelperError> {
             .mode(0o755)
             .create(dir)
             .map_err(|e| sock_err(dir, "creating the socket's directory", e))?;
+        // Whoever may write the directory may replace the socket with one
+        // of their own, and be handed clients' stdio and bind trees.
+        let m = std::fs::symlink_metadata(dir)
+            .map_err(|e| sock_err(dir, "checking the socket's directory", e))?;
+        if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+            return Err(HelperError::UnsafeDir {
+                path: dir.to_path_buf(),
+                uid: me,
+            });
+        }
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(HelperError::InUse {
-                    path: path.to_path_buf(),
-                });
+            match UnixStream::connect(path) {
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                    // A dead helper's socket.
+                    std::fs::remove_file(path)
+                        .map_err(|e| sock_err(path, "removing a stale socket", e))?;
+                }
+                // Alive (or too busy to tell): never steal its socket.
+                _ => {
+                    return Err(HelperError::InUse {
+                        path: path.to_path_buf(),
+                    });
+                }
             }
-            // A dead helper's socket.
-            std::fs::remove_file(path).map_err(|e| sock_err(path, "removing a stale socket", e))?;
         }
         Ok(_) => {
             return Err(HelperError::NotSocket {
@@ -323,20 +387,25 @@ fn sandbox_for(
     key: &str,
     prof: Profile,
     files: Vec<String>,
+    loaded_at: std::time::SystemTime,
 ) -> Result<Arc<Sandbox>, String> {
-    let sources = sources_of(files);
-    let mut map = lock(&state.profiles);
-    if let Some(e) = map.get_mut(key)
-        && e.sandbox.profile == prof
+    let sources = sources_of(files, loaded_at);
     {
-        // Touched but the same: keep the pool, trust the new stamps.
-        e.used = Instant::now();
-        e.sources = sources;
-        return Ok(e.sandbox.clone());
+        let mut map = lock(&state.profiles);
+        if let Some(e) = map.get_mut(key)
+            && e.sandbox.profile == prof
+        {
+            // Touched but the same: keep the pool, trust the new stamps.
+            e.used = Instant::now();
+            e.sources = sources;
+            return Ok(e.sandbox.clone());
+        }
     }
+    // Made outside the lock: other clients' lookups need not wait for it.
     let sb = Sandbox::new(prof)
         .and_then(|s| s.pooled(state.pool))
         .map_err(|e| e.to_string())?;
+    let mut map = lock(&state.profiles);
     let mut old = map.insert(
         key.to_string(),
         Entry {
@@ -380,11 +449,8 @@ fn serve_client(state: &State, conn: &UnixStream) {
         );
         return decline(conn, "the helper serves only its own uid");
     }
-    // The profile's paths and the root's lower layers must mean what they
-    // mean to the client.
-    if cred.pid() <= 0 || ns_id(&format!("/proc/{}/ns/mnt", cred.pid())) != state.mnt_ns {
-        return decline(conn, "the client is in another mount namespace");
-    }
+    let _ = conn.set_read_timeout(Some(CLIENT_IO_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(CLIENT_IO_TIMEOUT));
     let t0 = Instant::now();
     let (head, fds) = match super::recv_frame(conn) {
         Ok(f) => f,
@@ -397,6 +463,25 @@ fn serve_client(state: &State, conn: &UnixStream) {
         Ok(r) => r,
         Err(e) => return decline(conn, &format!("bad request: {e}")),
     };
+    // A run here must inherit what it would have inherited in-process.
+    let diff = match &req.context {
+        Some(c) => state.context.differences(c, !state.any_cgroup),
+        None => vec!["context (unknown)"],
+    };
+    if !diff.is_empty() {
+        let hint = if diff == ["cgroup"] {
+            " (sandbox helper --any-cgroup serves other cgroups)"
+        } else {
+            ""
+        };
+        return decline(
+            conn,
+            &format!(
+                "the client's {} differ(s) from the helper's{hint}",
+                diff.join(", ")
+            ),
+        );
+    }
     if fds.len() != 3 + req.binds.len() {
         return decline(
             conn,
@@ -426,12 +511,13 @@ fn serve_client(state: &State, conn: &UnixStream) {
     let sb = match cached(state, &key) {
         Some(sb) => sb,
         None => {
+            let loaded_at = std::time::SystemTime::now();
             let (prof, files) = match load_for(&req.profile, &req.cwd) {
                 Ok(p) => p,
                 // The client loads it itself and reports the error its own way.
                 Err(e) => return decline(conn, &e),
             };
-            match sandbox_for(state, &key, prof, files) {
+            match sandbox_for(state, &key, prof, files, loaded_at) {
                 Ok(s) => s,
                 Err(e) => return decline(conn, &e),
             }

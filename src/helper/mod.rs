@@ -15,17 +15,19 @@
 //! - helper → client, one frame: a JSON [`Reply`], then the captured
 //!   stdout and stderr bodies raw.
 //!
-//! Trust: the helper serves only peers with its own uid (`SO_PEERCRED`) in
-//! its own mount namespace; anything else, a profile it cannot load, or a
-//! full house gets a `fallback` reply and the client runs in-process as if
-//! no helper existed (which then reports any error itself). A client that
-//! goes away (Ctrl-C) closes the socket, which cancels its run. A reply
-//! that never comes after the request was sent is an error, never a
-//! silent second run.
-//!
-//! The helper's runs live in the helper's cgroup, not the client's.
+//! Trust, both ways (`SO_PEERCRED`): the helper serves only peers of its own
+//! uid, and the client talks only to a helper of its own uid; the socket's
+//! directory must not be writable by others. A client whose [`context`]
+//! differs from the helper's (namespaces, root, cgroup, rlimits, umask,
+//! nice, affinity, OOM score), a profile the helper cannot load, a full
+//! house or a helper shutting down get a `fallback` reply, and the client
+//! runs in-process as if no helper existed (which then reports any error
+//! itself). A client that goes away (Ctrl-C) closes the socket, which
+//! cancels its run. A reply that never comes after the request was sent
+//! is an error, never a silent second run.
 
 pub mod client;
+pub mod context;
 pub mod daemon;
 
 use std::io::{Read, Write};
@@ -81,6 +83,8 @@ pub struct Request {
     pub caller_env: Vec<(String, String)>,
     /// One per bind fd, in order after the three stdio fds.
     pub binds: Vec<WireBind>,
+    /// The client's process context (`None`: unknown, never served).
+    pub context: Option<context::Context>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -160,7 +164,9 @@ pub fn recv_frame(sock: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), WireErro
     let mut fds: Vec<OwnedFd> = Vec::new();
     let n = {
         let mut iov = [std::io::IoSliceMut::new(&mut first)];
-        let mut cbuf = nix::cmsg_space!([RawFd; MAX_REQUEST_FDS]);
+        // Room for the most one message can carry (SCM_MAX_FD), so the
+        // kernel never truncates and every fd that came is ours to close.
+        let mut cbuf = nix::cmsg_space!([RawFd; 253]);
         let msg = loop {
             match recvmsg::<()>(
                 sock.as_raw_fd(),
@@ -194,9 +200,23 @@ pub fn recv_frame(sock: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), WireErro
     if len > MAX_FRAME {
         return Err(WireError::TooLarge(len as u64));
     }
-    let mut head = vec![0u8; len];
-    read_exact(sock, &mut head)?;
+    let head = read_body(sock, len as u64)?;
     Ok((head, fds))
+}
+
+/// Reads exactly `len` bytes, growing the buffer as they come (a length
+/// alone never allocates).
+pub fn read_body(sock: &UnixStream, len: u64) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(len.min(1 << 20) as usize);
+    let mut r = sock;
+    (&mut r)
+        .take(len)
+        .read_to_end(&mut out)
+        .map_err(wio("reading from the helper socket"))?;
+    if (out.len() as u64) < len {
+        return Err(WireError::Closed);
+    }
+    Ok(out)
 }
 
 /// Reads exactly `buf.len()` bytes.

@@ -1028,6 +1028,14 @@ impl Supervisor<'_> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut passed = [0u64; 2];
         let mut relay_open = self.relay_w.is_some();
+        // Writes to a regular file never wait on a reader.
+        let regular = [1, 2].map(|i| {
+            // SAFETY: a zeroed stat is a valid value, filled by fstat.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let ok = unsafe { libc::fstat(self.caller[i], &mut st) } == 0;
+            ok && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        });
         let mut relay_buf: Vec<u8> = Vec::new();
         let kill = |o: &mut Outcome, why: Option<Status>, killed: &mut bool| {
             if !*killed {
@@ -1134,9 +1142,22 @@ impl Supervisor<'_> {
                     };
                     match pass {
                         OutputSpec::Capture => o.output[k].extend_from_slice(take),
-                        OutputSpec::PassThrough => {
-                            sys::write_all(self.caller[k + 1], take);
+                        OutputSpec::PassThrough if regular[k] => {
                             passed[k] += take.len() as u64;
+                            sys::write_all(self.caller[k + 1], take);
+                        }
+                        OutputSpec::PassThrough => {
+                            passed[k] += take.len() as u64;
+                            match self.pass_through(self.caller[k + 1], take, wall_deadline) {
+                                Passed::Done => {}
+                                Passed::Deadline => {
+                                    kill(&mut o, Some(Status::WallTimeLimit), &mut killed)
+                                }
+                                Passed::Cancelled => {
+                                    o.cancelled = true;
+                                    kill(&mut o, None, &mut killed);
+                                }
+                            }
                         }
                     }
                     if chunk.len() > room {
@@ -1251,6 +1272,72 @@ impl Supervisor<'_> {
             o.wall = exec_at.unwrap_or(self.start).elapsed();
         }
         o
+    }
+}
+
+enum Passed {
+    /// Written, or dropped because the reader is gone (EPIPE and the like).
+    Done,
+    /// The reader stopped reading and the wall-time limit ran out.
+    Deadline,
+    /// The reader stopped reading and the run was cancelled.
+    Cancelled,
+}
+
+impl Supervisor<'_> {
+    /// Copies output to the caller's fd without ever blocking past the
+    /// run's wall-time deadline or its cancellation: a reader that stops
+    /// reading (a full pipe) must not stall the limits. Writes go in pieces
+    /// of at most PIPE_BUF, each after POLLOUT, so a blocking fd never
+    /// blocks for long.
+    fn pass_through(&self, fd: RawFd, mut data: &[u8], deadline: Option<Instant>) -> Passed {
+        while !data.is_empty() {
+            let mut fds = [
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.spec.cancel_fd.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let timeout = deadline.map_or(-1, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            });
+            // SAFETY: a valid array of two pollfd.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+            if n < 0 {
+                if sys::errno() == libc::EINTR {
+                    continue;
+                }
+                return Passed::Done;
+            }
+            if fds[1].revents != 0 {
+                return Passed::Cancelled;
+            }
+            if n == 0 {
+                return Passed::Deadline;
+            }
+            if fds[0].revents & libc::POLLOUT == 0 {
+                return Passed::Done; // POLLERR/POLLHUP: nobody reads any more
+            }
+            let piece = &data[..data.len().min(libc::PIPE_BUF)];
+            // SAFETY: writing a slice we own.
+            let w = unsafe { libc::write(fd, piece.as_ptr().cast(), piece.len()) };
+            if w < 0 {
+                match sys::errno() {
+                    libc::EINTR | libc::EAGAIN => continue,
+                    _ => return Passed::Done,
+                }
+            }
+            data = &data[w as usize..];
+        }
+        Passed::Done
     }
 }
 

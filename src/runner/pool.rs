@@ -163,6 +163,15 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
         // Teardown outside the lock: each drop waits for an init to exit.
         drop(retired);
         if shutdown {
+            // Runs in progress hold containers this thread made, whose inits
+            // die with it (PR_SET_PDEATHSIG): outlive them.
+            let mut q = lock(&shared.q);
+            while q.busy > 0 {
+                q = shared.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            let late = std::mem::take(&mut q.retired);
+            drop(q);
+            drop(late);
             return;
         }
         if !need {
