@@ -326,6 +326,52 @@ fn helper_runs_match_in_process_runs() {
 }
 
 #[test]
+fn helper_wall_time_is_the_programs_own() {
+    if !require_root("helper_wall_time_is_the_programs_own") {
+        return;
+    }
+    let h = Helper::start("helper-wall", &[]);
+    // A pooled run's supervisor may notice execve and the end in one
+    // wake-up (likeliest when the CPUs are busy, as here); the figure must
+    // still be the program's lifetime.
+    let hogs: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new("/bin/sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    struct Reap(Vec<Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _hogs = Reap(hogs);
+    for (prog, lo, hi, n) in [
+        (vec!["/bin/true"], 0.02, 100.0, 30),
+        (vec!["/bin/sleep", "0.05"], 50.0, 1000.0, 3),
+    ] {
+        for _ in 0..n {
+            let mut a = vec!["exec", "--json", "--"];
+            a.extend(prog.iter().copied());
+            let r = run_with(h.cmd(&a, Path::new("/")), None);
+            assert!(served(&r), "{}", r.stderr);
+            let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+            let w = v["usage"]["wall_ms"].as_f64().unwrap();
+            assert!(
+                w >= lo && w <= hi,
+                "{prog:?}: wall_ms {w} outside [{lo}, {hi}]"
+            );
+        }
+    }
+}
+
+#[test]
 fn helper_containers_are_never_reused() {
     if !require_root("helper_containers_are_never_reused") {
         return;

@@ -852,6 +852,21 @@ impl Sandbox {
                 outcome.killed_for = Some(Status::MemoryLimit);
             }
         }
+        // The program's own moments, stamped in the container (execve, and
+        // its reaping by init), beat the supervisor's view, which may see
+        // both in one wake-up when a short program ends before it is
+        // scheduled (a pooled run then reported ~0 ms). Runs the supervisor
+        // ended keep its timing, which is what the limit was measured on.
+        if outcome.killed_for.is_none() && !outcome.cancelled {
+            let st = p.area.stamps();
+            let (exec, ended) = (
+                st[go::Stamp::Exec as usize],
+                st[go::Stamp::PayloadEnded as usize],
+            );
+            if exec > 0 && ended > exec {
+                outcome.wall = Duration::from_nanos(ended - exec);
+            }
+        }
         result.usage.wall_ms = outcome.wall.as_secs_f64() * 1e3;
         result.stdout = std::mem::take(&mut outcome.output[0]);
         result.stderr = std::mem::take(&mut outcome.output[1]);
