@@ -741,3 +741,42 @@ fn helper_and_client_insist_on_their_own_uid() {
     assert!(!served(&r));
     assert!(r.stderr.contains("it runs as uid 65534"), "{}", r.stderr);
 }
+
+#[test]
+fn helper_serves_clients_in_parallel() {
+    if !require_root("helper_serves_clients_in_parallel") {
+        return;
+    }
+    let h = Helper::start("helper-par", &["--max-clients", "4"]);
+    let t0 = Instant::now();
+    let kids: Vec<Child> = (0..12)
+        .map(|i| {
+            let mut c = h.cmd(
+                &[
+                    "exec",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    &format!("sleep 0.4; echo {i}"),
+                ],
+                Path::new("/"),
+            );
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for (i, k) in kids.into_iter().enumerate() {
+        let o = k.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("exec served by the helper"), "{err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{i}\n"));
+    }
+    // 12 runs of 0.4 s, at most 4 at a time: at least 3 rounds.
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1200),
+        "{took:?}: more than 4 at once"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}

@@ -14,7 +14,7 @@ pub struct HelperArgs {
     /// Containers kept ready per profile.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub pool: usize,
-    /// Clients served at once; more run in-process.
+    /// Clients served at once; more wait in the socket's backlog.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_clients: usize,
     /// Profile to load and pool at start (repeatable; others are loaded on

@@ -1,5 +1,6 @@
 //! `sandbox helper`: the listening side (see the module above for the
-//! protocol). One thread per client; a pooled [`Sandbox`] per profile,
+//! protocol). Threads made ahead accept and serve one client each at a
+//! time (see [`spawn_acceptor`]); a pooled [`Sandbox`] per profile,
 //! replaced when the profile's content changes.
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ pub struct Options {
     pub socket: PathBuf,
     /// Containers kept ready per profile.
     pub pool: usize,
-    /// Clients served at once; more get a fallback (they run in-process).
+    /// Clients served at once; more wait in the socket's backlog.
     pub max_clients: usize,
     /// Bundled names or paths to load (and pool) at start.
     pub preload: Vec<String>,
@@ -114,7 +115,10 @@ fn sources_of(
 struct State {
     pool: usize,
     max_clients: usize,
-    clients: AtomicUsize,
+    /// Threads accepting or serving clients, and how many of them wait in
+    /// accept.
+    acceptors: AtomicUsize,
+    idle: AtomicUsize,
     stopping: AtomicBool,
     profiles: Mutex<HashMap<String, Entry>>,
     /// What runs inherit from this process (clients must match it).
@@ -122,12 +126,12 @@ struct State {
     any_cgroup: bool,
 }
 
-/// Holds one of the client slots; released however the thread ends.
+/// Counts an acceptor thread until it ends, however it ends.
 struct Slot(Arc<State>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+        self.0.acceptors.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -153,7 +157,8 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
     let state = Arc::new(State {
         pool: o.pool.max(1),
         max_clients: o.max_clients.max(1),
-        clients: AtomicUsize::new(0),
+        acceptors: AtomicUsize::new(0),
+        idle: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         profiles: Mutex::new(HashMap::new()),
         context: Context::current().ok_or(HelperError::NoContext)?,
@@ -173,22 +178,7 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
         })?;
     }
     let lfd = listener.as_raw_fd();
-    {
-        let state = state.clone();
-        let socket = o.socket.clone();
-        std::thread::Builder::new()
-            .name("helper-signals".into())
-            .spawn(move || {
-                if let Ok(sig) = set.wait() {
-                    tracing::info!("{sig}: stopping");
-                }
-                stop(&state, lfd, &socket);
-            })
-            .map_err(|e| sock_err(&o.socket, "starting the signal thread", e))?;
-    }
     if o.lifeline_stdin {
-        let state = state.clone();
-        let socket = o.socket.clone();
         std::thread::Builder::new()
             .name("helper-lifeline".into())
             .spawn(move || {
@@ -196,17 +186,60 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
                 // SAFETY: reading our own stdin into our own buffer.
                 while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
                 tracing::info!("stdin closed: stopping");
-                stop(&state, lfd, &socket);
+                // SAFETY: signalling this process; the main thread takes it.
+                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
             })
             .map_err(|e| sock_err(&o.socket, "starting the lifeline thread", e))?;
     }
+    let listener = Arc::new(listener);
+    for _ in 0..2.min(state.max_clients) {
+        spawn_acceptor(&state, &listener);
+    }
     tracing::info!(socket = %o.socket.display(), pool = state.pool, "helper listening");
     eprintln!("sandbox helper: listening on {}", o.socket.display());
+    if let Ok(sig) = set.wait() {
+        tracing::info!("{sig}: stopping");
+    }
+    stop(&state, lfd, &o.socket);
+    // Clients in progress finish (their runs have limits); then the pools go.
+    let t0 = Instant::now();
+    while state.acceptors.load(Ordering::SeqCst) > 0 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
+    for e in all {
+        e.sandbox.shutdown_pool();
+    }
+    Ok(())
+}
+
+/// Starts a thread that accepts and serves clients, one at a time. Threads
+/// are made ahead (a client never waits for one to start): whenever the
+/// last idle one takes a client, it starts another, up to `max_clients`;
+/// beyond that, clients wait in the socket's backlog.
+fn spawn_acceptor(state: &Arc<State>, listener: &Arc<UnixListener>) {
+    state.acceptors.fetch_add(1, Ordering::SeqCst);
+    let (st, l) = (state.clone(), listener.clone());
+    let spawned = std::thread::Builder::new()
+        .name("helper-client".into())
+        .spawn(move || {
+            let _slot = Slot(st.clone());
+            accept_loop(&st, &l);
+        });
+    if let Err(e) = spawned {
+        state.acceptors.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!("starting a client thread: {e}");
+    }
+}
+
+fn accept_loop(state: &Arc<State>, listener: &Arc<UnixListener>) {
     let mut backoff = false;
     loop {
-        match listener.accept() {
+        state.idle.fetch_add(1, Ordering::SeqCst);
+        let r = listener.accept();
+        let idle = state.idle.fetch_sub(1, Ordering::SeqCst) - 1;
+        match r {
             Ok((conn, _)) => {
-                let accepted = Instant::now();
                 backoff = false;
                 if state.stopping.load(Ordering::SeqCst) {
                     // Connected before the socket went away: told to run
@@ -214,27 +247,12 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
                     decline(&conn, "the helper is stopping");
                     continue;
                 }
-                let n = state.clients.fetch_add(1, Ordering::SeqCst);
-                let slot = Slot(state.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("helper-client".into())
-                    .spawn(move || {
-                        tracing::debug!(
-                            spawn_ms = accepted.elapsed().as_secs_f64() * 1e3,
-                            "client thread"
-                        );
-                        if n >= slot.0.max_clients {
-                            decline(&conn, "the helper is serving its maximum of clients");
-                        } else {
-                            serve_client(&slot.0, &conn);
-                        }
-                        drop(slot);
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!("starting a client thread: {e}");
+                if idle == 0 && state.acceptors.load(Ordering::SeqCst) < state.max_clients {
+                    spawn_acceptor(state, listener);
                 }
+                serve_client(state, &conn);
             }
-            Err(_) if state.stopping.load(Ordering::SeqCst) => break,
+            Err(_) if state.stopping.load(Ordering::SeqCst) => return,
             Err(e) => {
                 // EMFILE and the like: pause rather than spin.
                 if !backoff {
@@ -245,16 +263,6 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
             }
         }
     }
-    // Clients in progress finish (their runs have limits); then the pools go.
-    let t0 = Instant::now();
-    while state.clients.load(Ordering::SeqCst) > 0 && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
-    for e in all {
-        e.sandbox.shutdown_pool();
-    }
-    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

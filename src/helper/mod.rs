@@ -19,8 +19,8 @@
 //! uid, and the client talks only to a helper of its own uid; the socket's
 //! directory must not be writable by others. A client whose [`context`]
 //! differs from the helper's (namespaces, root, cgroup, rlimits, umask,
-//! nice, affinity, OOM score), a profile the helper cannot load, a full
-//! house or a helper shutting down get a `fallback` reply, and the client
+//! nice, affinity, OOM score), a profile the helper cannot load, or a
+//! helper shutting down get a `fallback` reply, and the client
 //! runs in-process as if no helper existed (which then reports any error
 //! itself). A client that goes away (Ctrl-C) closes the socket, which
 //! cancels its run. A reply that never comes after the request was sent
