@@ -19,26 +19,10 @@ pub enum Outcome {
 /// Hands the run to the helper at `path`, if one listens there.
 pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
     let t0 = std::time::Instant::now();
-    let sock = match UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("no helper at {}: {e}", path.display());
-            return Outcome::NotServed;
-        }
-    };
-    // Only a helper of our own uid gets our stdio and bind trees.
-    match nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials) {
-        // SAFETY: geteuid cannot fail.
-        Ok(c) if c.uid() == unsafe { libc::geteuid() } => {}
-        Ok(c) => {
-            eprintln!(
-                "sandbox: ignoring the helper at {}: it runs as uid {}",
-                path.display(),
-                c.uid()
-            );
-            return Outcome::NotServed;
-        }
-        Err(_) => return Outcome::NotServed,
+    // No socket, no helper (the usual case): nothing else is spent.
+    if std::fs::symlink_metadata(path).is_err() {
+        tracing::debug!("no helper at {}", path.display());
+        return Outcome::NotServed;
     }
     let Ok(cwd) = std::env::current_dir() else {
         return Outcome::NotServed;
@@ -91,6 +75,29 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
         Ok(h) => h,
         Err(_) => return Outcome::NotServed,
     };
+    // The request is ready before we connect: the helper's thread, woken
+    // by the connection, finds it waiting instead of sleeping again.
+    let sock = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("no helper at {}: {e}", path.display());
+            return Outcome::NotServed;
+        }
+    };
+    // Only a helper of our own uid gets our stdio and bind trees.
+    match nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials) {
+        // SAFETY: geteuid cannot fail.
+        Ok(c) if c.uid() == unsafe { libc::geteuid() } => {}
+        Ok(c) => {
+            eprintln!(
+                "sandbox: ignoring the helper at {}: it runs as uid {}",
+                path.display(),
+                c.uid()
+            );
+            return Outcome::NotServed;
+        }
+        Err(_) => return Outcome::NotServed,
+    }
     let mut fds: Vec<RawFd> = vec![stdin.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()];
     fds.extend(opened.iter().map(|b| b.fd.as_raw_fd()));
     if let Err(e) = send_frame(&sock, &head, &[], &fds) {
