@@ -353,8 +353,9 @@ fn helper_wall_time_is_the_programs_own() {
     }
     let _hogs = Reap(hogs);
     for (prog, lo, hi, n) in [
-        (vec!["/bin/true"], 0.02, 100.0, 30),
-        (vec!["/bin/sleep", "0.05"], 50.0, 1000.0, 3),
+        // (Slow kernels, e.g. the UML guest of the v2 lane, stretch the top.)
+        (vec!["/bin/true"], 0.02, 5000.0, 30),
+        (vec!["/bin/sleep", "0.05"], 50.0, 10000.0, 3),
     ] {
         for _ in 0..n {
             let mut a = vec!["exec", "--json", "--"];
@@ -600,7 +601,12 @@ fn helper_declines_clients_whose_context_differs() {
             "grep Cpus_allowed_list /proc/self/status",
         ),
     ];
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (wrap, what, probe) in cases {
+        if what == "CPU affinity" && cpus < 2 {
+            eprintln!("(one CPU: taskset -c 0 changes nothing; case skipped)");
+            continue;
+        }
         let mut argv: Vec<&str> = wrap.to_vec();
         argv.push(&SANDBOX);
         argv.extend(["exec", "--", "/bin/sh", "-c", probe]);
