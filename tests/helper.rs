@@ -535,6 +535,20 @@ fn helper_lifecycle() {
         .unwrap();
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already listening"));
+    // One that cannot load its --profile says which and leaves no socket.
+    let bad = h.dir.join("bad.sock");
+    let o = Command::new(&*SANDBOX)
+        .args(["helper", "--profile", "no-such-profile", "--socket"])
+        .arg(&bad)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--profile no-such-profile"),
+        "{o:?}"
+    );
+    assert!(!bad.exists(), "socket left behind");
     let r = run_with(h.cmd(&["exec", "--", "/bin/true"], Path::new("/")), None);
     assert!(served(&r) && r.code == 0, "{}", r.stderr);
     let st = h.stop();

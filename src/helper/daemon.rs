@@ -142,7 +142,19 @@ const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// `lifeline_stdin`); returns once every client is done and every pooled
 /// container is torn down.
 pub fn serve(o: Options) -> Result<(), HelperError> {
+    let context = Context::current().ok_or(HelperError::NoContext)?;
     let listener = bind_socket(&o.socket)?;
+    let socket = o.socket.clone();
+    let r = serve_on(o, listener, context);
+    if r.is_err() {
+        // Nobody will listen behind it (a helper that stops cleanly has
+        // removed it already).
+        let _ = std::fs::remove_file(&socket);
+    }
+    r
+}
+
+fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), HelperError> {
     // Signals are taken by one thread with sigwait: block them everywhere
     // before any other thread exists.
     let mut set = nix::sys::signal::SigSet::empty();
@@ -161,7 +173,7 @@ pub fn serve(o: Options) -> Result<(), HelperError> {
         idle: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         profiles: Mutex::new(HashMap::new()),
-        context: Context::current().ok_or(HelperError::NoContext)?,
+        context,
         any_cgroup: o.any_cgroup,
     });
     for name in &o.preload {
