@@ -756,3 +756,46 @@ fn connection_cap_closes_the_oldest_idle_connection() {
     drop(idle);
     assert!(s.log().contains("connection cap reached"), "{}", s.log());
 }
+
+/// A request body must arrive within --body-timeout once the headers are
+/// in: a trickled body gets 408 (and the connection closes) instead of
+/// holding a connection and a task for ever; a body sent in time is served.
+#[test]
+fn body_timeout_answers_a_stalled_body() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let s = Server::start(
+        &["--body-timeout", "500ms", "--header-timeout", "30s"],
+        None,
+    );
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let t0 = Instant::now();
+    c.write_all(
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"steps\"",
+    )
+    .expect("partial request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("not received within 0.5 s"), "{text}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // A whole request in time is served as usual.
+    let r = s.post(
+        "/v1/jobs?wait=true",
+        &serde_json::json!({"steps": [{"command": ["/bin/true"]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// time between requests on a keep-alive connection; then it is closed.
     #[arg(long, default_value = "5s", value_name = "DUR")]
     pub header_timeout: String,
+    /// Time a client has, once its headers are in, to send the whole
+    /// request body; then 408 and the connection is closed.
+    #[arg(long, default_value = "30s", value_name = "DUR")]
+    pub body_timeout: String,
     /// Connections open at once; more wait in the accept queue (default:
     /// RLIMIT_NOFILE less 64, at least 16).
     #[arg(long, value_name = "N")]
@@ -110,6 +114,10 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     if header_timeout.is_zero() {
         anyhow::bail!("--header-timeout must be more than 0");
     }
+    let body_timeout = dur("--body-timeout", &a.body_timeout)?;
+    if body_timeout.is_zero() {
+        anyhow::bail!("--body-timeout must be more than 0");
+    }
     let max_connections = a
         .max_connections
         .unwrap_or_else(server::default_max_connections);
@@ -129,6 +137,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
             .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),
         caps,
         header_timeout,
+        body_timeout,
         max_connections,
     })
 }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -169,21 +169,36 @@ fn job_json(job: &Job) -> Value {
 async fn submit(
     State(st): State<Arc<AppState>>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError {
         field: Some("query".into()),
         ..ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
     })?;
-    let body = body.map_err(|e| {
-        let s = e.status();
-        let msg = if s == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("request body larger than {} bytes", st.cfg.max_body)
-        } else {
-            e.body_text()
-        };
-        ApiError::new(s, msg)
-    })?;
+    // A body trickled in byte by byte must not hold a connection (and a
+    // task) for ever: it has --body-timeout once the headers are in.
+    let limit = st.cfg.max_body;
+    let body = match tokio::time::timeout(st.cfg.body_timeout, Bytes::from_request(req, &())).await
+    {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:.1} s",
+                    st.cfg.body_timeout.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(b) => b.map_err(|e: BytesRejection| {
+            let s = e.status();
+            let msg = if s == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("request body larger than {limit} bytes")
+            } else {
+                e.body_text()
+            };
+            ApiError::new(s, msg)
+        })?,
+    };
     let wait = match q.get("wait").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") | Some("") => true,

@@ -67,6 +67,8 @@ pub struct Config {
     /// Time a connection has to send a request's complete headers (also
     /// the idle time allowed between requests on a keep-alive connection).
     pub header_timeout: Duration,
+    /// Time a client has, once its headers are in, to send the whole body.
+    pub body_timeout: Duration,
     /// Connections open at once; beyond that, new ones wait in the
     /// kernel's accept queue.
     pub max_connections: usize,

@@ -53,6 +53,7 @@ pub fn document() -> Value {
                     "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}}}}},
                     "400": err_resp("Invalid request; `field` names the offending field"),
                     "401": err_resp("Missing or wrong bearer token"),
+                    "408": err_resp("Body not received within --body-timeout"),
                     "413": err_resp("Body larger than --max-body"),
                     "429": {"description": "Queue full; retry after the Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                     "503": err_resp("Shutting down"),
