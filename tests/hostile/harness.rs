@@ -428,6 +428,64 @@ pub struct Ctx<'a> {
     pub parallel: bool,
 }
 
+/// The suite's helper socket when `SANDBOX_TEST_HELPER` is set: one
+/// `sandbox helper`, started on first use, that stops when this test
+/// process exits (its stdin, held here, closes).
+fn suite_helper() -> Option<&'static Path> {
+    suite_helper_state().map(|(p, _, _)| p.as_path())
+}
+
+/// The suite helper's pid (not a leftover of any case).
+fn suite_helper_pid() -> Option<i32> {
+    suite_helper_state().map(|(_, pid, _)| *pid)
+}
+
+fn suite_helper_state() -> Option<&'static (PathBuf, i32, Child)> {
+    // The child (with its stdin) lives as long as the test process.
+    static H: OnceLock<Option<(PathBuf, i32, Child)>> = OnceLock::new();
+    H.get_or_init(|| {
+        std::env::var_os("SANDBOX_TEST_HELPER")?;
+        let dir = std::env::temp_dir().join(format!("hostile-helper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("helper dir");
+        // Removed when the test process exits (the helper, whose stdin then
+        // closes, stops by itself).
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
+        let _ = DIR.set(dir.clone());
+        extern "C" fn remove_dir() {
+            if let Some(d) = DIR.get() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // SAFETY: registering a plain function to run at exit.
+        unsafe { libc::atexit(remove_dir) };
+        let sock = dir.join("helper.sock");
+        let log = std::fs::File::create(dir.join("helper.log")).expect("helper log");
+        let child = Command::new(&*SANDBOX)
+            .args(["helper", "--lifeline-stdin", "--socket"])
+            .arg(&sock)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sandbox helper");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the suite's helper never listened"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        eprintln!(
+            "hostile: CLI cases served by the helper at {}",
+            sock.display()
+        );
+        let pid = child.id() as i32;
+        Some((sock, pid, child))
+    })
+    .as_ref()
+}
+
 impl Ctx<'_> {
     /// A tag unique to this execution (for file names, keys, markers).
     pub fn tag(&self) -> String {
@@ -444,14 +502,18 @@ impl Ctx<'_> {
         self.case.srv.as_ref().expect("this case has no server")
     }
 
-    /// `sandbox ARGS...` with the case's TMPDIR and stdin closed.
+    /// `sandbox ARGS...` with the case's TMPDIR and stdin closed. Runs are
+    /// in-process, or served by one `sandbox helper` for the whole suite
+    /// when `SANDBOX_TEST_HELPER` is set (scripts/test runs it both ways).
     pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(&*SANDBOX);
         c.args(args)
             .env("TMPDIR", &self.case.tmpdir)
-            // In-process runs (a resident helper has its own suite).
-            .env("SANDBOX_HELPER", "off")
             .stdin(Stdio::null());
+        match suite_helper() {
+            Some(sock) => c.env("SANDBOX_HELPER", sock),
+            None => c.env("SANDBOX_HELPER", "off"),
+        };
         c
     }
 
@@ -800,7 +862,7 @@ impl HostState {
         let left = settle(Duration::from_secs(3), || {
             let mut v = vec![];
             for pid in proc_pids() {
-                if pid == me {
+                if pid == me || Some(pid) == suite_helper_pid() {
                     continue;
                 }
                 let Some((ppid, uid)) = proc_ppid_uid(pid) else {
