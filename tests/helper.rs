@@ -800,3 +800,137 @@ fn helper_serves_clients_in_parallel() {
     );
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
+
+#[test]
+fn helper_leaves_terminals_to_the_in_process_path() {
+    if !require_root("helper_leaves_terminals_to_the_in_process_path") {
+        return;
+    }
+    let h = Helper::start("helper-tty", &[]);
+    // stdin on a pseudo-terminal: job control must stay the shell's.
+    let py = r#"
+import os, subprocess, sys
+m, s = os.openpty()
+r = subprocess.run(sys.argv[1:], stdin=s, capture_output=True)
+os.write(m, b"")
+sys.stdout.buffer.write(r.stdout)
+sys.stderr.buffer.write(r.stderr)
+sys.exit(r.returncode)
+"#;
+    let mut c = Command::new("/usr/bin/python3");
+    c.args(["-c", py])
+        .arg(&*SANDBOX)
+        .args(["exec", "--", "/bin/echo", "tty"])
+        .env("SANDBOX_HELPER", &h.socket)
+        .env("SANDBOX_LOG", "sandbox::cli=debug,sandbox::helper=debug")
+        .stdin(Stdio::null());
+    let r = run_with(c, None);
+    assert_eq!(
+        (r.code, r.stdout.as_slice()),
+        (0, b"tty\n".as_slice()),
+        "{}",
+        r.stderr
+    );
+    assert!(!served(&r), "{}", r.stderr);
+    assert!(r.stderr.contains("a terminal"), "{}", r.stderr);
+}
+
+#[test]
+fn helper_runs_keep_the_nice_value() {
+    if !require_root("helper_runs_keep_the_nice_value") {
+        return;
+    }
+    // A helper started at nice 5 serves clients at nice 5; its pooled
+    // containers (made by a thread at nice 19) run them at 5 again.
+    let dir = std::env::temp_dir().join(unique("helper-nice"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("h.sock");
+    let mut helper = Command::new("/usr/bin/nice")
+        .args(["-n", "5"])
+        .arg(&*SANDBOX)
+        .args(["helper", "--lifeline-stdin", "--socket"])
+        .arg(&sock)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper never listened"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut c = Command::new("/usr/bin/nice");
+        c.args(["-n", "5"])
+            .arg(&*SANDBOX)
+            .args([
+                "exec",
+                "--",
+                "/bin/sh",
+                "-c",
+                "cut -d' ' -f19 /proc/self/stat",
+            ])
+            .env("SANDBOX_HELPER", &sock)
+            .env("SANDBOX_LOG", "sandbox::cli=debug")
+            .stdin(Stdio::null());
+        let r = run_with(c, None);
+        assert!(served(&r), "{}", r.stderr);
+        seen.push(String::from_utf8_lossy(&r.stdout).trim().to_string());
+        // Let the pool make the next container ahead.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(helper.stdin.take());
+    let _ = helper.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen, ["5", "5", "5"]);
+}
+
+#[test]
+fn helper_stop_cancels_runs_at_a_second_signal() {
+    if !require_root("helper_stop_cancels_runs_at_a_second_signal") {
+        return;
+    }
+    let mut h = Helper::start("helper-stop", &[]);
+    let tag = unique("stopper");
+    let script = format!("sleep 60; : {tag}");
+    let mut c = h.cmd(&["exec", "--", "/bin/sh", "-c", &script], Path::new("/"));
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let client = c.spawn().unwrap();
+    let running = |tag: &str| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).contains(tag))
+                .unwrap_or(false)
+        })
+    };
+    let t0 = Instant::now();
+    while !running(&tag) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the program never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = h.child.as_ref().unwrap().id() as i32;
+    // The first SIGTERM lets the run go on (grace); the second cancels it.
+    // SAFETY: signalling the helper this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(running(&tag), "the first signal already ended the run");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t0 = Instant::now();
+    let o = client.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exec served by the helper"), "{err}");
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    let st = h.child.as_mut().unwrap().wait().unwrap();
+    h.child = None;
+    assert!(st.success(), "{st:?}");
+    assert!(!running(&tag), "the run outlived the helper");
+}

@@ -24,6 +24,16 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
         tracing::debug!("no helper at {}", path.display());
         return Outcome::NotServed;
     }
+    // A terminal stays with the in-process path: there, Ctrl-Z and
+    // background job control stop the supervisor with the shell's job; the
+    // helper has no controlling terminal and would go on reading and
+    // writing it.
+    // SAFETY: isatty only inspects the fd.
+    let tty = |fd: RawFd| unsafe { libc::isatty(fd) } == 1;
+    if (a.stdin.is_none() && tty(0)) || tty(1) || tty(2) {
+        tracing::debug!("a terminal: not using the helper");
+        return Outcome::NotServed;
+    }
     let Ok(cwd) = std::env::current_dir() else {
         return Outcome::NotServed;
     };

@@ -124,7 +124,15 @@ struct State {
     /// What runs inherit from this process (clients must match it).
     context: Context,
     any_cgroup: bool,
+    /// Connections being served (a stop past its grace cancels their runs).
+    active: Mutex<Vec<RawFd>>,
+    /// Threads shutting down replaced pools (joined before exit).
+    retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
+
+/// How long a stopping helper lets runs in progress go on before it
+/// cancels them (a second signal cancels them at once).
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Counts an acceptor thread until it ends, however it ends.
 struct Slot(Arc<State>);
@@ -175,14 +183,36 @@ fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), 
         profiles: Mutex::new(HashMap::new()),
         context,
         any_cgroup: o.any_cgroup,
+        active: Mutex::new(Vec::new()),
+        retiring: Mutex::new(Vec::new()),
     });
+    let r = serve_state(&o, listener, &state, set);
+    // Whatever happened, nothing is left behind: replaced pools finish
+    // their teardown, then every pool still held goes.
+    let retiring: Vec<_> = lock(&state.retiring).drain(..).collect();
+    for h in retiring {
+        let _ = h.join();
+    }
+    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
+    for e in all {
+        e.sandbox.shutdown_pool();
+    }
+    r
+}
+
+fn serve_state(
+    o: &Options,
+    listener: UnixListener,
+    state: &Arc<State>,
+    set: nix::sys::signal::SigSet,
+) -> Result<(), HelperError> {
     for name in &o.preload {
         let (prof, files) = load_for(name, Path::new("/")).map_err(|msg| HelperError::Profile {
             name: name.clone(),
             msg,
         })?;
         let now = std::time::SystemTime::now();
-        sandbox_for(&state, &key_for(name, Path::new("/")), prof, files, now).map_err(|msg| {
+        sandbox_for(state, &key_for(name, Path::new("/")), prof, files, now).map_err(|msg| {
             HelperError::Profile {
                 name: name.clone(),
                 msg,
@@ -205,24 +235,51 @@ fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), 
     }
     let listener = Arc::new(listener);
     for _ in 0..2.min(state.max_clients) {
-        spawn_acceptor(&state, &listener);
+        spawn_acceptor(state, &listener);
+    }
+    if state.acceptors.load(Ordering::SeqCst) == 0 {
+        return Err(sock_err(
+            &o.socket,
+            "starting the client threads",
+            std::io::Error::other("no thread could be started"),
+        ));
     }
     tracing::info!(socket = %o.socket.display(), pool = state.pool, "helper listening");
     eprintln!("sandbox helper: listening on {}", o.socket.display());
     if let Ok(sig) = set.wait() {
         tracing::info!("{sig}: stopping");
     }
-    stop(&state, lfd, &o.socket);
-    // Clients in progress finish (their runs have limits); then the pools go.
+    stop(state, lfd, &o.socket);
+    // Runs in progress may finish within the grace; then (or at a second
+    // signal) they are cancelled, and their clients still get the result.
     let t0 = Instant::now();
-    while state.acceptors.load(Ordering::SeqCst) > 0 && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
-    for e in all {
-        e.sandbox.shutdown_pool();
+    let mut cancelled = false;
+    while state.acceptors.load(Ordering::SeqCst) > 0 {
+        if !cancelled && (t0.elapsed() >= STOP_GRACE || signalled(&set, Duration::from_millis(10)))
+        {
+            tracing::info!("cancelling the runs in progress");
+            for &fd in lock(&state.active).iter() {
+                // SAFETY: the fd is open while listed (its thread removes it
+                // before closing); SHUT_RD makes it readable, which is the
+                // run's cancel signal, and leaves the reply's way open.
+                unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+            }
+            cancelled = true;
+        } else if cancelled {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     Ok(())
+}
+
+/// Waits up to `d` for one of `set`'s signals (blocked in every thread).
+fn signalled(set: &nix::sys::signal::SigSet, d: Duration) -> bool {
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a valid signal set and timespec; no siginfo wanted.
+    unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) > 0 }
 }
 
 /// Starts a thread that accepts and serves clients, one at a time. Threads
@@ -230,7 +287,16 @@ fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), 
 /// last idle one takes a client, it starts another, up to `max_clients`;
 /// beyond that, clients wait in the socket's backlog.
 fn spawn_acceptor(state: &Arc<State>, listener: &Arc<UnixListener>) {
-    state.acceptors.fetch_add(1, Ordering::SeqCst);
+    let max = state.max_clients;
+    if state
+        .acceptors
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_err()
+    {
+        return;
+    }
     let (st, l) = (state.clone(), listener.clone());
     let spawned = std::thread::Builder::new()
         .name("helper-client".into())
@@ -259,10 +325,17 @@ fn accept_loop(state: &Arc<State>, listener: &Arc<UnixListener>) {
                     decline(&conn, "the helper is stopping");
                     continue;
                 }
-                if idle == 0 && state.acceptors.load(Ordering::SeqCst) < state.max_clients {
+                if idle == 0 {
                     spawn_acceptor(state, listener);
                 }
-                serve_client(state, &conn);
+                // A bug in one client's handling must not take the thread
+                // (and, with --max-clients 1, the whole helper) with it.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_client(state, &conn)
+                }));
+                if served.is_err() {
+                    tracing::error!("a client's handling panicked; the client gets no reply");
+                }
             }
             Err(_) if state.stopping.load(Ordering::SeqCst) => return,
             Err(e) => {
@@ -445,15 +518,31 @@ fn sandbox_for(
     drop(map);
     if let Some(e) = old {
         // Its pool's containers are torn down off the client's path; runs
-        // still holding it finish first.
-        let _ = std::thread::Builder::new()
+        // still holding it finish first. Joined before the helper exits.
+        let h = std::thread::Builder::new()
             .name("helper-retire".into())
             .spawn(move || e.sandbox.shutdown_pool());
+        if let Ok(h) = h {
+            let mut r = lock(&state.retiring);
+            r.retain(|h| !h.is_finished());
+            r.push(h);
+        }
     }
     Ok(sb)
 }
 
+/// Lists a connection in [`State::active`] while it is served.
+struct Active<'a>(&'a State, RawFd);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.active).retain(|&fd| fd != self.1);
+    }
+}
+
 fn serve_client(state: &State, conn: &UnixStream) {
+    lock(&state.active).push(conn.as_raw_fd());
+    let _active = Active(state, conn.as_raw_fd());
     let cred = match nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials)
     {
         Ok(c) => c,
@@ -543,6 +632,18 @@ fn serve_client(state: &State, conn: &UnixStream) {
             }
         }
     };
+    // A client that gave up while its request waited (Ctrl-C while queued)
+    // must not have its command started at all.
+    let mut pfd = libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: polling one valid pollfd without waiting.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+        tracing::debug!("client gone before its run started");
+        return;
+    }
     let t_load = t0.elapsed();
     let result = run(&sb, &req, fds, conn.as_raw_fd());
     let t_run = t0.elapsed();

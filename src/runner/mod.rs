@@ -169,7 +169,10 @@ pub struct Prepared {
     use_init: bool,
     reaped: bool,
     /// Made by the pool at nice 19: back to 0 when its run starts.
-    background: bool,
+    /// Made by the pool thread at nice 19: the nice value to give init back
+    /// when its run starts (the process's own, from before the pool lowered
+    /// its thread).
+    background: Option<i32>,
     /// Supervisor-side moments (CLOCK_MONOTONIC ns), for the timeline.
     marks: Marks,
 }
@@ -588,7 +591,7 @@ impl Sandbox {
             mount_steps: plan.mounts.map(|m| m.what).unwrap_or_default(),
             use_init: ns.pid,
             reaped: false,
-            background: false,
+            background: None,
             marks,
         };
         if ns.user {
@@ -764,9 +767,9 @@ impl Sandbox {
         p.area
             .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
             .map_err(|e| RunError::Invalid(e.to_string()))?;
-        if p.background {
+        if let Some(nice) = p.background {
             // SAFETY: setpriority on our own child.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, p.pid as libc::id_t, 0) };
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, p.pid as libc::id_t, nice) };
         }
         // v2: init has lived in the cgroup since it was prepared; what it
         // spent building the container is not the program's (v1: init joins
@@ -1235,7 +1238,7 @@ impl Supervisor<'_> {
                 let r = unsafe { libc::read(self.caller[0], buf.as_mut_ptr().cast(), buf.len()) };
                 if r > 0 {
                     relay_buf.extend_from_slice(&buf[..r as usize]);
-                } else if r == 0 || sys::errno() != libc::EINTR {
+                } else if r == 0 || !matches!(sys::errno(), libc::EINTR | libc::EAGAIN) {
                     relay_open = false; // EOF (^D) or error: the program sees EOF
                     relay_close(self.relay_w);
                 }
@@ -1346,7 +1349,13 @@ impl Supervisor<'_> {
             let w = unsafe { libc::write(fd, piece.as_ptr().cast(), piece.len()) };
             if w < 0 {
                 match sys::errno() {
-                    libc::EINTR | libc::EAGAIN => continue,
+                    libc::EINTR => continue,
+                    // A non-blocking fd (shared with the caller) may report
+                    // room it then refuses: wait a little, never spin.
+                    libc::EAGAIN => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
                     _ => return Passed::Done,
                 }
             }

@@ -129,7 +129,10 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
     // a CPU from a run in progress (on 2 cores a refill started by the
     // very job that emptied the pool delayed that job by ~2 ms). Inits
     // inherit the nice value; the run that takes one restores it.
-    // SAFETY: setpriority on this thread (Linux: a tid is a PRIO_PROCESS id).
+    // SAFETY: get/setpriority on this thread (Linux: a tid is a
+    // PRIO_PROCESS id); the value before is what runs get back.
+    let own_nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    // SAFETY: as above.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
     let mut backoff = Duration::ZERO;
     loop {
@@ -183,7 +186,7 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
         let Some(s) = sb.upgrade() else { return };
         match s.prepare(s.shape()) {
             Ok(mut p) => {
-                p.background = true;
+                p.background = Some(own_nice);
                 backoff = Duration::ZERO;
                 let mut q = lock(&shared.q);
                 if q.shutdown {
