@@ -116,6 +116,16 @@ fn run_with(mut c: Command, stdin: Option<&[u8]>) -> Ran {
     }
 }
 
+/// Is the sandboxed `/bin/sh -c '...; : TAG'` alive (not merely the
+/// `sandbox exec` client, whose command line carries the tag too)?
+fn program_running(tag: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|b| b.starts_with(b"/bin/sh\0") && String::from_utf8_lossy(&b).contains(tag))
+            .unwrap_or(false)
+    })
+}
+
 /// Did the helper (not the in-process path) serve this client?
 fn served(r: &Ran) -> bool {
     r.stderr.contains("exec served by the helper")
@@ -408,13 +418,7 @@ fn helper_cancels_the_run_of_a_client_that_dies() {
     let mut c = h.cmd(&["exec", "--", "/bin/sh", "-c", &script], Path::new("/"));
     c.stdout(Stdio::null()).stderr(Stdio::null());
     let mut client = c.spawn().unwrap();
-    let running = |tag: &str| {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).contains(tag))
-                .unwrap_or(false)
-        })
-    };
+    let running = |tag: &str| program_running(tag);
     let t0 = Instant::now();
     while !running(&tag) {
         assert!(
@@ -900,13 +904,7 @@ fn helper_stop_cancels_runs_at_a_second_signal() {
     let mut c = h.cmd(&["exec", "--", "/bin/sh", "-c", &script], Path::new("/"));
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let client = c.spawn().unwrap();
-    let running = |tag: &str| {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).contains(tag))
-                .unwrap_or(false)
-        })
-    };
+    let running = |tag: &str| program_running(tag);
     let t0 = Instant::now();
     while !running(&tag) {
         assert!(
@@ -919,7 +917,17 @@ fn helper_stop_cancels_runs_at_a_second_signal() {
     // The first SIGTERM lets the run go on (grace); the second cancels it.
     // SAFETY: signalling the helper this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    std::thread::sleep(Duration::from_millis(300));
+    // Taken (the socket goes first) before the second is sent: two pending
+    // SIGTERMs would merge into one.
+    let t0 = Instant::now();
+    while h.socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the first signal was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     assert!(running(&tag), "the first signal already ended the run");
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
