@@ -936,7 +936,11 @@ fn helper_stop_cancels_runs_at_a_second_signal() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("exec served by the helper"), "{err}");
-    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("sandbox: cancelled: the helper serving this run stopped"),
+        "{err}"
+    );
     let st = h.child.as_mut().unwrap().wait().unwrap();
     h.child = None;
     assert!(st.success(), "{st:?}");

@@ -250,7 +250,16 @@ pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
     Ok((sb, spec))
 }
 
+/// Whether the run was cancelled from outside (a `sandbox exec` run only
+/// is when the helper serving it stops before it ends).
+fn was_cancelled(r: &crate::runner::RunResult) -> bool {
+    r.message.as_deref() == Some("cancelled")
+}
+
 pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
+    if was_cancelled(r) {
+        return EXIT_SANDBOX_ERROR;
+    }
     match r.status() {
         Status::Ok | Status::RuntimeError => match (r.exit_code, r.signal) {
             (Some(c), _) => c,
@@ -328,6 +337,11 @@ pub fn run(a: ExecArgs) -> i32 {
         }
     } else {
         match res.status() {
+            _ if was_cancelled(&res) => {
+                eprintln!(
+                    "sandbox: cancelled: the helper serving this run stopped before it ended"
+                );
+            }
             Status::Ok | Status::RuntimeError if !res.exec_failed => {}
             _ => {
                 let msg = res
