@@ -540,9 +540,15 @@ fn reported_cpu_time_matches_kernel() {
         }
         let (i, h) = (median(inside.clone()), median(outside.clone()));
         assert!(h > 100.0, "calibration: host cpu {h} ms");
-        if (i - h).abs() > 0.05 * h {
+        // A fixed loop's CPU time only grows with interference (in the UML
+        // guest of the v2 lane runs vary by ±30 %): the least perturbed
+        // runs, the minima, are compared too. A bias of the sandbox's
+        // figure (wall for CPU, init's share, children missed) moves both.
+        let least = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let (il, hl) = (least(&inside), least(&outside));
+        if (i - h).abs() > 0.05 * h && (il - hl).abs() > 0.05 * hl {
             return Err(format!(
-                "sandbox cpu_ms median {i} vs kernel {h} (inside {inside:?}, outside {outside:?})"
+                "sandbox cpu_ms median {i} vs kernel {h}, minimum {il} vs {hl} (inside {inside:?}, outside {outside:?})"
             ));
         }
         Ok(())
