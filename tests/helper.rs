@@ -116,6 +116,29 @@ fn run_with(mut c: Command, stdin: Option<&[u8]>) -> Ran {
     }
 }
 
+/// `WRAPPER... sandbox helper --lifeline-stdin --socket SOCK`, once it
+/// listens (it stops when its stdin, the returned child's, is closed).
+fn helper_under(wrapper: &[&str], sock: &Path) -> Child {
+    let child = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(&*SANDBOX)
+        .args(["helper", "--lifeline-stdin", "--socket"])
+        .arg(sock)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{wrapper:?} helper never listened"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
 /// Is the sandboxed `/bin/sh -c '...; : TAG'` alive (not merely the
 /// `sandbox exec` client, whose command line carries the tag too)?
 fn program_running(tag: &str) -> bool {
@@ -730,23 +753,17 @@ fn helper_and_client_insist_on_their_own_uid() {
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let sock = dir.join("h.sock");
-    let mut other = Command::new("/usr/bin/setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(&*SANDBOX)
-        .args(["helper", "--lifeline-stdin", "--socket"])
-        .arg(&sock)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "helper as 65534 never listened"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut other = helper_under(
+        &[
+            "/usr/bin/setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+        ],
+        &sock,
+    );
     let mut c = Command::new(&*SANDBOX);
     c.args(["exec", "--", "/bin/echo", "ran"])
         .env("SANDBOX_HELPER", &sock)
@@ -849,23 +866,7 @@ fn helper_runs_keep_the_nice_value() {
     let dir = std::env::temp_dir().join(unique("helper-nice"));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("h.sock");
-    let mut helper = Command::new("/usr/bin/nice")
-        .args(["-n", "5"])
-        .arg(&*SANDBOX)
-        .args(["helper", "--lifeline-stdin", "--socket"])
-        .arg(&sock)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "helper never listened"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut helper = helper_under(&["/usr/bin/nice", "-n", "5"], &sock);
     let mut seen = Vec::new();
     for _ in 0..3 {
         let mut c = Command::new("/usr/bin/nice");
