@@ -386,7 +386,7 @@ fn helper_wall_time_is_the_programs_own() {
     }
     let _hogs = Reap(hogs);
     for (prog, lo, hi, n) in [
-        // (Slow kernels, e.g. the UML guest of the v2 lane, stretch the top.)
+        // (Slow kernels, e.g. the emulated guest of the v2 lane, stretch the top.)
         (vec!["/bin/true"], 0.02, 5000.0, 30),
         (vec!["/bin/sleep", "0.05"], 50.0, 10000.0, 3),
     ] {

@@ -115,7 +115,7 @@ fn busy_loop_hits_time_limit() {
 #[test]
 fn two_busy_threads_reach_time_limit_in_half_the_wall_time() {
     root_or_skip!("two_busy_threads_reach_time_limit_in_half_the_wall_time");
-    // Half the wall time needs two CPUs; the cgroup v2 lane's UML guest has one.
+    // Half the wall time needs two CPUs (the cgroup v2 lane's guest has two).
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         eprintln!(
             "SKIPPED (needs 2 CPUs, this machine has 1): two_busy_threads_reach_time_limit_in_half_the_wall_time"
@@ -540,8 +540,8 @@ fn reported_cpu_time_matches_kernel() {
         }
         let (i, h) = (median(inside.clone()), median(outside.clone()));
         assert!(h > 100.0, "calibration: host cpu {h} ms");
-        // A fixed loop's CPU time only grows with interference (in the UML
-        // guest of the v2 lane runs vary by ±30 %): the least perturbed
+        // A fixed loop's CPU time only grows with interference (in the
+        // emulated guest of the v2 lane runs vary by ±30 %): the least perturbed
         // runs, the minima, are compared too. A bias of the sandbox's
         // figure (wall for CPU, init's share, children missed) moves both.
         let least = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);

@@ -92,3 +92,33 @@ fn v2_lane_memory_max_peak_and_oom() {
     assert!(events.contains("oom_kill 1"), "memory.events: {events}");
     fs::remove_dir(&cg).unwrap();
 }
+
+/// The lane must not depend on the host CPU (an AMX host's xsave size broke
+/// the User-Mode Linux lane): the guest runs on QEMU's emulated CPU, whose
+/// features are QEMU's own. A lane that passed the host CPU through (KVM,
+/// `-cpu host`) would show the host's model name and its AVX-512/AMX flags.
+#[test]
+fn v2_lane_guest_cpu_is_emulated() {
+    if !in_lane() || std::env::var_os(ALLOC_ENV).is_some() {
+        eprintln!("not in the cgroup v2 lane (V2LANE unset): skipped");
+        return;
+    }
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in /proc/cpuinfo"))
+    };
+    let model = field("model name");
+    assert!(
+        model.contains("QEMU"),
+        "guest CPU is not QEMU's model: {model}"
+    );
+    let flags: Vec<&str> = field("flags").split_whitespace().collect();
+    for host_only in ["amx_tile", "avx512f"] {
+        assert!(!flags.contains(&host_only), "guest CPU has {host_only}");
+    }
+    assert!(flags.contains(&"xsave"), "guest CPU lacks xsave: {flags:?}");
+}
