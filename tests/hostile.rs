@@ -117,16 +117,42 @@ fn host_responsive() {
     );
 }
 
-/// A host process with the sandbox's host uid (65534), as a victim for
-/// signal attacks. Killed and reaped on drop.
+/// Host root can still use what the kernel counts per user: exhaust.c's
+/// `peruser` run directly on the host (an epoll watch, a POSIX timer, a
+/// queued signal), and `timeout` (which only warns, "timer_create:
+/// Resource temporarily unavailable", when it cannot arm its timer).
+#[track_caller]
+fn host_root_per_user_ok(when: &str) {
+    let p = Command::new(EXHAUST.dir().join("exhaust"))
+        .arg("peruser")
+        .output()
+        .expect("run exhaust on the host");
+    assert_eq!(
+        String::from_utf8_lossy(&p.stdout),
+        "epoll_ctl: ok\ntimer_create: ok\nsigqueue: ok\n",
+        "host root {when}"
+    );
+    let t = Command::new("timeout")
+        .args(["5", "true"])
+        .output()
+        .expect("run timeout");
+    assert!(
+        t.status.success() && t.stderr.is_empty(),
+        "host root's timeout {when}: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+}
+
+/// A host process with the host uid of runs under [`common::pinned_profile`],
+/// as a victim for signal attacks. Killed and reaped on drop.
 struct Victim(std::process::Child);
 
 impl Victim {
     fn spawn() -> Victim {
         let c = Command::new("/usr/bin/sleep")
             .arg("60")
-            .uid(65534)
-            .gid(65534)
+            .uid(common::PINNED_UID)
+            .gid(common::PINNED_UID)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn victim");
@@ -219,6 +245,80 @@ impl Drop for CorePipe {
             && let Some(old) = g.1.take()
         {
             std::fs::write(CORE_PATTERN, old.trim_end()).expect("restore core_pattern");
+        }
+    }
+}
+
+/// fs.epoll.max_user_watches lowered (host-wide, for every user) while any
+/// copy of a case holds a guard, so that one run can reach it. The original
+/// is kept in a file until the last guard puts it back, and a value left
+/// lowered by a test process that died is restored before the next change.
+struct EpollWatchLimit;
+
+static EPOLL_LOW: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+const EPOLL_MAX: &str = "/proc/sys/fs/epoll/max_user_watches";
+
+fn epoll_saved() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("epoll_max_user_watches.orig")
+}
+
+/// Puts back a value saved by an earlier change, if one is still saved.
+fn epoll_restore() {
+    if let Ok(old) = std::fs::read_to_string(epoll_saved()) {
+        std::fs::write(EPOLL_MAX, old.trim()).expect("restore fs.epoll.max_user_watches");
+        std::fs::remove_file(epoll_saved()).expect("remove saved value");
+    }
+}
+
+/// Epoll watches host root holds now (tfd lines of its epoll fds).
+fn root_epoll_watches() -> u64 {
+    let mut n = 0;
+    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = pid.path();
+        let root =
+            std::fs::metadata(&dir).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        if !root {
+            continue;
+        }
+        for fd in std::fs::read_dir(dir.join("fdinfo"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+            n += info.lines().filter(|l| l.starts_with("tfd:")).count() as u64;
+        }
+    }
+    n
+}
+
+impl EpollWatchLimit {
+    fn lower() -> EpollWatchLimit {
+        let mut g = EPOLL_LOW.lock().unwrap_or_else(|e| e.into_inner());
+        if *g == 0 {
+            epoll_restore();
+            let old = std::fs::read_to_string(EPOLL_MAX).expect("read max_user_watches");
+            std::fs::write(epoll_saved(), &old).expect("save max_user_watches");
+            // Above what host root holds (its processes keep working), and
+            // within the 110 x 110 watches exhaust.c can add.
+            let low = root_epoll_watches() + 3000;
+            assert!(
+                low < 110 * 110,
+                "host root holds too many epoll watches to lower the limit"
+            );
+            std::fs::write(EPOLL_MAX, low.to_string()).expect("lower max_user_watches");
+        }
+        *g += 1;
+        EpollWatchLimit
+    }
+}
+
+impl Drop for EpollWatchLimit {
+    fn drop(&mut self) {
+        let mut g = EPOLL_LOW.lock().unwrap_or_else(|e| e.into_inner());
+        *g -= 1;
+        if *g == 0 {
+            epoll_restore();
         }
     }
 }
@@ -403,9 +503,9 @@ case! {
 case! {
     /// 8 processes each filling as many pipes as fds allow → pipe buffers are charged: memory_limit (122).
     fn pipe_flood(cli()) |c| {
-        // 24M: the copies together stay under the host's per-uid pipe
-        // quota (fs.pipe-user-pages-soft, 64 MiB), which would otherwise
-        // shrink their pipes (see pipe_quota_shared_between_runs).
+        // 24M: under the host's per-uid pipe quota (fs.pipe-user-pages-soft,
+        // 64 MiB), which would otherwise shrink the pipes before the
+        // memory limit is reached.
         let o = c.c(&EXHAUST, &["--memory-limit", "24M", "--pids-limit", "32"], &["pipeflood", "8"]);
         verdict(&o, "memory_limit", 122);
     }
@@ -475,6 +575,99 @@ case! {
         std::thread::sleep(Duration::from_millis(100));
         let inv = pipe.invocations();
         assert!(!inv.contains("exhaust"), "host core handler ran for the sandboxed program: {inv}");
+    }
+}
+
+// =================================================== per-user kernel counters
+
+case! {
+    /// A run queues a blocked real-time signal until refused and holds them → stopped at its own 1024 (limits.pending_signals), charged to the run's own uid: host root's `timeout` (timer_create) and a concurrent run's epoll_ctl, timer_create and sigqueue still work.
+    fn pending_signals_spare_host_root_and_other_runs(cli()) |c| {
+        let mut a = Bg::start(c, &["--ro-bind", &EXHAUST.bind()], &[&EXHAUST.sb(), "sigqueue", "4"]);
+        assert_eq!(a.line(), "queued 1024 stopped by EAGAIN\n", "run A's queue is bounded by its own limit");
+        assert_eq!(a.line(), "holding\n");
+        host_root_per_user_ok("while a run held its signals");
+        let b = c.c(&EXHAUST, &[], &["peruser"]);
+        verdict(&b, "ok", 0);
+        assert_lines(&b, &["epoll_ctl: ok", "timer_create: ok", "sigqueue: ok"]);
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// The same flood under a profile raising limits.pending_signals past the host's own limit → the run stops where its user namespace's owner (the job's uid, not root) is full: host root's `timeout` still works.
+    fn pending_signals_charged_to_the_jobs_uid_not_root(cli()) |c| {
+        let prof = c.profile("extends = \"strict\"\n[limits]\npending_signals = 10000000\n");
+        let mut a = Bg::start(c, &["--profile", &prof, "--ro-bind", &EXHAUST.bind()], &[&EXHAUST.sb(), "sigqueue", "4"]);
+        let first = a.line();
+        assert!(first.starts_with("queued ") && first.ends_with("stopped by EAGAIN\n"), "{first}");
+        assert_eq!(a.line(), "holding\n");
+        host_root_per_user_ok(&format!("while a run held {}", first.trim_end()));
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// With fs.epoll.max_user_watches lowered, run A adds epoll watches until refused and holds them → run B, concurrently, still adds its own (each job is a host uid of its own).
+    fn epoll_watches_not_shared_between_runs(cli()) |c| {
+        let _low = EpollWatchLimit::lower();
+        let mut a = Bg::start(c, &["--ro-bind", &EXHAUST.bind()], &[&EXHAUST.sb(), "epoll", "4"]);
+        let first = a.line();
+        assert!(first.ends_with("stopped by ENOSPC\n"), "run A did not reach the limit: {first}");
+        assert_eq!(a.line(), "holding\n");
+        let b = c.c(&EXHAUST, &[], &["peruser"]);
+        verdict(&b, "ok", 0);
+        assert_lines(&b, &["epoll_ctl: ok", "timer_create: ok", "sigqueue: ok"]);
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// Run A fills pipes up to the per-user pipe quota; run B, concurrently, gets a full-size pipe → 65536 (each job is a host uid of its own).
+    fn pipe_quota_not_shared_between_runs(cli()) |c| {
+        let bind = EXHAUST.bind();
+        let mut a = Bg::start(c, &["--ro-bind", &bind, "--memory-limit", "512M", "--pids-limit", "32"], &["/t/exhaust", "pipeflood", "16"]);
+        assert!(a.line().starts_with("pipes filled"), "run A did not fill its pipes");
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", "import fcntl, os; r, w = os.pipe(); print(fcntl.fcntl(w, 1032))"]);
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "65536\n", "run B's pipe capacity depends on run A");
+        a.finish();
+    }
+}
+
+case! {
+    /// Run A keeps 400 fds in flight over SCM_RIGHTS; run B, concurrently, passes 3 fds → sent (the in-flight count is per host uid, and each job has its own).
+    fn unix_fd_passing_quota_not_shared_between_runs(cli()) |c| {
+        let mut a = Bg::start(c, &[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_hold.py")]);
+        assert_eq!(a.line(), "holding\n");
+        let o = c.exec(&[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_send.py")]);
+        verdict(&o, "ok", 0);
+        assert_eq!(o.prog_stdout(), "sent\n", "run B's fd passing depends on run A");
+        a.finish();
+    }
+}
+
+case! {
+    /// /proc/1/cmdline, /proc/1/environ, /proc/cmdline and /proc/sys/kernel/random/boot_id read inside → "sandbox-init" (no host path given on the command line), unreadable, empty, a boot id of the run's own.
+    fn host_identity_hidden_in_proc(cli()) |c| {
+        let marker = format!("/hostile-marker-{}", std::process::id());
+        let o = c.sh(
+            &["--ro-bind", &format!("/etc:{marker}")],
+            "tr '\\0' ' ' </proc/1/cmdline; echo; cat /proc/1/environ >/dev/null 2>&1 && echo environ-readable; \
+             od -An -c /proc/cmdline; cat /proc/sys/kernel/random/boot_id",
+        );
+        verdict(&o, "ok", 0);
+        let out = o.prog_stdout();
+        let l: Vec<&str> = out.lines().collect();
+        assert_eq!(l.len(), 3, "{}", o.j());
+        assert_eq!(l[0].trim_end(), "sandbox-init", "init's command line: {}", o.j());
+        assert!(!out.contains(&marker), "host command line visible: {}", o.j());
+        assert_eq!(l[1].trim(), "\\n", "/proc/cmdline inside: {}", o.j());
+        let host = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("host boot_id");
+        assert_ne!(l[2], host.trim(), "the host's boot id is visible");
+        assert_eq!(l[2].len(), 36, "a boot id: {}", l[2]);
+        let again = c.sh(&[], "cat /proc/sys/kernel/random/boot_id");
+        assert_ne!(again.prog_stdout().trim(), l[2], "two runs share a boot id");
     }
 }
 
@@ -1471,10 +1664,10 @@ case! {
 }
 
 case! {
-    /// kill(-1, SIGKILL) inside, with a host process of the same host uid (65534) → ESRCH inside, the host process lives.
+    /// kill(-1, SIGKILL) inside, with a host process of the same host uid (a profile pinned to one uid) → ESRCH inside, the host process lives.
     fn kill_minus_one(cli()) |c| {
         let mut v = Victim::spawn();
-        let o = c.c(&ESCAPE, &[], &["killall"]);
+        let o = c.c(&ESCAPE, &["--profile", &common::pinned_profile()], &["killall"]);
         verdict(&o, "ok", 0);
         assert_lines(&o, &["kill(-1) = -1 (No such process)", "after"]);
         assert!(v.alive(), "kill(-1) in the sandbox killed a host process");
@@ -1494,7 +1687,7 @@ case! {
     /// SIGKILL to every pid number up to 100000 (the supervisor, host processes) → nothing outside is reachable: ok, 0 delivered.
     fn signal_sweep_all_pids(cli()) |c| {
         let mut v = Victim::spawn();
-        let o = c.c(&ESCAPE, &[], &["sweep", "100000"]);
+        let o = c.c(&ESCAPE, &["--profile", &common::pinned_profile()], &["sweep", "100000"]);
         verdict(&o, "ok", 0);
         assert_lines(&o, &["delivered 0"]);
         assert!(v.alive(), "the sweep killed a host process");
@@ -2041,42 +2234,5 @@ case! {
         assert_eq!(j["status"], "cancelled", "{j}");
         assert_eq!(j["steps"][0]["status"], "cancelled", "{j}");
         assert_eq!(j["steps"][1]["status"], "skipped", "{j}");
-    }
-}
-
-// =================================================== known weaknesses (ignored, not counted)
-
-case! {
-    /// Run A fills pipes; run B, concurrently, gets a full-size pipe → today B's pipes shrink to 2 pages (per-host-uid pipe quota).
-    #[ignore = "weakness: every run is host uid 65534, and the kernel's pipe quota \
-        (fs.pipe-user-pages-soft, 64 MiB) is per host uid: while one run holds 64 MiB of pipes, \
-        every other run's new pipes get 8 KiB instead of 64 KiB (interference and a covert \
-        channel between concurrent jobs). Remedy: fs.pipe-user-pages-soft=0 on the host (the \
-        memory cgroup still bounds pipes), or a distinct host uid per concurrent run"]
-    fn pipe_quota_shared_between_runs(cli()) |c| {
-        let bind = EXHAUST.bind();
-        let mut a = Bg::start(c, &["--ro-bind", &bind, "--memory-limit", "512M", "--pids-limit", "32"], &["/t/exhaust", "pipeflood", "16"]);
-        assert!(a.line().starts_with("pipes filled"), "run A did not fill its pipes");
-        let o = c.exec(&[], &["/usr/bin/python3", "-c", "import fcntl, os; r, w = os.pipe(); print(fcntl.fcntl(w, 1032))"]);
-        verdict(&o, "ok", 0);
-        assert_eq!(o.prog_stdout(), "65536\n", "run B's pipe capacity depends on run A");
-        a.finish();
-    }
-}
-
-case! {
-    /// Run A keeps 400 fds in flight over SCM_RIGHTS; run B, concurrently, passes 3 fds → today B gets ETOOMANYREFS (per-host-uid in-flight count).
-    #[ignore = "weakness: every run is host uid 65534, and the kernel counts fds in flight \
-        over unix sockets (SCM_RIGHTS) per host uid against the sender's RLIMIT_NOFILE: one run \
-        holding ~400 in-flight fds makes fd passing fail with ETOOMANYREFS in every concurrent \
-        run (breaks e.g. Python multiprocessing; a covert channel). No sysctl; remedy: a \
-        distinct host uid per concurrent run"]
-    fn unix_fd_passing_quota_shared_between_runs(cli()) |c| {
-        let mut a = Bg::start(c, &[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_hold.py")]);
-        assert_eq!(a.line(), "holding\n");
-        let o = c.exec(&[], &["/usr/bin/python3", "-c", include_str!("hostile/scm_send.py")]);
-        verdict(&o, "ok", 0);
-        assert_eq!(o.prog_stdout(), "sent\n", "run B's fd passing depends on run A");
-        a.finish();
     }
 }

@@ -148,16 +148,24 @@ fn init_process_is_out_of_reach() {
 #[test]
 fn kill_minus_one_hurts_nothing_outside() {
     root_or_skip!("kill_minus_one_hurts_nothing_outside");
-    // Same host uid as the sandboxed program (strict maps uid 1000 -> 65534).
+    // Same host uid as the sandboxed program (a profile pinned to one uid).
     let mut victim = Command::new("sleep")
         .arg("60")
-        .uid(65534)
-        .gid(65534)
+        .uid(PINNED_UID)
+        .gid(PINNED_UID)
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let o = sh_json(&[], "kill -9 -1; echo after");
+    let o = sh_json(
+        &["--profile", &pinned_profile()],
+        "kill -9 -1; echo after; cat /proc/self/uid_map",
+    );
+    assert!(
+        o.stdout_str().contains(&format!(" {PINNED_UID} ")),
+        "the run is not the victim's uid: {}",
+        o.j()
+    );
     let alive = victim.try_wait().unwrap().is_none();
     let _ = victim.kill();
     let _ = victim.wait();

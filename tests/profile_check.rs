@@ -95,8 +95,18 @@ const CORPUS: &[(&str, &str, &str)] = &[
     ),
     (
         "caps_no_userns.toml",
-        "tests/profiles/broken/caps_no_userns.toml:11:9: capabilities.keep[0]:",
+        "tests/profiles/broken/caps_no_userns.toml:13:9: capabilities.keep[0]:",
         "HOST",
+    ),
+    (
+        "host_gid_with_range.toml",
+        "tests/profiles/broken/host_gid_with_range.toml:4:1: process.host_gid:",
+        "single process.host_uid",
+    ),
+    (
+        "host_uid_range_count.toml",
+        "tests/profiles/broken/host_uid_range_count.toml:4:34: process.host_uid.count:",
+        "1 to 65536",
     ),
     (
         "bind_without_mountns.toml",

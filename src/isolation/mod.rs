@@ -1,7 +1,8 @@
-//! Isolation: namespaces (clone flags, uid/gid maps), the container's
-//! filesystem (throwaway overlay root, /proc, /dev, binds, pivot_root) and
-//! the raw syscalls the child side needs.
+//! Isolation: namespaces (clone flags, uid/gid maps), the host ids runs are
+//! (allocated per job), the container's filesystem (throwaway overlay root,
+//! /proc, /dev, binds, pivot_root) and the raw syscalls the child side needs.
 
+pub mod hostids;
 pub mod mounts;
 pub mod namespaces;
 pub mod sys;

@@ -55,6 +55,11 @@ pub enum MountOp {
     Touch {
         path: CString,
     },
+    /// Create a new file (mode 0444) holding `content`.
+    WriteFile {
+        path: CString,
+        content: Vec<u8>,
+    },
     Symlink {
         target: CString,
         link: CString,
@@ -85,6 +90,26 @@ const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 fn cstr(p: impl AsRef<Path>) -> Result<CString, MountPlanError> {
     let p = p.as_ref();
     CString::new(p.as_os_str().as_bytes()).map_err(|_| MountPlanError::Nul(p.to_path_buf()))
+}
+
+/// A random (version 4) UUID and a newline, as the kernel prints boot_id.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // getrandom(2) does not fail for 16 bytes once the pool is ready; a
+    // zeroed id would still not be the host's.
+    // SAFETY: writing into our own buffer of the given length.
+    let _ = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}\n",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// `/newroot` + an absolute in-sandbox path.
@@ -425,6 +450,59 @@ impl MountPlan {
             None,
         )?;
 
+        // What /proc would tell of the host: its kernel command line
+        // (boot parameters, often an image path or a root device) and its
+        // boot id (the same in every run and on the host: it would link
+        // runs to one machine and one boot). Read-only files from the base
+        // tmpfs are bound over them: an empty command line, a boot id of
+        // this run's own.
+        p.push(
+            "mkdir /masks".into(),
+            MountOp::Mkdir {
+                path: cstr("/masks")?,
+                mode: 0o755,
+            },
+        );
+        for (name, dest, content) in [
+            ("cmdline", "cmdline", b"\n".to_vec()),
+            (
+                "boot_id",
+                "sys/kernel/random/boot_id",
+                random_uuid().into_bytes(),
+            ),
+        ] {
+            let src = format!("/masks/{name}");
+            p.push(
+                format!("write {src}"),
+                MountOp::WriteFile {
+                    path: cstr(&src)?,
+                    content,
+                },
+            );
+            let target = proc_.join(dest);
+            p.mount(
+                format!("mask /proc/{dest}"),
+                Some(&src),
+                &target,
+                None,
+                libc::MS_BIND,
+                None,
+            )?;
+            p.mount(
+                format!("remount /proc/{dest} read-only"),
+                None,
+                &target,
+                None,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                None,
+            )?;
+        }
+
         // A minimal /dev: a few harmless host nodes bound in, private shm and pts.
         let dev = under(NEWROOT, Path::new("/dev"));
         p.mkdir_p(NEWROOT, Path::new("/dev"), 0o755)?;
@@ -559,6 +637,20 @@ pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
                         0
                     } else {
                         -1
+                    }
+                }
+                MountOp::WriteFile { path, content } => {
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o444,
+                    );
+                    if fd < 0 {
+                        -1
+                    } else {
+                        let ok = super::sys::write_all(fd, content);
+                        libc::close(fd);
+                        if ok { 0 } else { -1 }
                     }
                 }
                 MountOp::Symlink { target, link } => {

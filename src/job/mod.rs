@@ -1,8 +1,8 @@
 //! Jobs: steps, tests, files, the shared workspace, results.
 //!
 //! A job is a profile, input files and ordered steps. [`run_job`] writes the
-//! files into a [`Workspace`] (a host directory owned by the profile's host
-//! uid/gid), then runs every step — and every test of a step — in its own
+//! files into a [`Workspace`] (a host directory owned by the job's host
+//! uid/gid, see [`Sandbox::job_ids`]), then runs every step — and every test of a step — in its own
 //! fresh container ([`Sandbox::run`]) with the workspace bound read-write at
 //! `/box`, the working directory. After each step the workspace size is
 //! checked. Finally the files named in `outputs` are copied out without ever
@@ -14,12 +14,13 @@ pub mod workspace;
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::profile::{BindMount, Limits};
-use crate::runner::{OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
+use crate::runner::{JobIds, OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
 pub use request::{Caps, FieldError, InputFile, JobSpec, StepSpec, TestSpec, parse_request};
 pub use workspace::{BOX, Workspace, WorkspaceError};
 
@@ -122,6 +123,9 @@ pub struct JobContext<'a> {
     pub caps: &'a Caps,
     /// When readable (or at EOF), running steps are killed and no more start.
     pub cancel_fd: Option<RawFd>,
+    /// The job's host ids ([`Sandbox::job_ids`]), which own the workspace:
+    /// every step and test runs as them.
+    pub ids: Arc<JobIds>,
 }
 
 fn cancelled(fd: Option<RawFd>) -> bool {
@@ -193,6 +197,7 @@ fn run_one(
         stdout: OutputSpec::Capture,
         stderr: OutputSpec::Capture,
         cancel_fd: ctx.cancel_fd,
+        job: Some(ctx.ids.clone()),
         ..RunSpec::default()
     };
     let r = ctx.sandbox.run(&spec);
@@ -446,6 +451,7 @@ mod tests {
             limits: &[],
             caps: &caps,
             cancel_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&r)),
+            ids: JobIds::fixed(uid, gid),
         };
         let out = run_job(&ctx, &spec, &mut |_| {});
         let got: Vec<_> = out.steps.iter().map(|s| s.verdict.as_str()).collect();

@@ -2,7 +2,9 @@
 //!
 //! The cgroup is the real limit for memory, pids and CPU; rlimits are a
 //! per-process backstop (RLIMIT_CPU) and cover what cgroups do not (file size,
-//! open files, stack, core dumps).
+//! open files, stack, core dumps), and the kernel's per-user counters
+//! (pending signals, processes, message-queue bytes, locked memory): a run
+//! inheriting the host's values could take a whole host user's share.
 
 use nix::sys::resource::{Resource, setrlimit};
 
@@ -22,9 +24,18 @@ pub struct Rlimits {
     pub stack: Option<u64>,
     /// RLIMIT_CORE: always 1 (no core file, no piped core handler).
     pub core: u64,
-    /// RLIMIT_NPROC. Not set from the profile (it counts per real uid across
-    /// the whole machine, so it is unreliable; the pids cgroup is the limit).
+    /// RLIMIT_NPROC: a backstop where there is no pids cgroup, set by the
+    /// runner ([`Rlimits::with_own_userns`]) only when the run has a user
+    /// namespace of its own: the kernel counts it per uid of that namespace
+    /// then, so it binds this run alone (without one, every run sharing the
+    /// host uid would count).
     pub nproc: Option<u64>,
+    /// RLIMIT_SIGPENDING (counted per user like NPROC).
+    pub sigpending: Option<u64>,
+    /// RLIMIT_MSGQUEUE, bytes (per user).
+    pub msgqueue: Option<u64>,
+    /// RLIMIT_MEMLOCK, bytes (per process for mlock, per user for SHM_LOCK).
+    pub memlock: Option<u64>,
 }
 
 impl Rlimits {
@@ -49,7 +60,37 @@ impl Rlimits {
             // core size, so no core file is written either.
             core: 1,
             nproc: None,
+            sigpending: limits.pending_signals,
+            msgqueue: limits.message_queue,
+            memlock: limits.locked_memory,
         }
+    }
+
+    /// Adds RLIMIT_NPROC for a run in its own user namespace: the pids
+    /// limit plus one, so that the pids cgroup (which reports the verdict)
+    /// is the one that refuses first.
+    pub fn with_own_userns(mut self, limits: &Limits) -> Self {
+        self.nproc = limits.pids.map(|p| p.saturating_add(1));
+        self
+    }
+
+    /// Lowers the per-user limits to this process's own hard limits: the
+    /// run cannot raise them past those (it has no capability in the
+    /// host's user namespace), and a profile asking for more means "as
+    /// much as the host allows", not a failed run.
+    pub fn within_own(mut self) -> Self {
+        use nix::sys::resource::getrlimit;
+        for (r, v) in [
+            (Resource::RLIMIT_NPROC, &mut self.nproc),
+            (Resource::RLIMIT_SIGPENDING, &mut self.sigpending),
+            (Resource::RLIMIT_MSGQUEUE, &mut self.msgqueue),
+            (Resource::RLIMIT_MEMLOCK, &mut self.memlock),
+        ] {
+            if let (Some(want), Ok((_, hard))) = (v.as_mut(), getrlimit(r)) {
+                *want = (*want).min(hard);
+            }
+        }
+        self
     }
 
     /// Applies the limits (soft = hard) with `setrlimit` only: no allocation,
@@ -68,8 +109,15 @@ impl Rlimits {
             setrlimit(Resource::RLIMIT_STACK, v, v)?;
         }
         setrlimit(Resource::RLIMIT_CORE, self.core, self.core)?;
-        if let Some(v) = self.nproc {
-            setrlimit(Resource::RLIMIT_NPROC, v, v)?;
+        for (r, v) in [
+            (Resource::RLIMIT_NPROC, self.nproc),
+            (Resource::RLIMIT_SIGPENDING, self.sigpending),
+            (Resource::RLIMIT_MSGQUEUE, self.msgqueue),
+            (Resource::RLIMIT_MEMLOCK, self.memlock),
+        ] {
+            if let Some(v) = v {
+                setrlimit(r, v, v)?;
+            }
         }
         Ok(())
     }
@@ -93,5 +141,17 @@ mod tests {
         let r = Rlimits::from_limits(&l);
         assert_eq!(r.cpu_secs, None);
         assert_eq!(r.core, 1);
+    }
+
+    #[test]
+    fn per_user_limits_come_from_the_profile() {
+        let l = crate::profile::load("strict").expect("strict").limits;
+        let r = Rlimits::from_limits(&l);
+        assert_eq!(r.sigpending, Some(Limits::DEFAULT_PENDING_SIGNALS));
+        assert_eq!(r.msgqueue, Some(Limits::DEFAULT_MESSAGE_QUEUE));
+        assert_eq!(r.memlock, Some(Limits::DEFAULT_LOCKED_MEMORY));
+        assert_eq!(r.nproc, None);
+        let pids = l.pids.expect("strict has a pids limit");
+        assert_eq!(r.with_own_userns(&l).nproc, Some(pids + 1));
     }
 }

@@ -377,10 +377,20 @@ memory = "1G"
         let p = parse_str("[seccomp]\nenabled = false\n", "min.toml").unwrap();
         assert!(p.namespaces.user && p.namespaces.network && p.namespaces.cgroup);
         assert!(p.process.no_new_privs);
-        assert_eq!((p.process.uid, p.process.host_uid), (1000, 65534));
+        assert_eq!(p.process.uid, 1000);
+        assert_eq!(p.process.host_ids, crate::profile::HostIds::default_range());
         assert_eq!(p.filesystem.workdir, PathBuf::from("/tmp"));
         assert_eq!(p.filesystem.tmpfs[0].mode, 0o1777);
-        assert_eq!(p.limits, crate::profile::Limits::default());
+        use crate::profile::Limits;
+        assert_eq!(
+            p.limits,
+            Limits {
+                pending_signals: Some(Limits::DEFAULT_PENDING_SIGNALS),
+                message_queue: Some(Limits::DEFAULT_MESSAGE_QUEUE),
+                locked_memory: Some(Limits::DEFAULT_LOCKED_MEMORY),
+                ..Limits::default()
+            }
+        );
         assert!(p.capabilities.keep.is_empty());
     }
 

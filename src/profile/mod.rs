@@ -90,19 +90,53 @@ pub struct TmpfsMount {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Process {
-    /// uid/gid the program runs as inside the sandbox.
+    /// uid/gid the program runs as inside the sandbox (with a user
+    /// namespace; without one it runs as its host ids).
     pub uid: u32,
     pub gid: u32,
     /// Host uid/gid that `uid`/`gid` map to when a user namespace is used
     /// (and the ids the program really runs as without one).
-    pub host_uid: u32,
-    pub host_gid: u32,
+    pub host_ids: HostIds,
     pub hostname: String,
     /// Variables set for the program (after `env_passthrough`).
     pub env: BTreeMap<String, String>,
     /// Names of host variables copied through when set (a whitelist).
     pub env_passthrough: Vec<String>,
     pub no_new_privs: bool,
+}
+
+/// Which host ids a run gets (`process.host_uid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostIds {
+    /// Every run of the profile is this one host uid/gid, so concurrent runs
+    /// share the kernel's per-user counters.
+    Fixed { uid: u32, gid: u32 },
+    /// Each concurrent job gets its own uid from `first .. first + count`
+    /// (its gid is the same number), allocated host-wide; a job finding
+    /// none free waits up to `wait`, then fails.
+    Range {
+        first: u32,
+        count: u32,
+        wait: Duration,
+    },
+}
+
+impl HostIds {
+    /// The range the bundled profiles use: 0x70000000 is just past
+    /// systemd's container ranges (nspawn picks below 0x6FFF0000), below
+    /// the 2^31 boundary some tools mishandle, and far from login users,
+    /// system users and the usual /etc/subuid ranges (100000 + 65536·k).
+    pub const DEFAULT_FIRST: u32 = 0x7000_0000;
+    pub const DEFAULT_COUNT: u32 = 256;
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+    pub fn default_range() -> HostIds {
+        HostIds::Range {
+            first: Self::DEFAULT_FIRST,
+            count: Self::DEFAULT_COUNT,
+            wait: Self::DEFAULT_WAIT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,4 +210,20 @@ pub struct Limits {
     pub stack: Option<u64>,
     /// CPU bandwidth in CPUs (e.g. 1.0 = one full core).
     pub cpu_quota: Option<f64>,
+    /// RLIMIT_SIGPENDING: queued signals of the run. Always set by a loaded
+    /// profile (like the two below): the kernel counts them per user.
+    pub pending_signals: Option<u64>,
+    /// RLIMIT_MSGQUEUE, bytes of POSIX message queues.
+    pub message_queue: Option<u64>,
+    /// RLIMIT_MEMLOCK, bytes of locked memory (mlock, SHM_LOCK).
+    pub locked_memory: Option<u64>,
+}
+
+impl Limits {
+    /// Defaults of the per-user rlimits a profile does not set.
+    pub const DEFAULT_PENDING_SIGNALS: u64 = 1024;
+    /// The kernel's own default (MQ_BYTES_MAX).
+    pub const DEFAULT_MESSAGE_QUEUE: u64 = 819_200;
+    /// The kernel's default since 5.16.
+    pub const DEFAULT_LOCKED_MEMORY: u64 = 8 << 20;
 }

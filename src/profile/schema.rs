@@ -97,12 +97,55 @@ pub struct RawTmpfs {
     pub mode: Option<Scalar>,
 }
 
+/// `process.host_uid`: one id (`65534`) or a range
+/// (`{ first = 1879048192, count = 256, wait = "10s" }`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawHostUid {
+    Id(i64),
+    Range(RawIdRange),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdRange {
+    pub first: Option<i64>,
+    pub count: Option<i64>,
+    pub wait: Option<Scalar>,
+}
+
+impl<'de> Deserialize<'de> for RawHostUid {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHostUid;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a host uid (e.g. 65534) or a range table { first = 1879048192, count = 256 }",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawHostUid, E> {
+                Ok(RawHostUid::Id(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawHostUid, E> {
+                i64::try_from(v)
+                    .map(RawHostUid::Id)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, m: A) -> Result<RawHostUid, A::Error> {
+                RawIdRange::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(RawHostUid::Range)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProcess {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    pub host_uid: Option<u32>,
+    pub host_uid: Option<RawHostUid>,
     pub host_gid: Option<u32>,
     pub hostname: Option<String>,
     pub env: Option<BTreeMap<String, String>>,
@@ -160,6 +203,9 @@ pub struct RawLimits {
     pub pids: Option<i64>,
     pub open_files: Option<i64>,
     pub cpu_quota: Option<f64>,
+    pub pending_signals: Option<i64>,
+    pub message_queue: Option<Scalar>,
+    pub locked_memory: Option<Scalar>,
 }
 
 /// Allowed keys of each table, by normalized path (array indices removed).
@@ -198,6 +244,7 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "env_passthrough",
             "no_new_privs",
         ],
+        "process.host_uid" => &["first", "count", "wait"],
         "process.env" => return None,
         "capabilities" => &["keep"],
         "seccomp" => &[
@@ -222,6 +269,9 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "pids",
             "open_files",
             "cpu_quota",
+            "pending_signals",
+            "message_queue",
+            "locked_memory",
         ],
         _ => &[],
     })
@@ -373,9 +423,24 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 pids,
                 open_files,
                 cpu_quota,
+                pending_signals,
+                message_queue,
+                locked_memory,
             ) = merge_fields!(
-                p, c, cpu_time, wall_time, memory, output, file_size, stack, pids, open_files,
-                cpu_quota
+                p,
+                c,
+                cpu_time,
+                wall_time,
+                memory,
+                output,
+                file_size,
+                stack,
+                pids,
+                open_files,
+                cpu_quota,
+                pending_signals,
+                message_queue,
+                locked_memory
             );
             RawLimits {
                 cpu_time,
@@ -387,6 +452,9 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 pids,
                 open_files,
                 cpu_quota,
+                pending_signals,
+                message_queue,
+                locked_memory,
             }
         }),
     }

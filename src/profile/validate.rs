@@ -68,6 +68,66 @@ fn count(loc: &Locator, key: &str, v: Option<i64>) -> R<Option<u64>> {
     }
 }
 
+/// `process.host_uid` / `host_gid`: one fixed id, or a range (the default).
+fn host_ids(loc: &Locator, uid: Option<&RawHostUid>, gid: Option<u32>) -> R<HostIds> {
+    const KEY: &str = "process.host_uid";
+    let id = |k: &str, v: i64| -> R<u32> {
+        match u32::try_from(v) {
+            Ok(0) => Err(loc.error(
+                k,
+                "host id 0 would map the sandbox's user to root on the HOST; use an unprivileged id (or the default range)",
+            )),
+            Ok(u32::MAX) => Err(loc.error(k, "4294967295 is not a valid id (it means \"no id\" to the kernel)")),
+            Ok(v) => Ok(v),
+            Err(_) => Err(loc.error(k, format!("{v} is not a valid id (0 < id < 4294967295)"))),
+        }
+    };
+    match uid {
+        Some(RawHostUid::Id(u)) => Ok(HostIds::Fixed {
+            uid: id(KEY, *u)?,
+            gid: match gid {
+                Some(g) => id("process.host_gid", g.into())?,
+                None => 65534,
+            },
+        }),
+        range => {
+            if gid.is_some() {
+                return Err(loc.error(
+                    "process.host_gid",
+                    "with a host uid range (the default) each run's host gid is its uid; set process.host_gid only together with a single process.host_uid",
+                ));
+            }
+            let r = match range {
+                Some(RawHostUid::Range(r)) => r.clone(),
+                _ => RawIdRange::default(),
+            };
+            let first = match r.first {
+                Some(f) => id(&format!("{KEY}.first"), f)?,
+                None => HostIds::DEFAULT_FIRST,
+            };
+            let count = match r.count {
+                None => HostIds::DEFAULT_COUNT,
+                Some(c) if (1..=65536).contains(&c) => c as u32,
+                Some(c) => {
+                    return Err(loc.error(
+                        &format!("{KEY}.count"),
+                        format!("count must be from 1 to 65536 (got {c})"),
+                    ));
+                }
+            };
+            if u64::from(first) + u64::from(count) > u64::from(u32::MAX) {
+                return Err(loc.error(
+                    &format!("{KEY}.count"),
+                    format!("the range {first} + {count} runs past the largest id 4294967294"),
+                ));
+            }
+            let wait = duration(loc, &format!("{KEY}.wait"), r.wait.as_ref())?
+                .unwrap_or(HostIds::DEFAULT_WAIT);
+            Ok(HostIds::Range { first, count, wait })
+        }
+    }
+}
+
 /// Parse an action name: kill_process | kill_thread | trap | errno:NAME | log | allow.
 pub fn parse_action(s: &str) -> Result<SeccompAction, String> {
     Ok(match s {
@@ -324,11 +384,27 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
             format!("invalid hostname \"{hostname}\" (1-64 characters: letters, digits, '-', '.')"),
         ));
     }
+    let host_ids = host_ids(loc, p.host_uid.as_ref(), p.host_gid)?;
+    if !namespaces.user
+        && matches!(host_ids, HostIds::Range { .. })
+        && (p.uid.is_some() || p.gid.is_some())
+        // (uid 0 gets the sharper error of the namespace checks below)
+        && p.uid != Some(0)
+    {
+        let k = if p.uid.is_some() {
+            "process.uid"
+        } else {
+            "process.gid"
+        };
+        return Err(loc.error(
+            k,
+            "without a user namespace the program runs as its host uid/gid from the process.host_uid range; remove process.uid and process.gid (or set namespaces.user = true)",
+        ));
+    }
     let process = Process {
         uid: p.uid.unwrap_or(1000),
         gid: p.gid.unwrap_or(1000),
-        host_uid: p.host_uid.unwrap_or(65534),
-        host_gid: p.host_gid.unwrap_or(65534),
+        host_ids,
         hostname,
         env,
         env_passthrough,
@@ -510,6 +586,18 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         open_files: count(loc, "limits.open_files", l.open_files)?,
         stack: sz("stack", l.stack.as_ref())?,
         cpu_quota,
+        pending_signals: Some(
+            count(loc, "limits.pending_signals", l.pending_signals)?
+                .unwrap_or(Limits::DEFAULT_PENDING_SIGNALS),
+        ),
+        message_queue: Some(
+            size(loc, "limits.message_queue", l.message_queue.as_ref())?
+                .unwrap_or(Limits::DEFAULT_MESSAGE_QUEUE),
+        ),
+        locked_memory: Some(
+            size(loc, "limits.locked_memory", l.locked_memory.as_ref())?
+                .unwrap_or(Limits::DEFAULT_LOCKED_MEMORY),
+        ),
     };
 
     let profile = Profile {
@@ -564,18 +652,20 @@ fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
         }
     }
     if !ns.user {
-        if p.process.uid == 0 || p.process.host_uid == 0 {
+        if p.process.uid == 0 {
             return Err(loc.error(
                 "process.uid",
                 "uid 0 without a user namespace would run the program as real root on the host (set namespaces.user = true or use a non-zero uid)",
             ));
         }
-        if p.process.uid != p.process.host_uid || p.process.gid != p.process.host_gid {
+        if let HostIds::Fixed { uid, gid } = p.process.host_ids
+            && (p.process.uid != uid || p.process.gid != gid)
+        {
             return Err(loc.error(
                 "process.uid",
                 format!(
-                    "without a user namespace the program runs as host_uid/host_gid ({}:{}), so uid/gid ({}:{}) must be equal to them",
-                    p.process.host_uid, p.process.host_gid, p.process.uid, p.process.gid
+                    "without a user namespace the program runs as host_uid/host_gid ({uid}:{gid}), so uid/gid ({}:{}) must be equal to them",
+                    p.process.uid, p.process.gid
                 ),
             ));
         }
@@ -585,14 +675,6 @@ fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
                 format!("keeping {c} without a user namespace would grant it over the HOST (set namespaces.user = true or remove it)"),
             ));
         }
-    }
-    if p.process.host_uid == 0 || p.process.host_gid == 0 {
-        let k = if p.process.host_uid == 0 {
-            "process.host_uid"
-        } else {
-            "process.host_gid"
-        };
-        return Err(loc.error(k, "host id 0 would map the sandbox's user to root on the HOST; use an unprivileged id such as 65534"));
     }
     if !ns.network {
         for (i, c) in p.capabilities.keep.iter().enumerate() {

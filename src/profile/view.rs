@@ -63,12 +63,42 @@ pub struct TmpfsView {
 pub struct ProcessView {
     pub uid: u32,
     pub gid: u32,
-    pub host_uid: u32,
-    pub host_gid: u32,
+    pub host_uid: HostUidView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_gid: Option<u32>,
     pub hostname: String,
     pub env_passthrough: Vec<String>,
     pub no_new_privs: bool,
     pub env: BTreeMap<String, String>,
+}
+
+/// `process.host_uid` as written: one id, or the range table.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum HostUidView {
+    Id(u32),
+    Range {
+        first: u32,
+        count: u32,
+        wait: String,
+    },
+}
+
+impl HostUidView {
+    /// The view of `ids`, and the `host_gid` that goes with it.
+    pub fn of(ids: &HostIds) -> (HostUidView, Option<u32>) {
+        match *ids {
+            HostIds::Fixed { uid, gid } => (HostUidView::Id(uid), Some(gid)),
+            HostIds::Range { first, count, wait } => (
+                HostUidView::Range {
+                    first,
+                    count,
+                    wait: format_duration(wait),
+                },
+                None,
+            ),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -142,6 +172,10 @@ impl From<&Profile> for ProfileView {
         put("pids", i(l.pids));
         put("open_files", i(l.open_files));
         put("cpu_quota", l.cpu_quota.map(toml::Value::Float));
+        put("pending_signals", i(l.pending_signals));
+        put("message_queue", s(l.message_queue));
+        put("locked_memory", s(l.locked_memory));
+        let (host_uid, host_gid) = HostUidView::of(&p.process.host_ids);
         ProfileView {
             name: Some(p.name.clone()),
             description: p.description.clone(),
@@ -186,8 +220,8 @@ impl From<&Profile> for ProfileView {
             process: ProcessView {
                 uid: p.process.uid,
                 gid: p.process.gid,
-                host_uid: p.process.host_uid,
-                host_gid: p.process.host_gid,
+                host_uid,
+                host_gid,
                 hostname: p.process.hostname.clone(),
                 env_passthrough: p.process.env_passthrough.clone(),
                 no_new_privs: p.process.no_new_privs,

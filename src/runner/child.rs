@@ -109,6 +109,52 @@ pub struct ChildPlan {
     /// (the supervisor starts init on another CPU than its own; see
     /// `start_elsewhere`).
     pub affinity: Option<libc::cpu_set_t>,
+    /// Where the supervisor's command line and environment strings lie
+    /// ([`own_args`]): init, a copy of the supervisor that never execs,
+    /// blanks them, or the run would read the host's command line (bind
+    /// paths, a server's flags) in /proc/1/cmdline.
+    pub hide: [(usize, usize); 2],
+}
+
+/// The address ranges of this process's argument and environment strings
+/// (`arg_start..arg_end`, `env_start..env_end` of /proc/self/stat), read
+/// once; empty ranges if unreadable.
+pub fn own_args() -> [(usize, usize); 2] {
+    static RANGES: std::sync::OnceLock<[(usize, usize); 2]> = std::sync::OnceLock::new();
+    *RANGES.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces and ')'):
+        // the 3rd field of the line is the first one here.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<usize> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let field = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+        let range = |a: usize, b: usize| if a < b { (a, b) } else { (0, 0) };
+        [range(field(48), field(49)), range(field(50), field(51))]
+    })
+}
+
+/// Blanks the ranges from [`own_args`] in this (child) process's copy of
+/// the memory; the argument area becomes "sandbox-init".
+fn hide_args(ranges: &[(usize, usize); 2]) {
+    const NAME: &[u8] = b"sandbox-init\0";
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        if a == 0 || b <= a {
+            continue;
+        }
+        // SAFETY: the range is this process's own argv/environ strings (at
+        // the top of the initial stack, writable), as the kernel reported
+        // them for the parent this process is a copy of; nothing in the
+        // child reads them.
+        unsafe {
+            std::ptr::write_bytes(a as *mut u8, 0, b - a);
+            if i == 0 && b - a >= NAME.len() {
+                std::ptr::copy_nonoverlapping(NAME.as_ptr(), a as *mut u8, NAME.len());
+            }
+        }
+    }
 }
 
 /// `struct open_how` for openat2(2).
@@ -211,6 +257,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
     area.stamp(Stamp::InitStarted);
     let efd = plan.err_write;
     close_all_except(&plan.keep_fds);
+    hide_args(&plan.hide);
     // Wait for the uid/gid maps (and for the supervisor to be alive: EOF
     // means it died before letting us go).
     let mut go = [0u8; 1];

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::isolation::hostids::{self, HostIdError, Lease};
 use crate::isolation::mounts::{MountPlan, MountPlanError};
 use crate::isolation::{namespaces, sys};
 use crate::limits::cgroup::RunShape;
@@ -49,6 +50,8 @@ pub enum RunError {
     Invalid(String),
     #[error("handing the run to its prepared container: {0}")]
     Stale(std::io::Error),
+    #[error("{0}")]
+    HostIds(#[from] HostIdError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -99,6 +102,36 @@ pub struct RunSpec {
     /// Binds whose sources the caller already opened ([`open_bind`]),
     /// mounted after `binds`.
     pub opened_binds: Vec<OpenedBind>,
+    /// The job this run belongs to ([`Sandbox::job_ids`]): its runs share
+    /// its host ids. `None`: the run is a job of its own.
+    pub job: Option<Arc<JobIds>>,
+}
+
+/// The host ids of one job, which all its runs share (its workspace
+/// belongs to them). Held for the job's life; containers made for it hold
+/// the lease too, so the ids stay reserved until they are torn down.
+#[derive(Debug)]
+pub struct JobIds {
+    lease: Arc<Lease>,
+}
+
+impl JobIds {
+    /// Ids outside any range (for tests that run nothing).
+    #[cfg(test)]
+    pub(crate) fn fixed(uid: u32, gid: u32) -> Arc<JobIds> {
+        Arc::new(JobIds {
+            lease: hostids::acquire(&crate::profile::HostIds::Fixed { uid, gid })
+                .expect("fixed ids need no lock"),
+        })
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.lease.uid()
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.lease.gid()
+    }
 }
 
 /// A bind source opened by the caller: a detached copy of the tree with
@@ -165,6 +198,11 @@ pub struct Prepared {
     area: go::GoArea,
     cgroup: Option<RunCgroup>,
     shape: RunShape,
+    /// The host ids the container is (its user namespace's owner and map).
+    lease: Arc<Lease>,
+    /// The job it was made for ahead of time (pool only); `None`: any job
+    /// that takes it adopts its ids.
+    for_job: Option<std::sync::Weak<JobIds>>,
     mount_steps: Vec<String>,
     use_init: bool,
     reaped: bool,
@@ -382,7 +420,7 @@ impl Sandbox {
         spec: &RunSpec,
         strings: RunStrings,
     ) -> Result<RunResult, RunError> {
-        let ready = match pool.take() {
+        let ready = match pool.take(spec.job.as_ref()) {
             Some(p) if self.fits(&p, spec) => Some(p),
             Some(p) => {
                 pool.retire(p);
@@ -430,11 +468,33 @@ impl Sandbox {
 
     /// Whether a container prepared with `shape` can serve `spec`.
     pub fn fits(&self, p: &Prepared, spec: &RunSpec) -> bool {
-        spec.limits.cpu_quota.is_none() || p.shape.cpu
+        (spec.limits.cpu_quota.is_none() || p.shape.cpu)
+            && spec
+                .job
+                .as_ref()
+                .is_none_or(|j| Arc::ptr_eq(&j.lease, &p.lease))
     }
 
     fn prepare_for(&self, spec: &RunSpec) -> Result<Prepared, RunError> {
-        self.prepare(self.shape_for(spec))
+        let lease = match &spec.job {
+            Some(j) => j.lease.clone(),
+            None => hostids::acquire(&self.profile.process.host_ids)?,
+        };
+        self.prepare(self.shape_for(spec), lease)
+    }
+
+    /// Host ids for a new job, whose runs ([`RunSpec::job`]) will share
+    /// them: those of a container the pool prepared ahead (which then
+    /// waits for this job's first run), or newly taken ones.
+    pub fn job_ids(&self) -> Result<Arc<JobIds>, RunError> {
+        if let Some(pool) = &self.pool
+            && let Some(j) = pool.adopt()
+        {
+            return Ok(j);
+        }
+        Ok(Arc::new(JobIds {
+            lease: hostids::acquire(&self.profile.process.host_ids)?,
+        }))
     }
 
     fn env(&self, spec: &RunSpec) -> Vec<(String, String)> {
@@ -474,7 +534,7 @@ impl Sandbox {
     /// clone3 into fresh namespaces, id maps, then (v1) the cgroup while
     /// init builds its root in parallel. Returns once init is on its way;
     /// it waits for "go" by itself.
-    pub fn prepare(&self, shape: RunShape) -> Result<Prepared, RunError> {
+    pub fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
         let mut marks = Marks {
             prepare: go::now_ns(),
             ..Marks::default()
@@ -489,7 +549,7 @@ impl Sandbox {
         let (uid, gid) = if ns.user {
             (prof.process.uid, prof.process.gid)
         } else {
-            (prof.process.host_uid, prof.process.host_gid)
+            (lease.uid(), lease.gid())
         };
         let c = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
@@ -536,6 +596,7 @@ impl Sandbox {
             in_userns: ns.user,
             keep_fds: keep,
             affinity: own_affinity(),
+            hide: child::own_args(),
         };
         let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
             match &self.cgroups {
@@ -556,10 +617,32 @@ impl Sandbox {
         let clone_cg = cgroup.as_ref().and_then(|c| c.clone_into_fd());
         let flags = namespaces::clone_flags(ns);
         let mut pidfd: RawFd = -1;
-        let pid = sys::clone3(flags, Some(&mut pidfd), clone_cg);
-        if pid == 0 {
-            child::init_main(&plan, &area);
-        }
+        let clone = |pidfd: &mut RawFd| {
+            let pid = sys::clone3(flags, Some(pidfd), clone_cg);
+            if pid == 0 {
+                child::init_main(&plan, &area);
+            }
+            pid
+        };
+        // The user namespace belongs to the job's uid, not to root: what
+        // the run's users count per user is charged to it (see as_owner).
+        let pid = if ns.user {
+            namespaces::as_owner(lease.uid(), || clone(&mut pidfd)).map_err(|e| RunError::Io {
+                what: format!("becoming uid {} to create the user namespace", lease.uid()),
+                source: e,
+            })
+        } else {
+            Ok(clone(&mut pidfd))
+        };
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(cg) = cgroup.take() {
+                    let _ = cg.remove();
+                }
+                return Err(e);
+            }
+        };
         if pid < 0 {
             let e = std::io::Error::from_raw_os_error((-pid) as i32);
             if let Some(cg) = cgroup.take() {
@@ -588,6 +671,8 @@ impl Sandbox {
             area,
             cgroup,
             shape,
+            lease,
+            for_job: None,
             mount_steps: plan.mounts.map(|m| m.what).unwrap_or_default(),
             use_init: ns.pid,
             reaped: false,
@@ -595,9 +680,11 @@ impl Sandbox {
             marks,
         };
         if ns.user {
-            namespaces::write_id_maps(p.pid, &prof.process).map_err(|e| RunError::Io {
-                what: "writing uid/gid maps".into(),
-                source: e,
+            namespaces::write_id_maps(p.pid, &prof.process, &p.lease).map_err(|e| {
+                RunError::Io {
+                    what: "writing uid/gid maps".into(),
+                    source: e,
+                }
             })?;
         }
         sys::write_all(p._sync_w.as_raw_fd(), b"g");
@@ -763,7 +850,11 @@ impl Sandbox {
         }
         fds.extend(bind_fds.iter().map(|f| f.as_raw_fd()));
         fds.extend(spec.opened_binds.iter().map(|b| b.fd.as_raw_fd()));
-        let rl = crate::limits::rlimits::Rlimits::from_limits(limits);
+        let mut rl = crate::limits::rlimits::Rlimits::from_limits(limits);
+        if self.profile.namespaces.user {
+            rl = rl.with_own_userns(limits);
+        }
+        let rl = rl.within_own();
         p.area
             .write(&argv, &envp, &candidates, &workdir, &bind_slots, ncg, rl)
             .map_err(|e| RunError::Invalid(e.to_string()))?;

@@ -7,6 +7,12 @@
 //! removal) after their results have been handed back. Every container
 //! serves exactly one run: no state passes from one job to the next.
 //!
+//! Every container is made for host ids (see `isolation::hostids`): spare
+//! ones come with ids of their own, which the job that takes one adopts;
+//! once a job has ids, the thread keeps one container made for that job
+//! ready for its next run (a judge's compile, then each test), until the
+//! job lets its ids go.
+//!
 //! The thread is long-lived on purpose: a container's init dies with the
 //! thread that created it (`PR_SET_PDEATHSIG` is per thread).
 
@@ -15,11 +21,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Prepared, Sandbox};
+use super::{JobIds, Prepared, Sandbox};
+use crate::isolation::hostids;
 
 #[derive(Default)]
 struct Queues {
+    /// Spares (`for_job` None) and containers made for a job.
     ready: VecDeque<Prepared>,
+    /// Jobs that took a container and may want another.
+    follow: Vec<Weak<JobIds>>,
     /// Finished (or unusable) containers waiting to be torn down.
     retired: Vec<Prepared>,
     shutdown: bool,
@@ -67,11 +77,39 @@ impl Pool {
         Ok(())
     }
 
-    /// A ready container, if there is one.
-    pub(crate) fn take(&self) -> Option<Prepared> {
-        let p = lock(&self.shared.q).ready.pop_front();
+    /// A ready container for `job` (one made for it), or a spare for a run
+    /// that is a job of its own, if there is one. Either way a job gets
+    /// another container made for its next run.
+    pub(crate) fn take(&self, job: Option<&Arc<JobIds>>) -> Option<Prepared> {
+        let mut q = lock(&self.shared.q);
+        let i = q.ready.iter().position(|p| match job {
+            Some(j) => Arc::ptr_eq(&p.lease, &j.lease),
+            None => p.for_job.is_none(),
+        });
+        let p = i.and_then(|i| q.ready.remove(i));
+        if let Some(j) = job
+            && !q.follow.iter().any(|w| w.as_ptr() == Arc::as_ptr(j))
+        {
+            q.follow.push(Arc::downgrade(j));
+        }
+        drop(q);
         self.shared.cv.notify_one();
         p
+    }
+
+    /// A new job's ids, taken from a spare container, which then waits for
+    /// that job's first run.
+    pub(crate) fn adopt(&self) -> Option<Arc<JobIds>> {
+        let mut q = lock(&self.shared.q);
+        let p = q.ready.iter_mut().find(|p| p.for_job.is_none())?;
+        let job = Arc::new(JobIds {
+            lease: p.lease.clone(),
+        });
+        p.for_job = Some(Arc::downgrade(&job));
+        drop(q);
+        // A spare fewer: the thread makes another.
+        self.shared.cv.notify_one();
+        Some(job)
     }
 
     /// A run starts: background work waits (a little) for it to end.
@@ -138,7 +176,11 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
     loop {
         let (retired, need, shutdown) = {
             let mut q = lock(&shared.q);
-            while !q.shutdown && q.retired.is_empty() && q.ready.len() >= size {
+            loop {
+                forget_ended_jobs(&mut q);
+                if q.shutdown || !q.retired.is_empty() || next_need(&q, size).is_some() {
+                    break;
+                }
                 q = shared.cv.wait(q).unwrap_or_else(|e| e.into_inner());
             }
             // Nice 19 is not enough: with a non-preemptible kernel, a
@@ -161,7 +203,12 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
             } else {
                 VecDeque::new()
             };
-            ((r, ready), !q.shutdown && q.ready.len() < size, q.shutdown)
+            let need = if q.shutdown {
+                None
+            } else {
+                next_need(&q, size)
+            };
+            ((r, ready), need, q.shutdown)
         };
         // Teardown outside the lock: each drop waits for an init to exit.
         drop(retired);
@@ -177,15 +224,31 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
             drop(late);
             return;
         }
-        if !need {
-            continue;
-        }
+        let Some(need) = need else { continue };
         if !backoff.is_zero() {
             std::thread::sleep(backoff);
         }
         let Some(s) = sb.upgrade() else { return };
-        match s.prepare(s.shape()) {
-            Ok(mut p) => {
+        // A job's own container uses its ids; a spare takes free ones, or
+        // none when the host's range is used up (jobs waiting for ids come
+        // first).
+        let made = match &need {
+            Need::For(job) => {
+                let (lease, weak) = (job.lease.clone(), Arc::downgrade(job));
+                s.prepare(s.shape(), lease).map(|mut p| {
+                    p.for_job = Some(weak);
+                    Some(p)
+                })
+            }
+            Need::Spare => match hostids::try_acquire(&s.profile.process.host_ids) {
+                Ok(Some(lease)) => s.prepare(s.shape(), lease).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        };
+        drop(need);
+        match made {
+            Ok(Some(mut p)) => {
                 p.background = Some(own_nice);
                 backoff = Duration::ZERO;
                 let mut q = lock(&shared.q);
@@ -196,6 +259,9 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
                     q.ready.push_back(p);
                 }
             }
+            Ok(None) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+            }
             Err(e) => {
                 // Runs still work (they prepare their own container); retry
                 // slowly rather than spin on a persistent failure.
@@ -205,4 +271,45 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
         }
         drop(s);
     }
+}
+
+/// What the thread makes next.
+enum Need {
+    /// A container for this job's next run.
+    For(Arc<JobIds>),
+    /// A spare, with ids of its own.
+    Spare,
+}
+
+/// Containers made for jobs that have let their ids go go to teardown,
+/// and those jobs are no longer followed.
+fn forget_ended_jobs(q: &mut Queues) {
+    q.follow.retain(|w| w.strong_count() > 0);
+    let mut i = 0;
+    while i < q.ready.len() {
+        if q.ready[i]
+            .for_job
+            .as_ref()
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            if let Some(p) = q.ready.remove(i) {
+                q.retired.push(p);
+            }
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Jobs first (one waits for its next run), then spares up to `size`.
+fn next_need(q: &Queues, size: usize) -> Option<Need> {
+    for w in &q.follow {
+        if let Some(j) = w.upgrade()
+            && !q.ready.iter().any(|p| Arc::ptr_eq(&p.lease, &j.lease))
+        {
+            return Some(Need::For(j));
+        }
+    }
+    let spares = q.ready.iter().filter(|p| p.for_job.is_none()).count();
+    (spares < size).then_some(Need::Spare)
 }

@@ -300,13 +300,16 @@ fn execute(state: &AppState, job: &Job) {
             error = Some(format!("profile {}: {e}", job.spec.profile));
             JobOutcome::default()
         }
-        Ok(sb) => {
-            let p = &sb.profile.process;
-            match Workspace::create(
+        Ok(sb) => match sb.job_ids() {
+            Err(e) => {
+                error = Some(format!("host ids: {e}"));
+                JobOutcome::default()
+            }
+            Ok(ids) => match Workspace::create(
                 &state.cfg.work_dir,
                 &job.id,
-                p.host_uid,
-                p.host_gid,
+                ids.uid(),
+                ids.gid(),
                 state.cfg.caps.workspace_size,
             )
             .and_then(|ws| ws.write_files(&job.spec.files).map(|_| ws))
@@ -322,15 +325,17 @@ fn execute(state: &AppState, job: &Job) {
                         limits: &job.limits,
                         caps: &state.cfg.caps,
                         cancel_fd: cancel_r,
+                        ids: ids.clone(),
                     };
                     let out = job::run_job(&ctx, &job.spec, &mut |o| {
                         lock(&job.state).outcome = o.clone();
                     });
-                    workspace = Some(ws);
+                    // The ids stay the job's until its files are gone.
+                    workspace = Some((ws, ids));
                     out
                 }
-            }
-        }
+            },
+        },
     };
     if let Some(e) = &error {
         tracing::error!("{e}");
@@ -360,7 +365,7 @@ fn execute(state: &AppState, job: &Job) {
     );
     lock(&state.finished).push_back((Instant::now(), job.id.clone()));
     job.done.send_replace(true);
-    if let Some(mut ws) = workspace
+    if let Some((mut ws, _ids)) = workspace
         && let Err(e) = ws.remove()
     {
         tracing::warn!("{e}");

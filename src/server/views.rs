@@ -36,6 +36,7 @@ pub fn profile_json(p: &Profile) -> Value {
     let ns = &p.namespaces;
     let fs = &p.filesystem;
     let pr = &p.process;
+    let (host_uid, host_gid) = crate::profile::view::HostUidView::of(&pr.host_ids);
     json!({
         "name": p.name,
         "description": p.description,
@@ -57,7 +58,7 @@ pub fn profile_json(p: &Profile) -> Value {
             "workdir": fs.workdir,
         },
         "process": {
-            "uid": pr.uid, "gid": pr.gid, "host_uid": pr.host_uid, "host_gid": pr.host_gid,
+            "uid": pr.uid, "gid": pr.gid, "host_uid": host_uid, "host_gid": host_gid,
             "hostname": pr.hostname, "env": pr.env, "env_passthrough": pr.env_passthrough,
             "no_new_privs": pr.no_new_privs,
         },

@@ -20,6 +20,31 @@ pub static SANDBOX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     std::env::var("SANDBOX_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sandbox").to_string())
 });
 
+/// The host uid of strict's runs in [`pinned_profile`]: a range of one,
+/// outside the default range, so a host process can share a run's uid.
+pub const PINNED_UID: u32 = 0x7000_8000;
+
+/// A profile like strict whose runs are all host uid [`PINNED_UID`] (they
+/// take turns: a range of one serves one job at a time). Its path.
+pub fn pinned_profile() -> String {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pinned-uid.toml");
+    let text = format!(
+        "extends = \"strict\"\n[process]\nhost_uid = {{ first = {PINNED_UID}, count = 1, wait = \"60s\" }}\n"
+    );
+    if std::fs::read_to_string(&p).ok().as_deref() != Some(text.as_str()) {
+        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &text).expect("write pinned profile");
+        std::fs::rename(&tmp, &p).expect("install pinned profile");
+    }
+    p.to_string_lossy().into_owned()
+}
+
+/// Whether a host uid is one the sandbox's runs get: the default range of
+/// the bundled profiles, [`PINNED_UID`], or the old fixed 65534.
+pub fn is_run_uid(uid: u32) -> bool {
+    (0x7000_0000..0x7000_0000 + 256).contains(&uid) || uid == PINNED_UID || uid == 65534
+}
+
 /// The output of one `sandbox` invocation.
 #[derive(Debug)]
 pub struct Out {

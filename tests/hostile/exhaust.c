@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void touch(char *p, size_t n) {
@@ -291,6 +294,70 @@ static int corecrash(void) {
     return 0;
 }
 
+static const char *ename(int e) {
+    return e == EAGAIN ? "EAGAIN" : e == ENOSPC ? "ENOSPC" : e == EMFILE ? "EMFILE" : strerror(e);
+}
+
+/* Queue a blocked real-time signal to ourselves until refused, then hold
+ * the queued signals for `hold` seconds. */
+static int sigqueueflood(long hold) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    long n = 0;
+    union sigval v = {0};
+    while (sigqueue(getpid(), SIGRTMIN, v) == 0) n++;
+    printf("queued %ld stopped by %s\n", n, ename(errno));
+    printf("holding\n");
+    fflush(stdout);
+    sleep((unsigned)hold);
+    return 0;
+}
+
+/* Add epoll watches (every eventfd in every epoll instance) until refused,
+ * then hold them for `hold` seconds. */
+static int epollflood(long hold) {
+    enum { FDS = 110 };
+    int ev[FDS], ep[FDS];
+    for (int i = 0; i < FDS; i++) {
+        ev[i] = eventfd(0, EFD_CLOEXEC);
+        ep[i] = epoll_create1(EPOLL_CLOEXEC);
+        if (ev[i] < 0 || ep[i] < 0) { printf("setup: %s\n", ename(errno)); return 1; }
+    }
+    long n = 0;
+    int err = 0;
+    for (int i = 0; i < FDS && !err; i++)
+        for (int j = 0; j < FDS; j++) {
+            struct epoll_event e = {.events = EPOLLIN};
+            if (epoll_ctl(ep[i], EPOLL_CTL_ADD, ev[j], &e)) { err = errno; break; }
+            n++;
+        }
+    printf("watches %ld stopped by %s\n", n, err ? ename(err) : "nothing");
+    printf("holding\n");
+    fflush(stdout);
+    sleep((unsigned)hold);
+    return 0;
+}
+
+/* What a program needs from the per-user counters others could exhaust:
+ * one epoll watch, a POSIX timer, one queued signal. */
+static int peruser(void) {
+    int ep = epoll_create1(EPOLL_CLOEXEC), ev = eventfd(0, EFD_CLOEXEC);
+    struct epoll_event e = {.events = EPOLLIN};
+    printf("epoll_ctl: %s\n", epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e) ? ename(errno) : "ok");
+    timer_t t;
+    struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 1};
+    printf("timer_create: %s\n", syscall(SYS_timer_create, CLOCK_MONOTONIC, &sev, &t) ? ename(errno) : "ok");
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    union sigval v = {0};
+    printf("sigqueue: %s\n", sigqueue(getpid(), SIGRTMIN, v) ? ename(errno) : "ok");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "";
     long a = argc > 2 ? atol(argv[2]) : 0;
@@ -310,6 +377,9 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "recurse")) return recurse(1);
     if (!strcmp(m, "crashloop")) return crashloop((int)a);
     if (!strcmp(m, "corecrash")) return corecrash();
+    if (!strcmp(m, "sigqueue")) return sigqueueflood(a);
+    if (!strcmp(m, "epoll")) return epollflood(a);
+    if (!strcmp(m, "peruser")) return peruser();
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }

@@ -487,6 +487,21 @@ fn suite_helper_state() -> Option<&'static (PathBuf, i32, Child)> {
 }
 
 impl Ctx<'_> {
+    /// A profile file holding `text` (kept in the scratch directory under a
+    /// name from its content); its path.
+    pub fn profile(&self, text: &str) -> String {
+        let p = scratch_root().join(format!(
+            "profile-{:016x}.toml",
+            fnv(text.as_bytes(), 0xcbf2_9ce4_8422_2325)
+        ));
+        if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {
+            let tmp = p.with_extension(format!("tmp{}", self.tag()));
+            std::fs::write(&tmp, text).expect("write profile");
+            std::fs::rename(&tmp, &p).expect("install profile");
+        }
+        p.to_string_lossy().into_owned()
+    }
+
     /// A tag unique to this execution (for file names, keys, markers).
     pub fn tag(&self) -> String {
         format!(
@@ -792,7 +807,10 @@ pub fn sandbox_like_mount(line: &str) -> bool {
         || line.contains("upperdir=")
         || line.contains("/newroot")
         || line.contains("/oldroot")
-        || line.contains("uid=65534")
+        || line
+            .split([',', ' '])
+            .filter_map(|o| o.strip_prefix("uid=")?.parse::<u32>().ok())
+            .any(super::common::is_run_uid)
         || line.contains(" - devpts ") && line.contains("max=")
 }
 
@@ -876,7 +894,7 @@ impl HostState {
                     "in a cgroup of this case's runs"
                 } else if cmd.contains(&case.marker) {
                     "carries the case marker"
-                } else if uid == 65534
+                } else if super::common::is_run_uid(uid)
                     && ppid == 1
                     && !self.pids.contains(&pid)
                     && !cg.contains("/sandbox-")
@@ -884,7 +902,7 @@ impl HostState {
                     // Other users of the host run sandboxes too; an
                     // escapee of ours would be an orphan outside every
                     // sandbox cgroup.
-                    "new orphan of uid 65534 outside any sandbox cgroup"
+                    "new orphan of a run's host uid outside any sandbox cgroup"
                 } else {
                     continue;
                 };
@@ -971,7 +989,8 @@ impl HostState {
             let new: Vec<String> = dir_entries(d)
                 .difference(&self.shared[d])
                 .filter(|n| {
-                    std::fs::symlink_metadata(Path::new(d).join(n)).is_ok_and(|m| m.uid() == 65534)
+                    std::fs::symlink_metadata(Path::new(d).join(n))
+                        .is_ok_and(|m| super::common::is_run_uid(m.uid()))
                 })
                 .map(|n| n.to_string_lossy().into_owned())
                 .collect();
@@ -986,7 +1005,7 @@ impl HostState {
             );
             if !new.is_empty() {
                 eprintln!(
-                    "NOTE: {}: new entries of uid 65534 in {d} (not ours): {new:?}",
+                    "NOTE: {}: new entries of a run's host uid in {d} (not ours): {new:?}",
                     case.name
                 );
             }
