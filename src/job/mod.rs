@@ -386,7 +386,65 @@ impl OutputFile {
     }
 }
 
+impl RunOutcome {
+    fn shrink_to_fit(&mut self) {
+        if let Some(r) = &mut self.result {
+            r.stdout.shrink_to_fit();
+            r.stderr.shrink_to_fit();
+        }
+    }
+
+    fn heap_bytes(&self) -> u64 {
+        let body = self.result.as_ref().map_or(0, |r| {
+            r.stdout.capacity()
+                + r.stderr.capacity()
+                + r.message.as_ref().map_or(0, String::capacity)
+        });
+        (size_of::<RunOutcome>() + body) as u64
+    }
+}
+
 impl JobOutcome {
+    /// Give back the slack of the captured output buffers (they grow by
+    /// doubling while a run is read): a finished job's results are kept
+    /// for a while, and should hold only what they show.
+    pub fn shrink_to_fit(&mut self) {
+        for s in &mut self.steps {
+            s.run.iter_mut().for_each(RunOutcome::shrink_to_fit);
+            s.tests.iter_mut().for_each(RunOutcome::shrink_to_fit);
+        }
+    }
+
+    /// Bytes this outcome holds on the heap: the output bodies and
+    /// copied-out files exactly (their capacity), the names, messages and
+    /// fixed-size parts near enough.
+    pub fn heap_bytes(&self) -> u64 {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity) as u64;
+        let steps: u64 = self
+            .steps
+            .iter()
+            .map(|s| {
+                (size_of::<StepOutcome>() + s.name.capacity()) as u64
+                    + opt(&s.message)
+                    + s.run.as_ref().map_or(0, RunOutcome::heap_bytes)
+                    + s.tests.iter().map(RunOutcome::heap_bytes).sum::<u64>()
+            })
+            .sum();
+        // A B-tree entry: the key, the value, about as much again of node.
+        let outputs: u64 = self
+            .outputs
+            .iter()
+            .map(|(k, v)| {
+                let body = match v {
+                    OutputFile::Data(b) => b.capacity(),
+                    OutputFile::Error(e) => e.capacity(),
+                };
+                (2 * (size_of::<String>() + size_of::<OutputFile>()) + k.capacity() + body) as u64
+            })
+            .sum();
+        size_of::<JobOutcome>() as u64 + steps + outputs + opt(&self.error)
+    }
+
     pub fn steps_json(&self) -> Value {
         Value::Array(self.steps.iter().map(StepOutcome::to_json).collect())
     }
@@ -414,6 +472,43 @@ mod tests {
         assert!(!output_matches(b"3\n", b" 3\n"));
         assert!(!output_matches(b"1\n\n2\n", b"1\n2\n"));
         assert!(output_matches(b"", b"\n\n"));
+    }
+
+    /// The bytes charged to the results budget are the output bodies and
+    /// copied-out files as held (capacity, slack given back first), plus a
+    /// little for the fixed parts.
+    #[test]
+    fn heap_bytes_counts_the_bodies() {
+        let mut stdout = Vec::with_capacity(64 << 10);
+        stdout.extend_from_slice(&[b'a'; 1000]);
+        let run = RunOutcome {
+            verdict: Verdict::Run(Status::Ok),
+            result: Some(RunResult {
+                stdout,
+                stderr: vec![b'e'; 500],
+                ..RunResult::default()
+            }),
+        };
+        let mut out = JobOutcome {
+            steps: vec![StepOutcome {
+                name: "run".into(),
+                verdict: Verdict::Run(Status::Ok),
+                run: None,
+                tests: vec![run.clone(), run],
+                message: None,
+            }],
+            ..JobOutcome::default()
+        };
+        out.outputs
+            .insert("out".into(), OutputFile::Data(vec![0; 5000]));
+        assert!(out.heap_bytes() > 64 << 10, "the slack counts while held");
+        out.shrink_to_fit();
+        let bodies = 2 * (1000 + 500) + 5000;
+        let n = out.heap_bytes();
+        assert!(
+            n >= bodies && n < bodies + 2048,
+            "{n} for {bodies} bytes of bodies"
+        );
     }
 
     /// A cancel that lands before the first step starts gives the same
