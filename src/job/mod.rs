@@ -254,13 +254,16 @@ pub fn run_job(
         let span = tracing::info_span!("step", n = i, name = %step.name);
         let _g = span.enter();
         if step.tests.is_empty() {
-            let r = run_one(
+            let mut r = run_one(
                 ctx,
                 step,
                 &limits,
                 &step.stdin,
                 step.expected_stdout.as_deref(),
             );
+            // Charged like a test's: 16 steps of 2 × --max-output each
+            // would otherwise add up past the job's budget.
+            charge_output(&mut r, &mut budget);
             so.verdict = r.verdict;
             so.run = Some(r);
             out.steps.push(so);
@@ -508,6 +511,57 @@ mod tests {
         assert!(
             n >= bodies && n < bodies + 2048,
             "{n} for {bodies} bytes of bodies"
+        );
+    }
+
+    /// Steps without tests draw on the job's output budget as tests do:
+    /// once it is spent, later steps keep no output bodies.
+    #[test]
+    fn step_output_is_charged_to_the_job_budget() {
+        let profile = crate::profile::load("strict").expect("bundled profile");
+        let sandbox = Sandbox::new(profile).expect("sandbox");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The program runs as the profile's host uid: its workspace is theirs.
+        let p = &sandbox.profile.process;
+        let ws = Workspace::create(dir.path(), "ws", p.host_uid, p.host_gid, 4 << 20)
+            .expect("workspace");
+        let step = StepSpec {
+            name: "out".into(),
+            argv: vec![
+                "/usr/bin/head".into(),
+                "-c".into(),
+                "600000".into(),
+                "/dev/zero".into(),
+            ],
+            ..StepSpec::default()
+        };
+        let spec = JobSpec {
+            profile: "strict".into(),
+            steps: vec![step.clone(), step],
+            ..JobSpec::default()
+        };
+        let caps = Caps {
+            max_job_output: 1 << 20,
+            ..Caps::default()
+        };
+        let ctx = JobContext {
+            sandbox: &sandbox,
+            workspace: &ws,
+            limits: &[],
+            caps: &caps,
+            cancel_fd: None,
+        };
+        let out = run_job(&ctx, &spec, &mut |_| {});
+        let res = |i: usize| out.steps[i].run.as_ref().and_then(|r| r.result.as_ref());
+        assert!(
+            out.steps.iter().all(|s| s.verdict.is_ok()),
+            "{:?}",
+            out.steps
+        );
+        assert_eq!(res(0).map(|r| r.stdout.len()), Some(600_000));
+        assert_eq!(
+            res(1).map(|r| (r.stdout.len(), r.stdout_truncated)),
+            Some((0, true))
         );
     }
 
