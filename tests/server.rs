@@ -456,6 +456,10 @@ fn info_endpoints() {
     ] {
         assert!(o["paths"][path].is_object(), "{path}");
     }
+    for m in ["get", "delete"] {
+        let r = &o["paths"]["/v1/jobs/{id}"][m]["responses"];
+        assert!(r["404"].is_object() && r["410"].is_object(), "{m}: {r}");
+    }
     s.run(&json!({"steps": [{"command": ["/bin/true"]}]}));
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
