@@ -2236,3 +2236,41 @@ case! {
         assert_eq!(j["steps"][1]["status"], "skipped", "{j}");
     }
 }
+
+case! {
+    /// 20 jobs each sending 2 MiB (a 1 MiB file, 2 tests of 256 KiB stdin and expected output) and keeping 1.5 MiB of results, against --results-budget 4M → the server's RSS stays within its start + the budget + 32 MiB (it kept every request and result before: +70 MiB per copy), the oldest results answer 410 naming the flag, /metrics holds ≤ 4 MiB.
+    fn results_flood_server_memory(http(&["--results-budget", "4M"])) |c| {
+        const MIB: usize = 1 << 20;
+        let s = c.srv();
+        let start = common_server::rss_bytes(s.pid);
+        let t = json!({"stdin": "z".repeat(MIB / 4), "expected_stdout": "z".repeat(MIB / 4)});
+        let job = json!({
+            "files": [{"path": "in", "content": "x".repeat(MIB)}],
+            "steps": [{"command": ["/bin/cat"], "tests": [t, t]}],
+            "outputs": ["in"],
+        });
+        let mut ids = Vec::new();
+        let mut peak = start;
+        for _ in 0..20 {
+            let j = s.run(&job);
+            assert_eq!(j["outputs"]["in"]["size"], MIB, "{}", j["outputs"]);
+            assert_eq!(j["steps"][0]["status"], "ok", "{}", j["steps"]);
+            ids.push(j["id"].as_str().expect("id").to_string());
+            peak = peak.max(common_server::rss_bytes(s.pid));
+        }
+        // Measured: +22 MiB alone, +10 MiB from a start of 21 MiB in parallel.
+        let bound = start + (4 << 20) + (32 << 20);
+        assert!(peak <= bound, "server RSS reached {} MiB from {} MiB", peak >> 20, start >> 20);
+        let r = s.get(&format!("/v1/jobs/{}", ids[0]));
+        assert_eq!(r.status, 410, "{}", r.text());
+        assert!(r.json()["error"].as_str().unwrap_or("").contains("--results-budget 4M"), "{}", r.text());
+        let held = s.metric("sandbox_results_bytes").expect("sandbox_results_bytes");
+        assert!(held <= (4 << 20) as f64, "{held} bytes held");
+        if !c.parallel {
+            // Alone, nothing finished after it: the newest result is whole.
+            let last = s.get(&format!("/v1/jobs/{}", ids[19]));
+            assert_eq!(last.status, 200, "{}", last.text());
+            assert_eq!(last.json()["outputs"]["in"]["size"], MIB);
+        }
+    }
+}

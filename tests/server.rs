@@ -456,6 +456,10 @@ fn info_endpoints() {
     ] {
         assert!(o["paths"][path].is_object(), "{path}");
     }
+    for m in ["get", "delete"] {
+        let r = &o["paths"]["/v1/jobs/{id}"][m]["responses"];
+        assert!(r["404"].is_object() && r["410"].is_object(), "{m}: {r}");
+    }
     s.run(&json!({"steps": [{"command": ["/bin/true"]}]}));
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
@@ -798,4 +802,124 @@ fn body_timeout_answers_a_stalled_body() {
         &serde_json::json!({"steps": [{"command": ["/bin/true"]}]}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A job of the memory workload: a 2 MiB input file and a test with
+/// 512 KiB of stdin and expected output (request data the server must drop
+/// once used), and 2.5 MiB of results (a 2 MiB copied-out file, the test's
+/// 512 KiB stdout).
+fn heavy_job(i: usize) -> Value {
+    const MIB: usize = 1 << 20;
+    let stdin = "z".repeat(MIB / 2);
+    json!({
+        "files": [{"path": "in", "content": "x".repeat(2 * MIB)}, {"path": "n", "content": format!("{i}")}],
+        "steps": [
+            {"command": ["/bin/sh", "-c", "cat in > out"]},
+            {"command": ["/bin/cat"], "tests": [{"stdin": stdin, "expected_stdout": stdin}]}
+        ],
+        "outputs": ["out", "n"]
+    })
+}
+
+/// Finished jobs' results live under --results-budget: many jobs with big
+/// requests and big results leave the server's resident memory near its
+/// baseline plus the budget (it grew by every job's request and results
+/// before), the oldest results answer 410 naming the flag, the newest are
+/// still readable, a running job is never evicted, and /metrics reports the
+/// bytes held within the budget.
+#[test]
+fn results_budget_bounds_server_memory() {
+    const BUDGET: u64 = 8 << 20;
+    const JOBS: usize = 40;
+    let s = Server::start(&["--workers", "2", "--results-budget", "8M"], None);
+    s.run(&json!({"steps": [{"command": ["/bin/true"]}]}));
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = common_server::rss_bytes(s.pid());
+    // A running job holds a worker through the whole flood: never evicted.
+    let r = s.post(
+        "/v1/jobs",
+        &json!({"steps": [{"command": ["/bin/sleep", "60"]}]}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let sleeper = r.json()["id"].as_str().expect("id").to_string();
+    let mut ids = Vec::new();
+    let mut peak = baseline;
+    for i in 0..JOBS {
+        let j = s.run(&heavy_job(i));
+        assert_eq!(j["steps"][1]["tests"][0]["status"], "ok", "job {i}");
+        assert_eq!(j["outputs"]["out"]["size"], 2 << 20, "job {i}");
+        ids.push(j["id"].as_str().expect("id").to_string());
+        peak = peak.max(common_server::rss_bytes(s.pid()));
+    }
+    let rss = common_server::rss_bytes(s.pid());
+    peak = peak.max(rss);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "RSS: baseline {:.1} MiB, after {JOBS} jobs {:.1} MiB (peak {:.1} MiB), budget {:.1} MiB",
+        mib(baseline),
+        mib(rss),
+        mib(peak),
+        mib(BUDGET)
+    );
+    // Each job brought 2.5 MiB of request and 2.5 MiB of results: 200 MiB
+    // kept without a budget (measured: 6.8 MiB -> 255 MiB). With it: the
+    // budget, plus a request and an answer in flight (each held two or
+    // three times over while parsed or rendered) and the allocator's slack
+    // (measured: 30-35 MiB at the peak).
+    let bound = baseline + BUDGET + (48 << 20);
+    assert!(
+        peak <= bound,
+        "server RSS reached {:.1} MiB > {:.1} MiB (baseline {:.1} + budget {:.1} + 48)",
+        mib(peak),
+        mib(bound),
+        mib(baseline),
+        mib(BUDGET)
+    );
+    // The oldest results were evicted, and say so.
+    for id in &ids[..JOBS / 2] {
+        let r = s.get(&format!("/v1/jobs/{id}"));
+        assert_eq!(r.status, 410, "{id}: {}", r.text());
+        let e = r.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(
+            e.contains("--results-budget 8M") && e.contains(id.as_str()),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        s.req("DELETE", &format!("/v1/jobs/{}", ids[0]), None)
+            .status,
+        410
+    );
+    // A typo is still a plain 404.
+    assert_eq!(s.get("/v1/jobs/0123456789abcdef").status, 404);
+    // The newest are whole.
+    let last = s.get(&format!("/v1/jobs/{}", ids[JOBS - 1]));
+    assert_eq!(last.status, 200, "{}", last.text());
+    let last = last.json();
+    assert_eq!(last["outputs"]["out"]["size"], 2 << 20);
+    assert_eq!(last["outputs"]["n"]["content"], format!("{}", JOBS - 1));
+    assert_eq!(
+        last["steps"][1]["tests"][0]["stdout"]
+            .as_str()
+            .map(str::len),
+        Some(1 << 19)
+    );
+    // The running job is still there.
+    let j = s.get(&format!("/v1/jobs/{sleeper}"));
+    assert_eq!(j.status, 200, "{}", j.text());
+    assert_eq!(j.json()["status"], "running");
+    let held = s
+        .metric("sandbox_results_bytes")
+        .expect("sandbox_results_bytes");
+    assert!(held > 0.0 && held <= BUDGET as f64, "held {held}");
+    assert_eq!(
+        s.metric("sandbox_results_budget_bytes"),
+        Some(BUDGET as f64)
+    );
+    let evicted = s
+        .metric("sandbox_results_evicted_total")
+        .expect("sandbox_results_evicted_total");
+    assert!(evicted >= (JOBS / 2) as f64, "evicted {evicted}");
+    let r = s.req("DELETE", &format!("/v1/jobs/{sleeper}"), None);
+    assert_eq!(r.json()["status"], "cancelled", "{}", r.text());
 }

@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// How long finished jobs are remembered.
     #[arg(long, default_value = "600s", value_name = "DUR")]
     pub keep_for: String,
+    /// Bytes the results of finished jobs (captured output, copied-out
+    /// files) may hold in all; beyond it the oldest are evicted (410).
+    /// The default keeps 16 jobs at the --max-job-output default.
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    pub results_budget: String,
     /// Base directory of job workspaces (default $TMPDIR/sandbox-jobs).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -132,6 +137,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
         max_body: size("--max-body", &a.max_body)? as usize,
         keep_jobs: a.keep_jobs,
         keep_for: dur("--keep-for", &a.keep_for)?,
+        results_budget: size("--results-budget", &a.results_budget)?,
         work_dir: a
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),

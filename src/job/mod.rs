@@ -259,13 +259,16 @@ pub fn run_job(
         let span = tracing::info_span!("step", n = i, name = %step.name);
         let _g = span.enter();
         if step.tests.is_empty() {
-            let r = run_one(
+            let mut r = run_one(
                 ctx,
                 step,
                 &limits,
                 &step.stdin,
                 step.expected_stdout.as_deref(),
             );
+            // Charged like a test's: 16 steps of 2 × --max-output each
+            // would otherwise add up past the job's budget.
+            charge_output(&mut r, &mut budget);
             so.verdict = r.verdict;
             so.run = Some(r);
             out.steps.push(so);
@@ -391,7 +394,65 @@ impl OutputFile {
     }
 }
 
+impl RunOutcome {
+    fn shrink_to_fit(&mut self) {
+        if let Some(r) = &mut self.result {
+            r.stdout.shrink_to_fit();
+            r.stderr.shrink_to_fit();
+        }
+    }
+
+    fn heap_bytes(&self) -> u64 {
+        let body = self.result.as_ref().map_or(0, |r| {
+            r.stdout.capacity()
+                + r.stderr.capacity()
+                + r.message.as_ref().map_or(0, String::capacity)
+        });
+        (size_of::<RunOutcome>() + body) as u64
+    }
+}
+
 impl JobOutcome {
+    /// Give back the slack of the captured output buffers (they grow by
+    /// doubling while a run is read): a finished job's results are kept
+    /// for a while, and should hold only what they show.
+    pub fn shrink_to_fit(&mut self) {
+        for s in &mut self.steps {
+            s.run.iter_mut().for_each(RunOutcome::shrink_to_fit);
+            s.tests.iter_mut().for_each(RunOutcome::shrink_to_fit);
+        }
+    }
+
+    /// Bytes this outcome holds on the heap: the output bodies and
+    /// copied-out files exactly (their capacity), the names, messages and
+    /// fixed-size parts near enough.
+    pub fn heap_bytes(&self) -> u64 {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity) as u64;
+        let steps: u64 = self
+            .steps
+            .iter()
+            .map(|s| {
+                (size_of::<StepOutcome>() + s.name.capacity()) as u64
+                    + opt(&s.message)
+                    + s.run.as_ref().map_or(0, RunOutcome::heap_bytes)
+                    + s.tests.iter().map(RunOutcome::heap_bytes).sum::<u64>()
+            })
+            .sum();
+        // A B-tree entry: the key, the value, about as much again of node.
+        let outputs: u64 = self
+            .outputs
+            .iter()
+            .map(|(k, v)| {
+                let body = match v {
+                    OutputFile::Data(b) => b.capacity(),
+                    OutputFile::Error(e) => e.capacity(),
+                };
+                (2 * (size_of::<String>() + size_of::<OutputFile>()) + k.capacity() + body) as u64
+            })
+            .sum();
+        size_of::<JobOutcome>() as u64 + steps + outputs + opt(&self.error)
+    }
+
     pub fn steps_json(&self) -> Value {
         Value::Array(self.steps.iter().map(StepOutcome::to_json).collect())
     }
@@ -419,6 +480,95 @@ mod tests {
         assert!(!output_matches(b"3\n", b" 3\n"));
         assert!(!output_matches(b"1\n\n2\n", b"1\n2\n"));
         assert!(output_matches(b"", b"\n\n"));
+    }
+
+    /// The bytes charged to the results budget are the output bodies and
+    /// copied-out files as held (capacity, slack given back first), plus a
+    /// little for the fixed parts.
+    #[test]
+    fn heap_bytes_counts_the_bodies() {
+        let mut stdout = Vec::with_capacity(64 << 10);
+        stdout.extend_from_slice(&[b'a'; 1000]);
+        let run = RunOutcome {
+            verdict: Verdict::Run(Status::Ok),
+            result: Some(RunResult {
+                stdout,
+                stderr: vec![b'e'; 500],
+                ..RunResult::default()
+            }),
+        };
+        let mut out = JobOutcome {
+            steps: vec![StepOutcome {
+                name: "run".into(),
+                verdict: Verdict::Run(Status::Ok),
+                run: None,
+                tests: vec![run.clone(), run],
+                message: None,
+            }],
+            ..JobOutcome::default()
+        };
+        out.outputs
+            .insert("out".into(), OutputFile::Data(vec![0; 5000]));
+        assert!(out.heap_bytes() > 64 << 10, "the slack counts while held");
+        out.shrink_to_fit();
+        let bodies = 2 * (1000 + 500) + 5000;
+        let n = out.heap_bytes();
+        assert!(
+            n >= bodies && n < bodies + 2048,
+            "{n} for {bodies} bytes of bodies"
+        );
+    }
+
+    /// Steps without tests draw on the job's output budget as tests do:
+    /// once it is spent, later steps keep no output bodies.
+    #[test]
+    fn step_output_is_charged_to_the_job_budget() {
+        let profile = crate::profile::load("strict").expect("bundled profile");
+        let sandbox = Sandbox::new(profile).expect("sandbox");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The program runs as the job's host ids: its workspace is theirs.
+        let ids = sandbox.job_ids().expect("host ids (needs root)");
+        let ws =
+            Workspace::create(dir.path(), "ws", ids.uid(), ids.gid(), 4 << 20).expect("workspace");
+        let step = StepSpec {
+            name: "out".into(),
+            argv: vec![
+                "/usr/bin/head".into(),
+                "-c".into(),
+                "600000".into(),
+                "/dev/zero".into(),
+            ],
+            ..StepSpec::default()
+        };
+        let spec = JobSpec {
+            profile: "strict".into(),
+            steps: vec![step.clone(), step],
+            ..JobSpec::default()
+        };
+        let caps = Caps {
+            max_job_output: 1 << 20,
+            ..Caps::default()
+        };
+        let ctx = JobContext {
+            sandbox: &sandbox,
+            workspace: &ws,
+            limits: &[],
+            caps: &caps,
+            cancel_fd: None,
+            ids,
+        };
+        let out = run_job(&ctx, &spec, &mut |_| {});
+        let res = |i: usize| out.steps[i].run.as_ref().and_then(|r| r.result.as_ref());
+        assert!(
+            out.steps.iter().all(|s| s.verdict.is_ok()),
+            "{:?}",
+            out.steps
+        );
+        assert_eq!(res(0).map(|r| r.stdout.len()), Some(600_000));
+        assert_eq!(
+            res(1).map(|r| (r.stdout.len(), r.stdout_truncated)),
+            Some((0, true))
+        );
     }
 
     /// A cancel that lands before the first step starts gives the same

@@ -143,7 +143,7 @@ fn job_json(job: &Job) -> Value {
     let mut v = json!({
         "id": job.id,
         "status": st.status.as_str(),
-        "profile": job.spec.profile,
+        "profile": job.profile,
         "created_at": ts(Some(job.created_at)),
         "started_at": ts(st.started_at),
         "finished_at": ts(st.finished_at),
@@ -164,6 +164,16 @@ fn job_json(job: &Job) -> Value {
         v["error"] = json!(e);
     }
     v
+}
+
+/// The job request in `body`. The body and its JSON tree (each as large as
+/// the request) are freed on return, not held by a `wait=true` client's
+/// task until its job has run.
+fn parse_body(body: Bytes, caps: &job::Caps) -> Result<job::JobSpec, ApiError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+    drop(body);
+    job::parse_request(&v, caps).map_err(ApiError::field)
 }
 
 async fn submit(
@@ -215,9 +225,7 @@ async fn submit(
             "the server is shutting down",
         ));
     }
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-    let spec = job::parse_request(&v, &st.cfg.caps).map_err(ApiError::field)?;
+    let spec = parse_body(body, &st.cfg.caps)?;
     if !profile_names().contains(&spec.profile) {
         return Err(ApiError::field(job::FieldError::new(
             "profile",
@@ -248,11 +256,12 @@ async fn submit(
     let job = Arc::new(Job {
         span: tracing::info_span!("job", id = %id),
         id: id.clone(),
-        spec,
+        profile: spec.profile.clone(),
         limits,
         created: Instant::now(),
         created_at: SystemTime::now(),
         state: Mutex::new(JobState {
+            spec: Some(spec),
             status: JobStatus::Queued,
             outcome: Default::default(),
             started: None,
@@ -306,13 +315,28 @@ async fn submit(
     Ok(axum::Json(job_json(&job)).into_response())
 }
 
+/// The job `id`; 410 if its results were evicted (so a client can tell
+/// that from a typo), 404 if it is unknown or expired.
 fn lookup(st: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
-    st.get(id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no job {id:?} (unknown or expired)"),
-        )
-    })
+    if let Some(job) = st.get(id) {
+        return Ok(job);
+    }
+    let results = lock(&st.results);
+    if results.was_evicted(id) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            format!(
+                "job {id:?} has finished, but its results were evicted because the server's \
+                 results budget (--results-budget {}) was full; fetch results sooner, submit \
+                 with ?wait=true, or ask the operator to raise --results-budget",
+                profile::units::format_size(results.budget())
+            ),
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no job {id:?} (unknown or expired)"),
+    ))
 }
 
 async fn get_job(
@@ -467,6 +491,31 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         "gauge",
     );
     let _ = writeln!(o, "sandbox_workers {}", st.cfg.workers);
+    let (held, budget, evicted) = {
+        let r = lock(&st.results);
+        (r.held(), r.budget(), r.evictions())
+    };
+    g(
+        &mut o,
+        "sandbox_results_bytes",
+        "Bytes held by the results of finished jobs (captured output, copied-out files).",
+        "gauge",
+    );
+    let _ = writeln!(o, "sandbox_results_bytes {held}");
+    g(
+        &mut o,
+        "sandbox_results_budget_bytes",
+        "Most bytes the results of finished jobs may hold (--results-budget).",
+        "gauge",
+    );
+    let _ = writeln!(o, "sandbox_results_budget_bytes {budget}");
+    g(
+        &mut o,
+        "sandbox_results_evicted_total",
+        "Finished jobs whose results were evicted, oldest first, to stay within --results-budget.",
+        "counter",
+    );
+    let _ = writeln!(o, "sandbox_results_evicted_total {evicted}");
     g(
         &mut o,
         "sandbox_job_duration_seconds",

@@ -9,15 +9,21 @@
 //! child forever. A fixed set of threads avoids it. Every job has a cancel pipe: `DELETE` writes one byte to
 //! it, which the runner (`RunSpec::cancel_fd`) sees as "kill now"; the byte
 //! stays unread so every later step is refused too. Finished jobs are kept
-//! for `keep_for` and at most `keep_jobs` of them, then forgotten.
+//! for `keep_for` and at most `keep_jobs` of them, then forgotten; their
+//! results within `results_budget` bytes, oldest evicted first (see
+//! [`results`]). A job holds its request (files, stdin, expected output)
+//! only while it needs it: the files' contents until they are written into
+//! the workspace, the rest until the job ends. What a finished job keeps is
+//! what `GET /v1/jobs/{id}` shows.
 
 mod api;
 mod openapi;
+mod results;
 mod views;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,9 +31,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::job::{self, Caps, JobContext, JobOutcome, JobSpec, Workspace};
+use crate::job::{self, Caps, InputFile, JobContext, JobOutcome, JobSpec, Workspace};
 use crate::profile::{self, Limits};
-use crate::runner::Sandbox;
+use crate::runner::{JobIds, Sandbox};
+use results::Results;
 
 /// The bundled profiles the server offers (one place to rewire once the
 /// profile module lists its bundled profiles).
@@ -61,6 +68,9 @@ pub struct Config {
     pub max_body: usize,
     pub keep_jobs: usize,
     pub keep_for: Duration,
+    /// Bytes the results of finished jobs may hold in all (captured output,
+    /// copied-out files); beyond it the oldest are evicted.
+    pub results_budget: u64,
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
@@ -107,6 +117,11 @@ impl JobStatus {
 }
 
 struct JobState {
+    /// The request: held while the job is queued, then taken by its
+    /// executor (which drops the files' contents once they are written and
+    /// the rest when the job ends). `None` once the job has started or was
+    /// cancelled, so a finished job holds no request data.
+    spec: Option<JobSpec>,
     status: JobStatus,
     outcome: JobOutcome,
     started: Option<Instant>,
@@ -121,7 +136,7 @@ struct JobState {
 
 pub(crate) struct Job {
     id: String,
-    spec: JobSpec,
+    profile: String,
     limits: Vec<Limits>,
     created: Instant,
     created_at: SystemTime,
@@ -134,20 +149,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a finished job holds besides its outcome, estimated: the `Job`
+/// itself, its id (map key, results store), span, watch channel and map
+/// entry. Small next to output bodies, but it keeps a flood of empty jobs
+/// from looking free.
+const JOB_OVERHEAD: u64 = size_of::<Job>() as u64 + 1024;
+
+/// Bytes a finished job's results hold, as charged to the results budget.
+fn held_bytes(st: &JobState) -> u64 {
+    JOB_OVERHEAD + st.outcome.heap_bytes() + st.error.as_ref().map_or(0, String::capacity) as u64
+}
+
 impl Job {
     /// Request cancellation. Returns the status after the call.
     fn cancel(&self, state: &AppState) -> JobStatus {
         let mut st = lock(&self.state);
         match st.status {
             JobStatus::Queued => {
+                st.spec = None;
                 st.status = JobStatus::Cancelled;
                 st.finished = Some(Instant::now());
                 st.finished_at = Some(SystemTime::now());
                 st.cancel_r = None;
                 st.cancel_w = None;
+                let bytes = held_bytes(&st);
                 state.metrics.finish(JobStatus::Cancelled, Duration::ZERO);
                 drop(st);
-                lock(&state.finished).push_back((Instant::now(), self.id.clone()));
+                state.finished(&self.id, bytes);
                 self.done.send_replace(true);
                 tracing::info!(parent: &self.span, "cancelled while queued");
                 JobStatus::Cancelled
@@ -202,8 +230,8 @@ impl Metrics {
 pub(crate) struct AppState {
     cfg: Config,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
-    /// Finished jobs, oldest first, for expiry.
-    finished: Mutex<VecDeque<(Instant, String)>>,
+    /// Which finished jobs are remembered, within the results budget.
+    results: Mutex<Results>,
     /// The queue; `None` once shutting down (executors then drain and stop).
     tx: Mutex<Option<mpsc::Sender<Arc<Job>>>>,
     sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
@@ -230,19 +258,31 @@ impl AppState {
         lock(&self.jobs).get(id).cloned()
     }
 
+    /// Enter a finished job holding `bytes` of results into the results
+    /// store, and forget the jobs it evicts or expires.
+    fn finished(&self, id: &str, bytes: u64) {
+        let gone = lock(&self.results).finished(id.to_string(), bytes, Instant::now());
+        self.forget(gone);
+    }
+
     /// Forget finished jobs past their time or beyond the count.
     fn expire(&self) {
-        let now = Instant::now();
-        let mut fin = lock(&self.finished);
-        let mut jobs = lock(&self.jobs);
-        while let Some((t, id)) = fin.front() {
-            if fin.len() > self.cfg.keep_jobs || now.duration_since(*t) >= self.cfg.keep_for {
-                jobs.remove(id);
-                fin.pop_front();
-            } else {
-                break;
-            }
+        let gone = lock(&self.results).expire(Instant::now());
+        self.forget(gone);
+    }
+
+    fn forget(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
         }
+        let gone: Vec<Arc<Job>> = {
+            let mut jobs = lock(&self.jobs);
+            ids.iter().filter_map(|id| jobs.remove(id)).collect()
+        };
+        tracing::debug!(jobs = gone.len(), "finished jobs forgotten");
+        // Freed here, outside the lock (unless a waiting client still
+        // holds one: then when it has its answer).
+        drop(gone);
     }
 
     fn cancel_all(&self) {
@@ -277,66 +317,95 @@ fn new_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Mark a queued job running and take its request, with its cancel
+/// pipe's read end; `None` if it was cancelled while queued.
+fn start(job: &Job) -> Option<(JobSpec, Option<RawFd>)> {
+    let mut st = lock(&job.state);
+    if st.status != JobStatus::Queued {
+        return None;
+    }
+    // Present: a queued job always holds its request.
+    let spec = st.spec.take()?;
+    st.status = JobStatus::Running;
+    st.started = Some(Instant::now());
+    st.started_at = Some(SystemTime::now());
+    Some((spec, st.cancel_r.as_ref().map(|f| f.as_raw_fd())))
+}
+
+/// The job's workspace with its input files written. The files are taken
+/// by value: their contents (up to --max-body) are freed once on disk
+/// instead of for as long as the job is remembered.
+fn prepare_workspace(
+    state: &AppState,
+    id: &str,
+    ids: &JobIds,
+    files: Vec<InputFile>,
+) -> Result<Workspace, job::WorkspaceError> {
+    let ws = Workspace::create(
+        &state.cfg.work_dir,
+        id,
+        ids.uid(),
+        ids.gid(),
+        state.cfg.caps.workspace_size,
+    )?;
+    ws.write_files(&files)?;
+    Ok(ws)
+}
+
 /// Execute one job on the current (blocking) thread.
 fn execute(state: &AppState, job: &Job) {
     let _g = job.span.enter();
-    let cancel_r = {
-        let mut st = lock(&job.state);
-        if st.status != JobStatus::Queued {
-            return; // cancelled while queued
-        }
-        st.status = JobStatus::Running;
-        st.started = Some(Instant::now());
-        st.started_at = Some(SystemTime::now());
-        st.cancel_r.as_ref().map(|f| f.as_raw_fd())
+    let Some((mut spec, cancel_fd)) = start(job) else {
+        return; // cancelled while queued
     };
     state.metrics.running.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(profile = %job.spec.profile, steps = job.spec.steps.len(), "job started");
-    let mut error = None;
+    tracing::info!(profile = %job.profile, steps = spec.steps.len(), "job started");
     // Removed after the answer: unmounting waits for an RCU grace period.
     let mut workspace = None;
-    let outcome = match state.sandbox(&job.spec.profile) {
-        Err(e) => {
-            error = Some(format!("profile {}: {e}", job.spec.profile));
-            JobOutcome::default()
-        }
+    let (outcome, error) = match state.sandbox(&job.profile) {
+        Err(e) => (
+            JobOutcome::default(),
+            Some(format!("profile {}: {e}", job.profile)),
+        ),
         Ok(sb) => match sb.job_ids() {
-            Err(e) => {
-                error = Some(format!("host ids: {e}"));
-                JobOutcome::default()
+            Err(e) => (JobOutcome::default(), Some(format!("host ids: {e}"))),
+            Ok(ids) => {
+                match prepare_workspace(state, &job.id, &ids, std::mem::take(&mut spec.files)) {
+                    Err(e) => (JobOutcome::default(), Some(format!("workspace: {e}"))),
+                    Ok(ws) => {
+                        let ctx = JobContext {
+                            sandbox: &sb,
+                            workspace: &ws,
+                            limits: &job.limits,
+                            caps: &state.cfg.caps,
+                            cancel_fd,
+                            ids: ids.clone(),
+                        };
+                        let out = job::run_job(&ctx, &spec, &mut |o| {
+                            lock(&job.state).outcome = o.clone();
+                        });
+                        // The ids stay the job's until its files are gone.
+                        workspace = Some((ws, ids));
+                        (out, None)
+                    }
+                }
             }
-            Ok(ids) => match Workspace::create(
-                &state.cfg.work_dir,
-                &job.id,
-                ids.uid(),
-                ids.gid(),
-                state.cfg.caps.workspace_size,
-            )
-            .and_then(|ws| ws.write_files(&job.spec.files).map(|_| ws))
-            {
-                Err(e) => {
-                    error = Some(format!("workspace: {e}"));
-                    JobOutcome::default()
-                }
-                Ok(ws) => {
-                    let ctx = JobContext {
-                        sandbox: &sb,
-                        workspace: &ws,
-                        limits: &job.limits,
-                        caps: &state.cfg.caps,
-                        cancel_fd: cancel_r,
-                        ids: ids.clone(),
-                    };
-                    let out = job::run_job(&ctx, &job.spec, &mut |o| {
-                        lock(&job.state).outcome = o.clone();
-                    });
-                    // The ids stay the job's until its files are gone.
-                    workspace = Some((ws, ids));
-                    out
-                }
-            },
         },
     };
+    // Stdin and expected output of every step and test: no longer needed.
+    drop(spec);
+    finish(state, job, outcome, error);
+    if let Some((mut ws, _ids)) = workspace
+        && let Err(e) = ws.remove()
+    {
+        tracing::warn!("{e}");
+    }
+    state.expire();
+}
+
+/// Record a run job's outcome, enter it into the results store and answer
+/// those waiting for it.
+fn finish(state: &AppState, job: &Job, mut outcome: JobOutcome, error: Option<String>) {
     if let Some(e) = &error {
         tracing::error!("{e}");
     }
@@ -345,7 +414,8 @@ fn execute(state: &AppState, job: &Job) {
     } else {
         JobStatus::Completed
     };
-    let dur = {
+    outcome.shrink_to_fit();
+    let (dur, bytes) = {
         let mut st = lock(&job.state);
         st.outcome = outcome;
         st.error = error;
@@ -354,23 +424,19 @@ fn execute(state: &AppState, job: &Job) {
         st.finished_at = Some(SystemTime::now());
         st.cancel_r = None;
         st.cancel_w = None;
-        st.started.map_or(Duration::ZERO, |s| s.elapsed())
+        let dur = st.started.map_or(Duration::ZERO, |s| s.elapsed());
+        (dur, held_bytes(&st))
     };
     state.metrics.running.fetch_sub(1, Ordering::Relaxed);
     state.metrics.finish(status, dur);
     tracing::info!(
         status = status.as_str(),
         ms = dur.as_millis() as u64,
+        bytes,
         "job finished"
     );
-    lock(&state.finished).push_back((Instant::now(), job.id.clone()));
+    state.finished(&job.id, bytes);
     job.done.send_replace(true);
-    if let Some((mut ws, _ids)) = workspace
-        && let Err(e) = ws.remove()
-    {
-        tracing::warn!("{e}");
-    }
-    state.expire();
 }
 
 /// One executor: a plain thread for the life of the server, taking jobs
@@ -634,7 +700,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     let state = Arc::new(AppState {
         cfg: cfg.clone(),
         jobs: Mutex::new(HashMap::new()),
-        finished: Mutex::new(VecDeque::new()),
+        results: Mutex::new(Results::new(
+            cfg.results_budget,
+            cfg.keep_jobs,
+            cfg.keep_for,
+        )),
         tx: Mutex::new(Some(tx)),
         sandboxes: Mutex::new(HashMap::new()),
         metrics: Metrics::default(),
@@ -668,8 +738,17 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         workers = cfg.workers,
         queue = cfg.queue,
         auth = cfg.token.is_some(),
+        results_budget = cfg.results_budget,
         "listening"
     );
+    if cfg.results_budget < cfg.caps.max_job_output {
+        tracing::warn!(
+            "--results-budget ({}) is below --max-job-output ({}): a job with that much output \
+             is evicted as it finishes (only a client waiting with wait=true sees its results)",
+            profile::units::format_size(cfg.results_budget),
+            profile::units::format_size(cfg.caps.max_job_output)
+        );
+    }
     let app = api::router(state.clone());
     let st = state.clone();
     let shutdown = async move {

@@ -10,6 +10,8 @@ fn job_resp(desc: &str) -> Value {
     json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}})
 }
 
+const EVICTED: &str = "The job finished, but its results were evicted to stay within --results-budget (the error names the flag and its value)";
+
 pub fn document() -> Value {
     let size =
         json!({"oneOf": [{"type": "string", "example": "64M"}, {"type": "integer", "minimum": 0}]});
@@ -61,8 +63,8 @@ pub fn document() -> Value {
             }},
             "/v1/jobs/{id}": {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "get": {"summary": "A job with its results so far", "responses": {"200": job_resp("The job"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job")}},
-                "delete": {"summary": "Cancel a job (kills its running step)", "responses": {"200": job_resp("The job after cancellation (status cancelled, or completed if it had already finished)"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job")}},
+                "get": {"summary": "A job with its results so far", "responses": {"200": job_resp("The job"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job"), "410": err_resp(EVICTED)}},
+                "delete": {"summary": "Cancel a job (kills its running step)", "responses": {"200": job_resp("The job after cancellation (status cancelled, or completed if it had already finished)"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job"), "410": err_resp(EVICTED)}},
             },
             "/v1/profiles": {"get": {"summary": "Available profiles", "responses": {"200": {"description": "Profiles", "content": {"application/json": {"schema": {"type": "object", "properties": {"profiles": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}}}}}}}, "401": err_resp("Unauthorized")}}},
             "/v1/profiles/{name}": {"get": {

@@ -84,6 +84,11 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// A value of the Prometheus text at /metrics (`name` with its labels).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(&self.get("/metrics").text(), name)
+    }
+
     pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> Response {
         let b = body.map(|b| serde_json::to_vec(b).expect("json"));
         request(
@@ -143,6 +148,23 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A value of Prometheus text: the sample `name` (with its labels, if any).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Resident memory of a process, bytes (VmRSS of /proc/PID/status).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    st.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb << 10)
+        .expect("VmRSS")
 }
 
 impl Drop for Server {
