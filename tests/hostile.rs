@@ -595,6 +595,22 @@ case! {
 }
 
 case! {
+    /// The per-user rlimits inside, then 16 MiB locked with mlock and SHM_LOCK → each soft = hard at strict's values (1024 signals, 800K of message queues, 8M locked, pids + 1 processes); both locks refused with ENOMEM.
+    fn per_user_rlimits_are_set(cli()) |c| {
+        let o = c.c(&EXHAUST, &[], &["peruserlimits"]);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &[
+            "sigpending 1024/1024",
+            "msgqueue 819200/819200",
+            "memlock 8388608/8388608",
+            "nproc 65/65",
+            "mlock 16M: ENOMEM",
+            "SHM_LOCK 16M: ENOMEM",
+        ]);
+    }
+}
+
+case! {
     /// The same flood under a profile raising limits.pending_signals past the host's own limit → the run stops where its user namespace's owner (the job's uid, not root) is full: host root's `timeout` still works.
     fn pending_signals_charged_to_the_jobs_uid_not_root(cli()) |c| {
         let prof = c.profile("extends = \"strict\"\n[limits]\npending_signals = 10000000\n");

@@ -752,3 +752,60 @@ fn net_bind_profile_keeps_bind_capability() {
     assert!(o.prog_stdout().contains("bound"), "{}", o.j());
     assert_host_clean(None);
 }
+
+/// A range with every uid taken: the run waits the range's `wait`, then
+/// fails with a message naming the range; once a uid is free, runs go on.
+#[test]
+fn exhausted_uid_range_waits_then_fails_clearly() {
+    root_or_skip!("exhausted_uid_range_waits_then_fails_clearly");
+    let first = 0x7000_9000u32;
+    let prof = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("one-uid-short-wait.toml");
+    std::fs::write(
+        &prof,
+        format!("extends = \"strict\"\n[process]\nhost_uid = {{ first = {first}, count = 1, wait = \"700ms\" }}\n"),
+    )
+    .unwrap();
+    let prof = prof.to_string_lossy().into_owned();
+    let mut holder = Command::new(&*SANDBOX)
+        .args(["exec", "--profile", &prof, "--", "/bin/sleep", "3"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    track(holder.id());
+    // Until the holder's run has its uid (its sleep is running).
+    let t0 = Instant::now();
+    while !Command::new("pgrep")
+        .args(["-u", &first.to_string(), "-x", "sleep"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the holder never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let o = exec_json(&["--profile", &prof], &["/bin/true"]);
+    let waited = t.elapsed();
+    assert_eq!(o.code, 125, "{}", o.j());
+    assert_eq!(o.status(), "sandbox_error", "{}", o.j());
+    assert!(
+        o.j()["message"].as_str().unwrap_or("").contains(&format!(
+            "all 1 host uids of process.host_uid ({first}-{first}) are in use by other jobs"
+        )),
+        "{}",
+        o.j()
+    );
+    assert!(
+        waited >= Duration::from_millis(700),
+        "did not wait: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited too long: {waited:?}"
+    );
+    assert!(holder.wait().unwrap().success());
+    let o = exec_json(&["--profile", &prof], &["/bin/true"]);
+    assert_eq!(o.status(), "ok", "{}", o.j());
+}

@@ -441,7 +441,9 @@ fn info_endpoints() {
     );
     let p = s.get("/v1/profiles/strict").json();
     assert_eq!(p["name"], "strict");
-    assert!(p["process"]["host_uid"].is_u64());
+    // The range of host uids jobs take theirs from.
+    assert_eq!(p["process"]["host_uid"]["first"], 0x7000_0000u32, "{p}");
+    assert_eq!(p["process"]["host_uid"]["count"], 256, "{p}");
     assert!(p["namespaces"]["user"].is_boolean());
     let o = s.get("/openapi.json").json();
     assert!(o["openapi"].as_str().unwrap_or("").starts_with("3."));
@@ -489,6 +491,60 @@ fn workspace_is_shared_and_size_limited() {
     // RLIMIT_FSIZE at the workspace size stops the write: the shell sees EFBIG/SIGXFSZ.
     let st = j["steps"][2]["status"].as_str().unwrap_or("");
     assert!(st == "workspace_limit" || st == "runtime_error", "{j}");
+}
+
+/// Every step and test of a job runs as the job's one host uid (its
+/// workspace belongs to it); two jobs at once never share one, and neither
+/// is root nor the old shared 65534.
+#[test]
+fn each_job_has_its_own_host_uid() {
+    let s = Server::start(&["--workers", "2"], None);
+    // The host uid is the second field of uid_map; the workspace's owner
+    // as the run sees it is its mapped uid (1000).
+    let show = "awk '{print $2}' /proc/self/uid_map; stat -c %u /box; sleep 0.3";
+    let job = json!({"steps": [
+        {"command": ["/bin/sh", "-c", show]},
+        {"command": ["/bin/sh", "-c", show], "tests": [{"stdin": ""}, {"stdin": ""}]}
+    ]});
+    let (a, b) = std::thread::scope(|t| {
+        let a = t.spawn(|| s.run(&job));
+        let b = t.spawn(|| s.run(&job));
+        (a.join().expect("job a"), b.join().expect("job b"))
+    });
+    let uids = |j: &Value| -> Vec<String> {
+        let mut v = vec![j["steps"][0]["stdout"].as_str().unwrap_or("?").to_string()];
+        for t in j["steps"][1]["tests"].as_array().expect("tests") {
+            v.push(t["stdout"].as_str().unwrap_or("?").to_string());
+        }
+        v
+    };
+    let (ua, ub) = (uids(&a), uids(&b));
+    assert!(
+        ua.iter().all(|u| u == &ua[0]),
+        "job a's runs differ: {ua:?}"
+    );
+    assert!(
+        ub.iter().all(|u| u == &ub[0]),
+        "job b's runs differ: {ub:?}"
+    );
+    let host = |u: &str| -> u32 {
+        u.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("uid")
+    };
+    let (ha, hb) = (host(&ua[0]), host(&ub[0]));
+    assert_ne!(ha, hb, "two concurrent jobs share host uid {ha}");
+    for h in [ha, hb] {
+        assert!(
+            (0x7000_0000..0x7000_0100).contains(&h),
+            "host uid {h} outside the default range"
+        );
+    }
+    assert!(
+        ua[0].ends_with("\n1000\n"),
+        "workspace owner inside: {ua:?}"
+    );
 }
 
 #[test]

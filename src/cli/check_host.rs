@@ -252,6 +252,32 @@ fn cgroup_checks(out: &mut Vec<Check>) {
     }
 }
 
+/// The bundled profiles' host uid range: clear of the host's users and
+/// subordinate ids, its lock directory trustworthy, and how much is taken.
+fn host_uid_range() -> Check {
+    use crate::isolation::hostids;
+    use crate::profile::HostIds;
+    let (first, count) = (HostIds::DEFAULT_FIRST, HostIds::DEFAULT_COUNT);
+    let name = "host uid range (process.host_uid)";
+    let last = first + (count - 1);
+    match hostids::in_use(first, count) {
+        Ok(n) => check(
+            ISOLATION,
+            name,
+            if n < count { Level::Ok } else { Level::Warn },
+            format!("{first}-{last}: {n} of {count} held by jobs now"),
+        )
+        .advise(
+            "each concurrent job is a host uid of its own from this range; when all are held, \
+             new jobs wait, then fail: raise process.host_uid.count in the profiles",
+        ),
+        Err(e) => check(ISOLATION, name, Level::Fail, format!("{first}-{last}: {e}")).advise(
+            "move the range (process.host_uid = { first = ..., count = ... } in the profiles) or \
+             fix the lock directory",
+        ),
+    }
+}
+
 /// `user.max_*_namespaces`: a run of `strict` needs one of each.
 fn namespace_limits() -> Check {
     let kinds = ["user", "pid", "mnt", "net", "ipc", "uts", "cgroup"];
@@ -446,6 +472,7 @@ pub fn checks() -> Vec<Check> {
     );
     cgroup_checks(&mut out);
     out.push(namespace_limits());
+    out.push(host_uid_range());
     for (name, why) in [
         (
             "kernel.apparmor_restrict_unprivileged_userns",
@@ -541,6 +568,29 @@ pub fn checks() -> Vec<Check> {
         |v| v == 1,
         1,
         "no hard links to files the linker cannot write",
+    ));
+    // Per-user ceilings. Each job is a host uid of its own, so these only
+    // bound what one job (or one host user) can pin in the kernel; the
+    // defaults of some grow with RAM or are unlimited.
+    out.push(sysctl(
+        "fs.pipe-user-pages-hard",
+        |v| v > 0 && v <= 65536,
+        65536,
+        "0 means no ceiling on the pipe buffers one user may hold (the soft limit only shrinks \
+         new pipes); 65536 pages (256 MiB) per user is plenty for builds and judges",
+    ));
+    out.push(sysctl(
+        "fs.epoll.max_user_watches",
+        |v| v > 0 && v <= 1_048_576,
+        1_048_576,
+        "the default grows with RAM (millions of watches, ~160 bytes of kernel memory each, per \
+         user); a million is more than any build or judged program needs",
+    ));
+    out.push(sysctl(
+        "fs.inotify.max_user_watches",
+        |v| v > 0 && v <= 1_048_576,
+        524_288,
+        "the default grows with RAM; inotify watches pin kernel memory per user",
     ));
     let core = read("/proc/sys/kernel/core_pattern").unwrap_or_default();
     out.push(

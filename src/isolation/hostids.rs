@@ -35,7 +35,7 @@ pub const LOCK_DIR: &str = "/run/sandbox/uids";
 #[derive(Debug, thiserror::Error)]
 pub enum HostIdError {
     #[error(
-        "all {count} host uids of process.host_uid ({first}-{last}) are in use by other jobs on this host; waited {waited:?} (raise process.host_uid.count or .wait, or run fewer jobs at once)",
+        "all {count} host uids of process.host_uid ({first}-{last}) are in use by other jobs on this host; waited {waited:.1?} (raise process.host_uid.count or .wait, or run fewer jobs at once)",
         last = .first + (.count - 1)
     )]
     Exhausted {
@@ -121,6 +121,30 @@ pub fn try_acquire(ids: &HostIds) -> Result<Option<Arc<Lease>>, HostIdError> {
         HostIds::Fixed { .. } => acquire(ids).map(Some),
         HostIds::Range { first, count, .. } => try_range(first, count),
     }
+}
+
+/// How many uids of a range other jobs hold now (each is tried with a
+/// lock that is let go at once), after the checks a lease would make.
+pub fn in_use(first: u32, count: u32) -> Result<u32, HostIdError> {
+    check_range(first, count)?;
+    let dir = lock_dir()?;
+    let mut n = 0;
+    for uid in first..=first + (count - 1) {
+        let path = dir.join(uid.to_string());
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue; // never used
+        };
+        if let Err((_, nix::errno::Errno::EWOULDBLOCK)) =
+            Flock::lock(f, FlockArg::LockExclusiveNonblock)
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Where a scan starts: spread over the range (the pid, then a counter)

@@ -295,7 +295,8 @@ static int corecrash(void) {
 }
 
 static const char *ename(int e) {
-    return e == EAGAIN ? "EAGAIN" : e == ENOSPC ? "ENOSPC" : e == EMFILE ? "EMFILE" : strerror(e);
+    return e == EAGAIN ? "EAGAIN" : e == ENOSPC ? "ENOSPC" : e == EMFILE ? "EMFILE"
+         : e == ENOMEM ? "ENOMEM" : e == EPERM ? "EPERM" : strerror(e);
 }
 
 /* Queue a blocked real-time signal to ourselves until refused, then hold
@@ -358,6 +359,25 @@ static int peruser(void) {
     return 0;
 }
 
+/* The per-user rlimits the run got, then 16 MiB locked with mlock and with
+ * SHM_LOCK (both over an 8 MiB RLIMIT_MEMLOCK). */
+static int peruserlimits(void) {
+    struct rlimit r;
+    int res[] = {RLIMIT_SIGPENDING, RLIMIT_MSGQUEUE, RLIMIT_MEMLOCK, RLIMIT_NPROC};
+    const char *names[] = {"sigpending", "msgqueue", "memlock", "nproc"};
+    for (int i = 0; i < 4; i++) {
+        getrlimit(res[i], &r);
+        printf("%s %llu/%llu\n", names[i], (unsigned long long)r.rlim_cur, (unsigned long long)r.rlim_max);
+    }
+    size_t n = 16 << 20;
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("mlock 16M: %s\n", mlock(p, n) ? ename(errno) : "ok");
+    int id = shmget(IPC_PRIVATE, n, IPC_CREAT | 0600);
+    printf("SHM_LOCK 16M: %s\n", shmctl(id, SHM_LOCK, NULL) ? ename(errno) : "ok");
+    shmctl(id, IPC_RMID, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "";
     long a = argc > 2 ? atol(argv[2]) : 0;
@@ -380,6 +400,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "sigqueue")) return sigqueueflood(a);
     if (!strcmp(m, "epoll")) return epollflood(a);
     if (!strcmp(m, "peruser")) return peruser();
+    if (!strcmp(m, "peruserlimits")) return peruserlimits();
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }
