@@ -63,7 +63,7 @@ pub fn get(name: &str) -> Result<Bundled, GetError> {
         let path = dir.join(format!("{name}.toml"));
         if path.is_file() {
             let display = path.display().to_string();
-            return match super::load::read_profile_file(&path) {
+            return match super::source::read_profile_file(&path) {
                 Ok(text) => Ok(Bundled {
                     display,
                     text,

@@ -1,7 +1,10 @@
-//! One profile file's text with a key-path → span index, used to report
-//! errors at `FILE:LINE:COL`, and the unknown-key check.
+//! Profile files: reading one (bounded), its text with a key-path → span
+//! index used to report errors at `FILE:LINE:COL`, the unknown-key check,
+//! and the [`Locator`] that places an error in the right file of an
+//! `extends` chain.
 
 use std::ops::Range;
+use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
@@ -272,5 +275,82 @@ mod tests {
             e.to_string(),
             "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)"
         );
+    }
+}
+
+/// Largest profile file read (the bundled ones are a few KiB): a path such
+/// as `/dev/zero` must not make the loader allocate without bound.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// Read a profile file as UTF-8, at most [`MAX_PROFILE_BYTES`]. A FIFO or
+/// `/dev/stdin` is read like a file (`--profile <(...)`).
+pub fn read_profile_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_PROFILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PROFILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The files of an `extends` chain, child first, for locating keys.
+pub struct Locator<'a> {
+    pub files: &'a [SourceFile],
+}
+
+impl Locator<'_> {
+    /// An error about the string `value` in one of the arrays `lists` (e.g.
+    /// `seccomp.deny` and `seccomp.deny_add`), located at the element of the
+    /// nearest file that lists it; falls back to `fallback_key`.
+    pub fn error_element(
+        &self,
+        lists: &[&str],
+        value: &str,
+        fallback_key: &str,
+        message: impl Into<String>,
+    ) -> ProfileError {
+        for f in self.files {
+            for l in lists {
+                if let Some(path) = f.find_element(l, value) {
+                    return self.error(&path, message);
+                }
+            }
+        }
+        self.error(fallback_key, message)
+    }
+
+    /// An error about `key` (e.g. `seccomp.allow[3]`), reported in the file
+    /// that set it (the child first, then its parents). Falls back to the
+    /// nearest enclosing key that is set, then to the top of the profile.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ProfileError {
+        let message = message.into();
+        let mut probe = key.to_string();
+        loop {
+            for f in self.files {
+                if let Some(off) = f.offset_of(&probe) {
+                    return f.error_at(off, key, &message);
+                }
+            }
+            match probe.rfind(['.', '[']) {
+                Some(i) => probe.truncate(i),
+                None => break,
+            }
+        }
+        match self.files.first() {
+            Some(f) => f.error_at(0, key, &message),
+            None => ProfileError::Invalid {
+                file: "(profile)".into(),
+                line: 1,
+                col: 1,
+                key: key.into(),
+                message,
+            },
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ProfileError;
-use super::load::Locator;
+use super::source::Locator;
 use super::names;
 use super::schema::*;
 use super::units::{parse_duration, parse_size};
