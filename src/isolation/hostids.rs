@@ -14,7 +14,11 @@
 //! for as long as anything of the job may exist (its containers hold the
 //! [`Lease`] until they are torn down). Every process on the host (servers,
 //! helpers, CLI runs) takes the same locks, so no two jobs share a uid, and
-//! a holder that dies releases its uids with its file descriptors.
+//! a holder that dies releases its uids with its file descriptors. A uid
+//! just taken is first cleared of any process still running as it (what a
+//! crashed job of a profile without a pid namespace can leave behind), as
+//! isolate clears a box. A profile's fixed id takes its lock shared, so a
+//! range never hands out a uid some fixed-id profile is running as.
 //! Hand-written: no crate does host-wide id leases.
 
 use std::collections::HashMap;
@@ -59,6 +63,10 @@ pub enum HostIdError {
         "process.host_uid is a range, which needs root (runs become host uids other than the caller's)"
     )]
     NotRoot,
+    #[error(
+        "process.host_uid {uid} is held by a job of a uid range on this host; waited {waited:.1?} (use an id outside every range)"
+    )]
+    FixedHeld { uid: u32, waited: Duration },
 }
 
 /// The host ids of one job, reserved while this lives (and while any
@@ -67,7 +75,10 @@ pub enum HostIdError {
 pub struct Lease {
     uid: u32,
     gid: u32,
-    /// The uid's lock file, locked; `None` for a profile's fixed ids.
+    /// A uid of a range (locked exclusively), not a profile's fixed id.
+    exclusive: bool,
+    /// The uid's lock file, locked (shared for a fixed id); `None` for a
+    /// fixed id when there is no lock directory to use (not root).
     _lock: Option<Flock<File>>,
 }
 
@@ -80,9 +91,10 @@ impl Lease {
         self.gid
     }
 
-    /// Whether this lease holds one uid of a range (not a fixed id).
+    /// Whether this lease holds one uid of a range (not a fixed id, which
+    /// other runs and host processes may share).
     pub fn is_exclusive(&self) -> bool {
-        self._lock.is_some()
+        self.exclusive
     }
 }
 
@@ -90,11 +102,7 @@ impl Lease {
 /// free uid, waiting (polling) up to the range's `wait` while all are taken.
 pub fn acquire(ids: &HostIds) -> Result<Arc<Lease>, HostIdError> {
     match *ids {
-        HostIds::Fixed { uid, gid } => Ok(Arc::new(Lease {
-            uid,
-            gid,
-            _lock: None,
-        })),
+        HostIds::Fixed { uid, gid } => fixed(uid, gid),
         HostIds::Range { first, count, wait } => {
             let t0 = Instant::now();
             loop {
@@ -121,6 +129,104 @@ pub fn try_acquire(ids: &HostIds) -> Result<Option<Arc<Lease>>, HostIdError> {
         HostIds::Fixed { .. } => acquire(ids).map(Some),
         HostIds::Range { first, count, .. } => try_range(first, count),
     }
+}
+
+/// A fixed id: its lock taken shared (waiting while a range's job holds
+/// it exclusively), so that no range hands it out meanwhile.
+fn fixed(uid: u32, gid: u32) -> Result<Arc<Lease>, HostIdError> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // No lock directory to share; nothing maps runs to others' ids.
+        return Ok(Arc::new(Lease {
+            uid,
+            gid,
+            exclusive: false,
+            _lock: None,
+        }));
+    }
+    let path = lock_dir()?.join(uid.to_string());
+    let t0 = Instant::now();
+    loop {
+        let f = open_lock(&path)?;
+        match Flock::lock(f, FlockArg::LockSharedNonblock) {
+            Ok(lock) => {
+                return Ok(Arc::new(Lease {
+                    uid,
+                    gid,
+                    exclusive: false,
+                    _lock: Some(lock),
+                }));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
+            Err((_, e)) => {
+                return Err(HostIdError::Io {
+                    what: "locking",
+                    path,
+                    source: e.into(),
+                });
+            }
+        }
+        if t0.elapsed() >= HostIds::DEFAULT_WAIT {
+            return Err(HostIdError::FixedHeld {
+                uid,
+                waited: t0.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn open_lock(path: &Path) -> Result<File, HostIdError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| HostIdError::Io {
+            what: "opening",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Kills every process still running as `uid`, and every process in a
+/// user namespace `uid` owns, as isolate clears a box before use: a child
+/// becomes `uid` (with no capability left, it can signal only those) and
+/// sends SIGKILL to every process it may, until there is none. Returns
+/// whether it got there (a process that will not go away, e.g. stuck in
+/// the kernel, keeps the uid out of use).
+fn kill_leftovers(uid: u32) -> bool {
+    use crate::isolation::sys;
+    let pid = sys::clone3(0, None, None);
+    if pid == 0 {
+        // The child of a possibly multi-threaded process: raw syscalls only.
+        // SAFETY: integer arguments and a null group list; _exit ends it.
+        unsafe {
+            let none: *const libc::gid_t = std::ptr::null();
+            if libc::syscall(libc::SYS_setgroups, 0, none) != 0
+                || libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+            {
+                libc::_exit(2);
+            }
+            for _ in 0..10_000 {
+                if libc::kill(-1, libc::SIGKILL) != 0 {
+                    libc::_exit(if sys::errno() == libc::ESRCH { 0 } else { 3 });
+                }
+                libc::sched_yield();
+            }
+            libc::_exit(4);
+        }
+    }
+    if pid < 0 {
+        return false;
+    }
+    let mut st = 0;
+    // SAFETY: reaping our own child.
+    let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut st, libc::__WALL) };
+    r == pid as libc::pid_t && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0
 }
 
 /// How many uids of a range other jobs hold now (each is tried with a
@@ -169,23 +275,17 @@ fn try_range(first: u32, count: u32) -> Result<Option<Arc<Lease>>, HostIdError> 
     for i in 0..count {
         let uid = first + (start + i) % count;
         let path = dir.join(uid.to_string());
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|source| HostIdError::Io {
-                what: "opening",
-                path: path.clone(),
-                source,
-            })?;
+        let f = open_lock(&path)?;
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => {
+                if !kill_leftovers(uid) {
+                    tracing::warn!("processes of uid {uid} would not die: not using it now");
+                    continue;
+                }
                 return Ok(Some(Arc::new(Lease {
                     uid,
                     gid: uid,
+                    exclusive: true,
                     _lock: Some(lock),
                 })));
             }
@@ -369,6 +469,25 @@ mod tests {
         })
         .expect("fixed");
         assert_eq!((l.uid(), l.gid(), l.is_exclusive()), (4242, 4343, false));
+        // SAFETY: geteuid has no arguments.
+        if unsafe { libc::geteuid() } == 0 {
+            // A range containing it skips it while the fixed lease lives.
+            let r = HostIds::Range {
+                first: 4242,
+                count: 1,
+                wait: Duration::from_millis(50),
+            };
+            assert!(try_acquire(&r).expect("scan").is_none(), "4242 handed out");
+            drop(l);
+            let x = try_acquire(&r).expect("scan").expect("4242 free again");
+            assert_eq!(x.uid(), 4242);
+            drop(x);
+            let f = HostIds::Fixed {
+                uid: 4242,
+                gid: 4242,
+            };
+            assert!(acquire(&f).is_ok(), "free again for the fixed id");
+        }
     }
 
     #[test]

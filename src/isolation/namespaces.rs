@@ -47,20 +47,24 @@ pub fn write_id_maps(pid: i32, p: &Process, host: &Lease) -> std::io::Result<()>
 /// (SECBIT_NO_SETUID_FIXUP) for what `f` needs (CLONE_INTO_CGROUP into a
 /// root-owned cgroup); a child in a new user namespace starts with default
 /// securebits. Only this thread's credentials change (raw syscalls, not
-/// glibc's process-wide set*id), and are restored before returning.
+/// glibc's process-wide set*id), and are restored before returning, with
+/// what the kernel resets on a credential change: the thread's parent-death
+/// signal, and the process's dumpable flag.
+///
+/// Only for a uid no one else on the host is (a job's uid from a range):
+/// the owner's other processes would hold every capability over the run.
 pub fn as_owner<T>(uid: u32, f: impl FnOnce() -> T) -> std::io::Result<T> {
-    // The euid change makes the process non-dumpable (commit_creds); it is
-    // put back as it was before the first switch (threads switch
-    // concurrently, so "before this switch" could be another's window).
-    static DUMPABLE: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
-    // SAFETY: prctl queries with no pointers.
-    let dumpable = *DUMPABLE.get_or_init(|| unsafe { libc::prctl(libc::PR_GET_DUMPABLE) });
-    // SAFETY: as above.
-    let bits = unsafe { libc::prctl(libc::PR_GET_SECUREBITS) };
+    // SAFETY: prctl queries with no pointers, or a pointer to a c_int.
+    let (bits, pdeath) = unsafe {
+        let mut sig: libc::c_int = 0;
+        libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int);
+        (libc::prctl(libc::PR_GET_SECUREBITS), sig)
+    };
     if bits < 0 {
         return Err(std::io::Error::last_os_error());
     }
     const NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    let window = Window::open();
     // SAFETY: prctl and setresuid on this thread with integer arguments.
     unsafe {
         if libc::prctl(
@@ -86,9 +90,46 @@ pub fn as_owner<T>(uid: u32, f: impl FnOnce() -> T) -> std::io::Result<T> {
             // go on making containers with the wrong identity.
             libc::abort();
         }
-        if dumpable >= 0 {
-            libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong);
+        if pdeath != 0 {
+            libc::prctl(libc::PR_SET_PDEATHSIG, pdeath as libc::c_ulong);
         }
     }
+    drop(window);
     Ok(r)
+}
+
+/// The time some thread runs with another effective uid. The kernel makes
+/// the whole process non-dumpable at each switch, which keeps its /proc
+/// files root's; the flag is put back (as it was before any switch) only
+/// when the last open window closes, never while another thread is still
+/// another uid.
+struct Window;
+
+static WINDOWS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static DUMPABLE: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
+
+impl Window {
+    fn open() -> Window {
+        let mut n = WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
+        if *n == 0 {
+            // SAFETY: a prctl query with no pointers.
+            DUMPABLE.get_or_init(|| unsafe { libc::prctl(libc::PR_GET_DUMPABLE) });
+        }
+        *n += 1;
+        Window
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        let mut n = WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        if *n == 0
+            && let Some(&d) = DUMPABLE.get()
+            && d >= 0
+        {
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, d as libc::c_ulong) };
+        }
+    }
 }

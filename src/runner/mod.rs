@@ -304,7 +304,14 @@ impl Drop for Prepared {
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.remove()
         {
-            tracing::warn!("removing the run's cgroup: {e}");
+            // Something of the run may still live in it: its uid is not
+            // handed to another job while this process lives (a later
+            // holder would also clear it first, see hostids).
+            tracing::warn!(
+                "removing the run's cgroup: {e}; keeping host uid {} reserved",
+                self.lease.uid()
+            );
+            std::mem::forget(self.lease.clone());
         }
     }
 }
@@ -626,7 +633,9 @@ impl Sandbox {
         };
         // The user namespace belongs to the job's uid, not to root: what
         // the run's users count per user is charged to it (see as_owner).
-        let pid = if ns.user {
+        // Not a fixed id: others on the host may be that uid, and an
+        // owner's processes hold every capability over the namespace.
+        let pid = if ns.user && lease.is_exclusive() {
             namespaces::as_owner(lease.uid(), || clone(&mut pidfd)).map_err(|e| RunError::Io {
                 what: format!("becoming uid {} to create the user namespace", lease.uid()),
                 source: e,
