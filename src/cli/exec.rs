@@ -1,6 +1,6 @@
 //! `sandbox exec`: the command-line face of the runner.
 //!
-//! Exit codes (documented in README): the program's own code; 128+N when
+//! Exit codes (documented in docs/exec.md): the program's own code; 128+N when
 //! killed by signal N; 124 time_limit, 123 wall_time_limit, 122
 //! memory_limit, 121 output_limit; 125 an error of the sandbox itself (bad
 //! profile, bad flag, setup failure); 126 found but not executable; 127 not

@@ -159,7 +159,7 @@ pub fn suggest_errno(name: &str) -> String {
     }
     match did_you_mean(name, ERRNOS.iter().map(|(n, _)| *n)) {
         Some(s) => format!(" (did you mean \"{s}\"?)"),
-        None => " (known: EPERM, EACCES, ENOSYS, ENOENT, EINVAL, ...; see the profile reference in README.md)".into(),
+        None => " (known: EPERM, EACCES, ENOSYS, ENOENT, EINVAL, ...; see the profile reference in docs/profiles.md)".into(),
     }
 }
 

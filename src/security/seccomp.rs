@@ -1,7 +1,7 @@
 //! Seccomp: compiles a resolved [`crate::profile::Seccomp`] into the BPF
 //! programs to install, in order, just before `execve`.
 //!
-//! Semantics (documented in README.md, "Profiles"): an *entry* is an allow-list
+//! Semantics (documented in docs/profiles.md, "Precedence"): an *entry* is an allow-list
 //! syscall (action allow), a deny-list syscall (action `deny_action`) or a
 //! `[[seccomp.rule]]` whose arguments match (its own action). For a call,
 //! if no entry matches, `default_action` applies; otherwise the MOST
