@@ -663,6 +663,78 @@ case! {
     }
 }
 
+/// The pid of the host process running `/bin/sh -c SCRIPT` (not the
+/// `sandbox` process whose own arguments carry the same script).
+fn shell_running(script: &str) -> Option<u32> {
+    let want = format!("/bin/sh\0-c\0{script}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (cmd == want.as_bytes()).then_some(pid)
+    })
+}
+
+case! {
+    /// A profile with one fixed host uid (65534, shared with the host's nobody) runs a program holding a secret in its environment; a host process of uid 65534 reads its /proc environ and enters its user namespace → EACCES and refused (the namespace stays root's).
+    fn fixed_host_uid_is_not_the_namespace_owner(cli()) |c| {
+        let prof = c.profile("extends = \"strict\"\n[process]\nhost_uid = 65534\nhost_gid = 65534\n");
+        let script = format!("echo started; sleep 2; : fixed-{}", c.tag());
+        let mut a = Bg::start(c, &["--profile", &prof, "--env", "SECRET=run-secret"], &["/bin/sh", "-c", &script]);
+        assert_eq!(a.line(), "started\n");
+        let pid = shell_running(&script).expect("the run's shell on the host");
+        let as_nobody = |script: &str| {
+            Command::new("/bin/sh")
+                .args(["-c", script])
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .expect("run as nobody")
+        };
+        let env = as_nobody(&format!("cat /proc/{pid}/environ"));
+        assert!(!env.status.success(), "nobody read the run's environment: {}", String::from_utf8_lossy(&env.stdout));
+        assert!(!String::from_utf8_lossy(&env.stdout).contains("run-secret"));
+        let enter = as_nobody(&format!("nsenter -U -t {pid} true"));
+        assert!(!enter.status.success(), "nobody entered the run's user namespace");
+        assert_eq!(a.finish().0, 0);
+    }
+}
+
+case! {
+    /// A job of a profile without a pid namespace leaves a daemon behind (its supervisor SIGKILLed); the next job given the same uid (a range of one) → the leftover is killed before that job starts.
+    fn leftover_of_a_crashed_job_is_cleared_before_reuse(cli()) |c| {
+        let uid = 0x7000_a000 + 2 * c.copy as u32 + if c.parallel { 1 } else { 0 };
+        let prof = c.profile(&format!(
+            "extends = \"strict\"\n[namespaces]\npid = false\nmount = false\n[filesystem]\nsystem_dirs = []\ntmpfs = []\n\
+             [process]\nhost_uid = {{ first = {uid}, count = 1, wait = \"20s\" }}\n"
+        ));
+        let daemon = format!("sleep 60; : leftover-{}", c.tag());
+        let mut a = Bg::start(c, &["--profile", &prof], &["/bin/sh", "-c", &format!("setsid /bin/sh -c '{daemon}' </dev/null >/dev/null 2>&1 & echo started; sleep 60")]);
+        assert_eq!(a.line(), "started\n");
+        let t0 = Instant::now();
+        let left = loop {
+            if let Some(p) = shell_running(&daemon) {
+                break p;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "the daemon never started");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // SAFETY: signalling the sandbox process we started.
+        unsafe { libc::kill(a.child.id() as i32, libc::SIGKILL) };
+        let _ = a.child.wait();
+        assert!(std::path::Path::new(&format!("/proc/{left}")).exists(), "the daemon died with its job");
+        let b = c.exec(&["--profile", &prof], &["/bin/sh", "-c", "awk '{print $2}' /proc/self/uid_map"]);
+        verdict(&b, "ok", 0);
+        assert_eq!(b.prog_stdout().trim(), uid.to_string(), "job B got another uid");
+        let t0 = Instant::now();
+        while std::path::Path::new(&format!("/proc/{left}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{left}/cmdline")).is_ok_and(|c| !c.is_empty())
+        {
+            assert!(t0.elapsed() < Duration::from_secs(2), "job A's daemon lives on beside job B");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 case! {
     /// /proc/1/cmdline, /proc/1/environ, /proc/cmdline and /proc/sys/kernel/random/boot_id read inside → "sandbox-init" (no host path given on the command line), unreadable, empty, a boot id of the run's own.
     fn host_identity_hidden_in_proc(cli()) |c| {

@@ -194,28 +194,50 @@ fn open_lock(path: &Path) -> Result<File, HostIdError> {
 /// Kills every process still running as `uid`, and every process in a
 /// user namespace `uid` owns, as isolate clears a box before use: a child
 /// becomes `uid` (with no capability left, it can signal only those) and
-/// sends SIGKILL to every process it may, until there is none. Returns
-/// whether it got there (a process that will not go away, e.g. stuck in
-/// the kernel, keeps the uid out of use).
+/// sends SIGKILL to every process it may, until none is left. "None left"
+/// is the kernel's own count of `uid`'s processes (namespaces `uid` owns
+/// included): with RLIMIT_NPROC at 2, a fork succeeds only when the child
+/// and its probe are all there is. Returns whether it got there; a process
+/// that will not go away (a zombie nobody reaps) keeps the uid out of use.
 fn kill_leftovers(uid: u32) -> bool {
     use crate::isolation::sys;
     let pid = sys::clone3(0, None, None);
     if pid == 0 {
         // The child of a possibly multi-threaded process: raw syscalls only.
-        // SAFETY: integer arguments and a null group list; _exit ends it.
+        // SAFETY: integer arguments, a null group list, a valid rlimit and
+        // timespec; every path ends in _exit.
         unsafe {
             let none: *const libc::gid_t = std::ptr::null();
+            let two = libc::rlimit {
+                rlim_cur: 2,
+                rlim_max: 2,
+            };
             if libc::syscall(libc::SYS_setgroups, 0, none) != 0
                 || libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0
                 || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+                || libc::setrlimit(libc::RLIMIT_NPROC, &two) != 0
             {
                 libc::_exit(2);
             }
-            for _ in 0..10_000 {
-                if libc::kill(-1, libc::SIGKILL) != 0 {
-                    libc::_exit(if sys::errno() == libc::ESRCH { 0 } else { 3 });
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            for _ in 0..500 {
+                // Returns 0 whenever any other process exists at all (those
+                // it may not signal only count as "not permitted").
+                libc::kill(-1, libc::SIGKILL);
+                let probe = sys::clone3(0, None, None);
+                if probe == 0 {
+                    libc::_exit(0);
                 }
-                libc::sched_yield();
+                if probe > 0 {
+                    libc::waitpid(probe as libc::pid_t, std::ptr::null_mut(), 0);
+                    libc::_exit(0);
+                }
+                // EAGAIN: another process of uid is still counted (dying,
+                // or dead and not yet reaped).
+                libc::nanosleep(&pause, std::ptr::null_mut());
             }
             libc::_exit(4);
         }

@@ -450,11 +450,11 @@ impl MountPlan {
             None,
         )?;
 
-        // What /proc would tell of the host: its kernel command line
-        // (boot parameters, often an image path or a root device) and its
-        // boot id (the same in every run and on the host: it would link
-        // runs to one machine and one boot). Read-only files from the base
-        // tmpfs are bound over them: an empty command line, a boot id of
+        // What would tell of the host: its kernel command line (boot
+        // parameters, often an image path or a root device), its boot id
+        // and machine id (the same in every run and on the host: they would
+        // link runs to one machine and one boot). Read-only files from the
+        // base tmpfs are bound over them: an empty command line, ids of
         // this run's own.
         p.push(
             "mkdir /masks".into(),
@@ -463,14 +463,32 @@ impl MountPlan {
                 mode: 0o755,
             },
         );
-        for (name, dest, content) in [
-            ("cmdline", "cmdline", b"\n".to_vec()),
+        let mut masks = vec![
+            ("cmdline", proc_.join("cmdline"), b"\n".to_vec()),
             (
                 "boot_id",
-                "sys/kernel/random/boot_id",
+                proc_.join("sys/kernel/random/boot_id"),
                 random_uuid().into_bytes(),
             ),
-        ] {
+        ];
+        // The host's machine id (systemd, D-Bus) names the machine for
+        // good: a run that sees /etc gets one of its own.
+        let etc_id = match &fs.root {
+            RootSource::Host if fs.system_dirs.iter().any(|d| d == Path::new("/etc")) => {
+                Some(PathBuf::from("/etc/machine-id"))
+            }
+            RootSource::Dir(dir) => Some(dir.join("etc/machine-id")),
+            RootSource::Host => None,
+        };
+        if etc_id.is_some_and(|f| std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file())) {
+            let id: String = random_uuid().chars().filter(|c| *c != '-').collect();
+            masks.push((
+                "machine-id",
+                under(NEWROOT, Path::new("/etc/machine-id")),
+                id.into_bytes(),
+            ));
+        }
+        for (name, target, content) in masks {
             let src = format!("/masks/{name}");
             p.push(
                 format!("write {src}"),
@@ -479,9 +497,12 @@ impl MountPlan {
                     content,
                 },
             );
-            let target = proc_.join(dest);
+            let dest = target.strip_prefix(NEWROOT).map_or_else(
+                |_| target.display().to_string(),
+                |r| format!("/{}", r.display()),
+            );
             p.mount(
-                format!("mask /proc/{dest}"),
+                format!("mask {dest}"),
                 Some(&src),
                 &target,
                 None,
@@ -489,7 +510,7 @@ impl MountPlan {
                 None,
             )?;
             p.mount(
-                format!("remount /proc/{dest} read-only"),
+                format!("remount {dest} read-only"),
                 None,
                 &target,
                 None,

@@ -7,9 +7,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ProfileError;
-use super::source::Locator;
 use super::names;
 use super::schema::*;
+use super::source::Locator;
 use super::units::{parse_duration, parse_size};
 use super::*;
 
