@@ -1,4 +1,4 @@
-//! Integration tests for src/limits/cgroup.rs. Need root and usable cgroups;
+//! Integration tests for src/limits/cgroup/. Need root and usable cgroups;
 //! otherwise each test prints "SKIPPED: ..." and passes.
 //!
 //! Children are spawned with std::process::Command + pre_exec; the pre_exec
