@@ -251,33 +251,6 @@ fn walk_value(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_cols() {
-        assert_eq!(line_col("a\nbc\nd", 0), (1, 1));
-        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
-        assert_eq!(line_col("a\nbc\nd", 5), (3, 1));
-    }
-
-    #[test]
-    fn index_and_unknown_keys() {
-        let sf = SourceFile::parse(
-            "x.toml",
-            "[seccomp]\nallow = [\"read\", \"write\"]\n".into(),
-        )
-        .unwrap();
-        assert_eq!(sf.offset_of("seccomp.allow[1]"), Some(27));
-        let e = SourceFile::parse("x.toml", "[seccomp]\nalow = []\n".into()).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)"
-        );
-    }
-}
-
 /// Largest profile file read (the bundled ones are a few KiB): a path such
 /// as `/dev/zero` must not make the loader allocate without bound.
 pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -352,5 +325,32 @@ impl Locator<'_> {
                 message,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_cols() {
+        assert_eq!(line_col("a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("a\nbc\nd", 5), (3, 1));
+    }
+
+    #[test]
+    fn index_and_unknown_keys() {
+        let sf = SourceFile::parse(
+            "x.toml",
+            "[seccomp]\nallow = [\"read\", \"write\"]\n".into(),
+        )
+        .unwrap();
+        assert_eq!(sf.offset_of("seccomp.allow[1]"), Some(27));
+        let e = SourceFile::parse("x.toml", "[seccomp]\nalow = []\n".into()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:1: seccomp.alow: unknown key \"alow\" in [seccomp] (did you mean \"allow\"?)"
+        );
     }
 }
