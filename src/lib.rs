@@ -3,10 +3,12 @@
 //! Layout: `profile` (schema, validation) → `security` (capabilities,
 //! seccomp) + `isolation` (namespaces, mounts, rootfs) + `limits` (cgroups,
 //! rlimits, accounting) → `runner` (one sandboxed process, start to verdict)
-//! → `job` (steps, files, workspace) → `server` (HTTP), `helper` (resident
-//! containers for `sandbox exec`) and `cli`.
+//! → `exec` (one `sandbox exec` request) and `job` (steps, files,
+//! workspace) → `server` (HTTP), `helper` (resident containers for
+//! `sandbox exec`) and `cli`.
 
 pub mod cli;
+pub mod exec;
 pub mod helper;
 pub mod isolation;
 pub mod job;

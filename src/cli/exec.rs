@@ -8,8 +8,9 @@
 
 use std::path::PathBuf;
 
-use crate::profile::{self, BindMount};
-use crate::runner::{OutputSpec, RunSpec, Sandbox, Status, StdinSpec};
+use crate::exec::ExecRequest;
+use crate::profile::{self, BindMount, LimitOverrides};
+use crate::runner::{RunSpec, Sandbox, Status};
 
 pub const EXIT_TIME_LIMIT: i32 = 124;
 pub const EXIT_WALL_TIME_LIMIT: i32 = 123;
@@ -98,46 +99,10 @@ fn flag_err(flag: &'static str) -> impl Fn(profile::units::UnitError) -> ExecErr
     }
 }
 
-/// Limit flags, parsed (applied on top of the profile's limits).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LimitFlags {
-    pub cpu_time: Option<std::time::Duration>,
-    pub wall_time: Option<std::time::Duration>,
-    pub memory: Option<u64>,
-    pub output: Option<u64>,
-    pub pids: Option<u64>,
-}
-
-impl LimitFlags {
-    pub fn apply(&self, limits: &mut profile::Limits) {
-        if self.cpu_time.is_some() {
-            limits.cpu_time = self.cpu_time;
-        }
-        if self.wall_time.is_some() {
-            limits.wall_time = self.wall_time;
-        }
-        if self.memory.is_some() {
-            limits.memory = self.memory;
-        }
-        if self.output.is_some() {
-            limits.output = self.output;
-        }
-        if self.pids.is_some() {
-            limits.pids = self.pids;
-        }
-    }
-}
-
-/// Everything the flags say, checked, before any profile is read.
-#[derive(Debug, Clone)]
-pub struct Flags {
-    pub limits: LimitFlags,
-    pub binds: Vec<BindMount>,
-    pub env: Vec<(String, String)>,
-}
-
-/// Checks and parses the flags (every flag error is found here).
-pub fn parse_flags(a: &ExecArgs) -> Result<Flags, ExecError> {
+/// Checks and parses the flags, once (every flag error is found here,
+/// before any profile is read), into the request that runs in-process or
+/// goes to the helper.
+pub fn request(a: &ExecArgs) -> Result<ExecRequest, ExecError> {
     let dur = |s: &Option<String>, flag: &'static str| {
         s.as_deref()
             .map(|s| {
@@ -157,12 +122,12 @@ pub fn parse_flags(a: &ExecArgs) -> Result<Flags, ExecError> {
             .map(|s| profile::units::parse_size(s).map_err(flag_err(flag)))
             .transpose()
     };
-    let mut limits = LimitFlags {
+    let mut limits = LimitOverrides {
         cpu_time: dur(&a.time_limit, "--time-limit")?,
         wall_time: dur(&a.wall_time_limit, "--wall-time-limit")?,
         memory: size(&a.memory_limit, "--memory-limit")?,
         output: size(&a.output_limit, "--output-limit")?,
-        pids: None,
+        ..LimitOverrides::default()
     };
     if let Some(s) = &a.pids_limit {
         let n: u64 = s.trim().parse().map_err(|_| ExecError::Flag {
@@ -217,36 +182,23 @@ pub fn parse_flags(a: &ExecArgs) -> Result<Flags, ExecError> {
             msg: format!("{}: {e}", p.display()),
         });
     }
-    Ok(Flags { limits, binds, env })
+    Ok(ExecRequest {
+        profile: a.profile.clone(),
+        argv: a.command.clone(),
+        binds,
+        env,
+        workdir: a.cwd.clone(),
+        limits,
+        stdin: a.stdin.clone(),
+        capture: a.json,
+    })
 }
 
-/// Turn the flags into a prepared sandbox and a run spec.
-pub fn prepare(a: &ExecArgs) -> Result<(Sandbox, RunSpec), ExecError> {
-    let flags = parse_flags(a)?;
-    let prof = profile::load(&a.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
-    let mut limits = prof.limits.clone();
-    flags.limits.apply(&mut limits);
-    let stdin = match &a.stdin {
-        Some(p) => StdinSpec::File(p.clone()),
-        None => StdinSpec::Inherit,
-    };
-    let out = if a.json {
-        OutputSpec::Capture
-    } else {
-        OutputSpec::PassThrough
-    };
-    let spec = RunSpec {
-        argv: a.command.clone(),
-        binds: flags.binds,
-        env: flags.env,
-        cwd: a.cwd.clone(),
-        limits,
-        stdin,
-        stdout: out,
-        stderr: out,
-        ..RunSpec::default()
-    };
+/// The request's profile, prepared, and its run (in this process).
+pub fn prepare(req: &ExecRequest) -> Result<(Sandbox, RunSpec), ExecError> {
+    let prof = profile::load(&req.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
     let sb = Sandbox::new(prof).map_err(|e| ExecError::Profile(e.to_string()))?;
+    let spec = req.spec(&sb.profile);
     Ok((sb, spec))
 }
 
@@ -276,15 +228,15 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 
 pub fn run(a: ExecArgs) -> i32 {
     let t0 = std::time::Instant::now();
-    let flags = match parse_flags(&a) {
-        Ok(f) => f,
+    let req = match request(&a) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("sandbox: {e}");
             return EXIT_SANDBOX_ERROR;
         }
     };
     let served = match crate::helper::client_socket() {
-        Some(path) => match crate::helper::client::exec(&path, &a, &flags) {
+        Some(path) => match crate::helper::client::exec(&path, &req) {
             crate::helper::client::Outcome::Served(r) => Some(r),
             crate::helper::client::Outcome::NotServed => None,
         },
@@ -299,7 +251,7 @@ pub fn run(a: ExecArgs) -> i32 {
             r
         }
         None => {
-            let (sb, spec) = match prepare(&a) {
+            let (sb, spec) = match prepare(&req) {
                 Ok(x) => x,
                 Err(e) => {
                     eprintln!("sandbox: {e}");

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use super::{Reply, Request, WireBind, read_body, recv_frame, send_frame};
-use crate::cli::exec::{ExecArgs, Flags};
+use crate::exec::ExecRequest;
 use crate::runner::{OpenedBind, RunResult};
 
 /// What became of the attempt.
@@ -17,7 +17,7 @@ pub enum Outcome {
 }
 
 /// Hands the run to the helper at `path`, if one listens there.
-pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
+pub fn exec(path: &Path, a: &ExecRequest) -> Outcome {
     let t0 = std::time::Instant::now();
     // No socket, no helper (the usual case): nothing else is spent.
     if std::fs::symlink_metadata(path).is_err() {
@@ -40,7 +40,7 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
     // Binds are opened here, in the client's view of the filesystem. Any
     // error: the in-process run reports it, in its usual order.
     let mut opened = Vec::new();
-    for b in &flags.binds {
+    for b in &a.binds {
         match OpenedBind::open(b) {
             Ok(Some(o)) => opened.push(o),
             Ok(None) => {}
@@ -61,13 +61,8 @@ pub fn exec(path: &Path, a: &ExecArgs, flags: &Flags) -> Outcome {
         return Outcome::NotServed;
     };
     let req = Request {
-        profile: a.profile.clone(),
+        exec: a.clone(),
         cwd,
-        argv: a.command.clone(),
-        env: flags.env.clone(),
-        workdir: a.cwd.clone(),
-        limits: flags.limits.clone(),
-        capture: a.json,
         caller_env: std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),

@@ -16,7 +16,7 @@ use super::context::Context;
 use super::{Reply, Request, send_frame};
 use crate::profile::Profile;
 use crate::profile::load::{is_path, load_with_sources};
-use crate::runner::{OpenedBind, OutputSpec, RunResult, RunSpec, Sandbox, StdinSpec};
+use crate::runner::{OpenedBind, RunResult, RunSpec, Sandbox, StdinSpec};
 
 /// Most profiles kept pooled at once; the least recently used goes first.
 const MAX_PROFILES: usize = 8;
@@ -616,12 +616,12 @@ fn serve_client(state: &State, conn: &UnixStream) {
             &format!("the client's {ovr} differs from the helper's"),
         );
     }
-    let key = key_for(&req.profile, &req.cwd);
+    let key = key_for(&req.exec.profile, &req.cwd);
     let sb = match cached(state, &key) {
         Some(sb) => sb,
         None => {
             let loaded_at = std::time::SystemTime::now();
-            let (prof, files) = match load_for(&req.profile, &req.cwd) {
+            let (prof, files) = match load_for(&req.exec.profile, &req.cwd) {
                 Ok(p) => p,
                 // The client loads it itself and reports the error its own way.
                 Err(e) => return decline(conn, &e),
@@ -685,28 +685,16 @@ fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: RawFd) -> RunRe
             name: b.name.clone(),
         });
     }
-    let mut limits = sb.profile.limits.clone();
-    req.limits.apply(&mut limits);
-    let out = if req.capture {
-        OutputSpec::Capture
-    } else {
-        OutputSpec::PassThrough
-    };
     let spec = RunSpec {
-        argv: req.argv.clone(),
-        env: req.env.clone(),
-        cwd: req.workdir.clone(),
-        limits,
+        // Stdin (a file or the client's own) is the first fd it sent.
         stdin: StdinSpec::Inherit,
-        stdout: out,
-        stderr: out,
         // The client never writes after its request: the socket turns
         // readable only when it goes away, which cancels the run.
         cancel_fd: Some(conn),
         caller_fds: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
         caller_env: Some(req.caller_env.clone()),
         opened_binds: opened,
-        ..RunSpec::default()
+        ..req.exec.spec(&sb.profile)
     };
     sb.run(&spec)
 }

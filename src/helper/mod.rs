@@ -35,7 +35,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use crate::cli::exec::LimitFlags;
+use crate::exec::ExecRequest;
 use crate::runner::RunResult;
 
 /// Where `sandbox helper` listens and `sandbox exec` looks by default.
@@ -64,21 +64,15 @@ pub struct WireBind {
     pub name: String,
 }
 
-/// One `sandbox exec`, as its flags said (already checked by the client).
+/// One `sandbox exec` (already checked by the client), with what the
+/// helper needs to run it as the client would have.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Request {
-    /// `--profile` as given; a relative path is relative to `cwd`.
-    pub profile: String,
+    /// The request; its profile path, if relative, is relative to `cwd`,
+    /// and its binds and stdin come as fds.
+    pub exec: ExecRequest,
     /// The client's working directory.
     pub cwd: PathBuf,
-    pub argv: Vec<String>,
-    /// `--env` pairs.
-    pub env: Vec<(String, String)>,
-    /// `--cwd`: the working directory inside the sandbox.
-    pub workdir: Option<PathBuf>,
-    pub limits: LimitFlags,
-    /// `--json`: capture output instead of passing it through.
-    pub capture: bool,
     /// The client's environment (for the profile's `env_passthrough`).
     pub caller_env: Vec<(String, String)>,
     /// One per bind fd, in order after the three stdio fds.

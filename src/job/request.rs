@@ -89,18 +89,8 @@ pub struct InputFile {
     pub executable: bool,
 }
 
-/// Per-step limit overrides: each may only tighten.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LimitOverrides {
-    pub cpu_time: Option<Duration>,
-    pub wall_time: Option<Duration>,
-    pub memory: Option<u64>,
-    pub pids: Option<u64>,
-    pub output: Option<u64>,
-    pub file_size: Option<u64>,
-    pub open_files: Option<u64>,
-    pub stack: Option<u64>,
-}
+/// Per-step limit overrides: each may only tighten ([`Limits::tighten`]).
+pub use crate::profile::LimitOverrides;
 
 #[derive(Debug, Clone, Default)]
 pub struct StepSpec {
@@ -346,14 +336,6 @@ fn limit_overrides(v: Option<&Value>, field: &str) -> Result<LimitOverrides, Fie
     Ok(l)
 }
 
-fn min_opt<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b < a { b } else { a }),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
 /// The limits a step runs with: min(profile, server maxima), then the
 /// step's overrides, each of which must not exceed that ceiling.
 /// `field` is the step's limits field (`steps[1].limits`).
@@ -364,52 +346,9 @@ pub fn effective_limits(
     field: &str,
 ) -> Result<Limits, FieldError> {
     let mut l = profile.clone();
-    l.cpu_time = min_opt(l.cpu_time, server.cpu_time);
-    l.wall_time = min_opt(l.wall_time, server.wall_time);
-    l.memory = min_opt(l.memory, server.memory);
-    l.pids = min_opt(l.pids, server.pids);
-    l.output = min_opt(l.output, server.output);
-    l.file_size = min_opt(l.file_size, server.file_size);
-    l.open_files = min_opt(l.open_files, server.open_files);
-    l.stack = min_opt(l.stack, server.stack);
-    fn tighten<T: PartialOrd + Copy + std::fmt::Debug>(
-        cur: &mut Option<T>,
-        want: Option<T>,
-        field: &str,
-        show: impl Fn(T) -> String,
-    ) -> Result<(), FieldError> {
-        if let Some(w) = want {
-            if let Some(c) = *cur
-                && w > c
-            {
-                return Err(FieldError::new(
-                    field,
-                    format!(
-                        "{} exceeds the maximum of {} (limits may only be tightened)",
-                        show(w),
-                        show(c)
-                    ),
-                ));
-            }
-            *cur = Some(w);
-        }
-        Ok(())
-    }
-    let d = |d: Duration| format!("{:.3}s", d.as_secs_f64());
-    let n = |n: u64| n.to_string();
-    tighten(&mut l.cpu_time, o.cpu_time, &sub(field, "cpu_time"), d)?;
-    tighten(&mut l.wall_time, o.wall_time, &sub(field, "wall_time"), d)?;
-    tighten(&mut l.memory, o.memory, &sub(field, "memory"), n)?;
-    tighten(&mut l.pids, o.pids, &sub(field, "pids"), n)?;
-    tighten(&mut l.output, o.output, &sub(field, "output"), n)?;
-    tighten(&mut l.file_size, o.file_size, &sub(field, "file_size"), n)?;
-    tighten(
-        &mut l.open_files,
-        o.open_files,
-        &sub(field, "open_files"),
-        n,
-    )?;
-    tighten(&mut l.stack, o.stack, &sub(field, "stack"), n)?;
+    l.cap(server);
+    l.tighten(o)
+        .map_err(|e| FieldError::new(sub(field, e.key), e.to_string()))?;
     Ok(l)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bundled;
 pub mod error;
+pub mod limits;
 pub mod load;
 pub mod names;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod validate;
 pub mod view;
 
 pub use error::ProfileError;
+pub use limits::{LimitOverrides, LimitTooHigh};
 pub use load::{load, parse_str};
 
 use std::collections::BTreeMap;

@@ -20,16 +20,18 @@ pub static SANDBOX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     std::env::var("SANDBOX_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sandbox").to_string())
 });
 
-/// The host uid of strict's runs in [`pinned_profile`]: a range of one,
+/// The host uid of strict's runs in [`pinned_profile`]: one fixed id,
 /// outside the default range, so a host process can share a run's uid.
 pub const PINNED_UID: u32 = 0x7000_8000;
 
-/// A profile like strict whose runs are all host uid [`PINNED_UID`] (they
-/// take turns: a range of one serves one job at a time). Its path.
+/// A profile like strict whose runs are all host uid [`PINNED_UID`] (a
+/// fixed id: the uid of a range would be cleared of other processes before
+/// each job, and a host process sharing it is what the cases need). Its
+/// path.
 pub fn pinned_profile() -> String {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pinned-uid.toml");
     let text = format!(
-        "extends = \"strict\"\n[process]\nhost_uid = {{ first = {PINNED_UID}, count = 1, wait = \"60s\" }}\n"
+        "extends = \"strict\"\n[process]\nhost_uid = {PINNED_UID}\nhost_gid = {PINNED_UID}\n"
     );
     if std::fs::read_to_string(&p).ok().as_deref() != Some(text.as_str()) {
         let tmp = p.with_extension(format!("tmp{}", std::process::id()));
