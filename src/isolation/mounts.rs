@@ -620,7 +620,7 @@ pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
     let null = std::ptr::null::<libc::c_char>();
     let p = |o: &Option<CString>| o.as_ref().map_or(null, |c| c.as_ptr());
     for (i, op) in plan.ops.iter().enumerate() {
-        // SAFETY (all calls below): every pointer is a valid NUL-terminated
+        // SAFETY: (all calls below) every pointer is a valid NUL-terminated
         // string owned by the plan, or NULL where the syscall allows it.
         let rc: i32 = unsafe {
             match op {

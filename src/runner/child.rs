@@ -576,7 +576,7 @@ extern "C" fn payload_entry(arg: *mut libc::c_void) -> libc::c_int {
 fn payload_main(plan: &ChildPlan, run: &Run) -> ! {
     run.area.stamp(Stamp::PayloadStarted);
     let efd = plan.err_write;
-    // SAFETY (whole block): raw syscalls on integers and on buffers owned
+    // SAFETY: (whole block) raw syscalls on integers and on buffers owned
     // by the plan, all async-signal-safe.
     unsafe {
         // A new session: no controlling terminal, so TIOCSTI and job-control
