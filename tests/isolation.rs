@@ -510,6 +510,7 @@ fn sigkill_of_sandbox_leaves_nothing_behind() {
         "sandboxed sleep never started"
     );
     mark_killed(pid);
+    // SAFETY: signalling a process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let _ = c.wait();
     let survivors = {
@@ -525,6 +526,7 @@ fn sigkill_of_sandbox_leaves_nothing_behind() {
     // Clean up after ourselves before asserting, so a failure does not
     // leave debris for later tests.
     for (p, _) in &survivors {
+        // SAFETY: signalling a leftover this test found by its marker.
         unsafe { libc::kill(*p, libc::SIGKILL) };
     }
     let left_cg = cgroups_of(pid);

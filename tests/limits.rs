@@ -365,7 +365,9 @@ fn yes_hits_output_limit() {
 }
 
 fn host_root_free() -> u64 {
+    // SAFETY: a zeroed C struct is a valid value (filled by the call below).
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to our own buffers.
     let r = unsafe { libc::statvfs(c"/".as_ptr(), &mut s) };
     assert_eq!(r, 0);
     s.f_bavail as u64 * s.f_frsize as u64
@@ -512,7 +514,9 @@ fn host_cpu_ms(path: &std::path::Path) -> f64 {
         .spawn()
         .unwrap();
     let mut status = 0;
+    // SAFETY: a zeroed C struct is a valid value (filled by the call below).
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to our own buffers.
     let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     assert_eq!(r, child.id() as i32);
     assert_eq!(status, 0);

@@ -174,6 +174,7 @@ pub fn run_cmd(mut c: Command) -> Out {
 
 /// Loud skip unless we are root. Returns true when the test may proceed.
 pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
@@ -550,7 +551,9 @@ pub fn wait_for_quiet_cpu(max: Duration) -> bool {
 
 /// CLOCK_MONOTONIC in ns (shared by host and sandbox: no time namespace).
 pub fn monotonic_ns() -> i64 {
+    // SAFETY: a zeroed timespec is a valid value.
     let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to our own timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec * 1_000_000_000 + t.tv_nsec
 }
