@@ -205,7 +205,7 @@ pub fn prepare(req: &ExecRequest) -> Result<(Sandbox, RunSpec), ExecError> {
 /// Whether the run was cancelled from outside (a `sandbox exec` run only
 /// is when the helper serving it stops before it ends).
 fn was_cancelled(r: &crate::runner::RunResult) -> bool {
-    r.message.as_deref() == Some("cancelled")
+    r.cancelled
 }
 
 pub fn exit_code(r: &crate::runner::RunResult) -> i32 {

@@ -33,6 +33,11 @@ pub enum MountPlanError {
     },
     #[error("path {0:?} contains a NUL byte")]
     Nul(PathBuf),
+    #[error("setting the flags of bind {path}: {source}")]
+    BindFlags {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One step of the plan. Paths are absolute in the child's view at the time

@@ -201,7 +201,7 @@ fn run_one(
         ..RunSpec::default()
     };
     let r = ctx.sandbox.run(&spec);
-    let was_cancelled = r.message.as_deref() == Some("cancelled") && cancelled(ctx.cancel_fd);
+    let was_cancelled = r.cancelled && cancelled(ctx.cancel_fd);
     let verdict = if was_cancelled {
         Verdict::Cancelled
     } else if r.status() == Status::Ok

@@ -15,6 +15,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
 use super::go::{GoArea, GoHeader, MAX_FDS, Stamp, recv_go};
+use super::report::{Ended, SetupFailed};
 use crate::isolation::mounts::{self, MountPlan};
 use crate::isolation::sys::{self, errno, write_all};
 use crate::security::caps::{CapPlan, CapStep};
@@ -212,10 +213,7 @@ fn raw_setresuid(uid: libc::uid_t) -> libc::c_int {
 }
 
 fn fail(fd: RawFd, step: u32, err: i32) -> ! {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&step.to_ne_bytes());
-    msg[4..].copy_from_slice(&err.to_ne_bytes());
-    write_all(fd, &msg);
+    write_all(fd, &SetupFailed { step, errno: err }.encode());
     // SAFETY: _exit is async-signal-safe and never returns.
     unsafe { libc::_exit(125) }
 }
@@ -543,10 +541,7 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
                     || errno() == libc::EINTR
                 {}
             }
-            let mut msg = [0u8; 5];
-            msg[0] = 1;
-            msg[1..].copy_from_slice(&status.to_ne_bytes());
-            write_all(plan.status_write, &msg);
+            write_all(plan.status_write, &Ended { status }.encode());
             // Then wait to be killed. Exiting now would tear the namespaces
             // down (unmounts waiting for RCU grace periods, not preemptible
             // in the kernel) just as the supervisor wakes up to read this

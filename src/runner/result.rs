@@ -60,6 +60,10 @@ pub struct RunResult {
     pub stderr_truncated: bool,
     /// Set when the program could not be executed at all (126/127 like a shell).
     pub exec_failed: bool,
+    /// The run was killed because its caller cancelled it (the cancel fd
+    /// turned readable); its message says "cancelled".
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 impl RunResult {

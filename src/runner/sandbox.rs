@@ -1,0 +1,334 @@
+//! [`Sandbox`]: a profile prepared for many runs, and where each run's
+//! container comes from (made for it, or taken from the pool), with the
+//! run's strings checked before any container is spent.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::prepare::Prepared;
+use super::prepare::timeline_text;
+use super::spec::{JobIds, RunSpec};
+use super::{RunError, RunResult, go, io_err, pool};
+use crate::isolation::hostids;
+use crate::limits::cgroup::{CgroupManager, RunShape};
+use crate::profile::Profile;
+use crate::security::caps::CapPlan;
+
+/// A profile prepared for many runs.
+pub struct Sandbox {
+    pub profile: Profile,
+    pub(super) filters: Vec<seccompiler::BpfProgram>,
+    pub(super) cgroups: Option<CgroupManager>,
+    pub(super) caps: CapPlan,
+    /// Containers made ahead of time ([`Sandbox::pooled`]).
+    pub(super) pool: Option<pool::Pool>,
+    pub(super) swept: std::sync::Once,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool {
+            p.stop();
+        }
+    }
+}
+
+pub(super) const MAX_ARGS: usize = 4096;
+
+impl Sandbox {
+    pub fn new(profile: Profile) -> Result<Sandbox, RunError> {
+        let filters = if profile.seccomp.enabled {
+            crate::security::seccomp::compile(&profile.seccomp)?
+        } else {
+            Vec::new()
+        };
+        let cgroups = match CgroupManager::detect() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("cgroups unavailable, running without: {e}");
+                None
+            }
+        };
+        let caps = CapPlan::new(&profile.capabilities);
+        Ok(Sandbox {
+            profile,
+            filters,
+            cgroups,
+            caps,
+            pool: None,
+            swept: std::sync::Once::new(),
+        })
+    }
+
+    /// Runs whose supervisor was SIGKILLed leave empty cgroups behind: they
+    /// are removed once per sandbox, while its first program starts (the
+    /// supervisor would otherwise wait idle).
+    pub(super) fn sweep_once(&self) {
+        if let Some(m) = &self.cgroups {
+            self.swept.call_once(|| {
+                let n = m.sweep_stale();
+                if n > 0 {
+                    tracing::info!("removed {n} stale run cgroup(s)");
+                }
+            });
+        }
+    }
+
+    /// Keeps `size` containers of this profile prepared ahead of time by a
+    /// background thread, which also tears finished runs down after their
+    /// results are returned: a run then costs little more than starting the
+    /// program. For servers; call [`Sandbox::shutdown_pool`] before exiting
+    /// so nothing is left behind.
+    pub fn pooled(mut self, size: usize) -> Result<Arc<Sandbox>, RunError> {
+        self.pool = Some(pool::Pool::new(size));
+        let sb = Arc::new(self);
+        if let Some(p) = &sb.pool {
+            p.start(Arc::downgrade(&sb))
+                .map_err(io_err("starting the container pool thread"))?;
+        }
+        Ok(sb)
+    }
+
+    /// Stops the pool (if any) after tearing down every container it holds.
+    pub fn shutdown_pool(&self) {
+        if let Some(p) = &self.pool {
+            p.shutdown();
+        }
+    }
+
+    pub fn cgroups(&self) -> Option<&CgroupManager> {
+        self.cgroups.as_ref()
+    }
+
+    /// Run one program. Never panics; failures of the sandbox itself come
+    /// back as `sandbox_error` with a message naming what failed.
+    pub fn run(&self, spec: &RunSpec) -> RunResult {
+        self.try_run(spec)
+            .unwrap_or_else(|e| RunResult::sandbox_error(e.to_string()))
+    }
+
+    fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
+        let strings = self.run_strings(spec)?;
+        let Some(pool) = &self.pool else {
+            // Torn down before returning: a CLI exits right after.
+            let t0 = Instant::now();
+            let mut p = self.prepare_for(spec)?;
+            let prepared = t0.elapsed();
+            let r = self.run_prepared_with(&mut p, spec, strings);
+            let t1 = Instant::now();
+            let timeline = tracing::enabled!(tracing::Level::DEBUG).then(|| p.marks);
+            let area = timeline.map(|_| p.area.stamps());
+            drop(p);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::debug!(
+                prepare_ms = ms(prepared),
+                teardown_ms = ms(t1.elapsed()),
+                "run container"
+            );
+            if let (Some(marks), Some(stamps)) = (timeline, area) {
+                tracing::debug!(
+                    "run timeline (ms since prepare) {}",
+                    timeline_text(marks, stamps, go::now_ns())
+                );
+            }
+            return r;
+        };
+        pool.run_started();
+        let r = self.run_pooled(pool, spec, strings);
+        pool.run_ended();
+        r
+    }
+
+    fn run_pooled(
+        &self,
+        pool: &pool::Pool,
+        spec: &RunSpec,
+        strings: RunStrings,
+    ) -> Result<RunResult, RunError> {
+        let ready = match pool.take(spec.job.as_ref()) {
+            Some(p) if self.fits(&p, spec) => Some(p),
+            Some(p) => {
+                pool.retire(p);
+                None
+            }
+            None => None,
+        };
+        let mut p = match ready {
+            Some(p) => p,
+            None => self.prepare_for(spec)?,
+        };
+        let mut r = self.run_prepared_with(&mut p, spec, strings.clone());
+        if matches!(r, Err(RunError::Stale(_))) {
+            // The waiting container died (e.g. killed from outside): once
+            // more with a fresh one.
+            pool.retire(p);
+            p = self.prepare_for(spec)?;
+            r = self.run_prepared_with(&mut p, spec, strings);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let mut m = p.marks;
+            m.prepare = m.go_sent;
+            tracing::debug!(
+                "run timeline (ms since go) {}",
+                timeline_text(m, p.area.stamps(), 0)
+            );
+        }
+        pool.retire(p);
+        r
+    }
+
+    /// The cgroup hierarchies a run of this profile needs by default.
+    pub fn shape(&self) -> RunShape {
+        RunShape {
+            cpu: self.profile.limits.cpu_quota.is_some(),
+            freezer: !self.profile.namespaces.pid,
+        }
+    }
+
+    fn shape_for(&self, spec: &RunSpec) -> RunShape {
+        let mut s = self.shape();
+        s.cpu |= spec.limits.cpu_quota.is_some();
+        s
+    }
+
+    /// Whether a container prepared with `shape` can serve `spec`.
+    pub fn fits(&self, p: &Prepared, spec: &RunSpec) -> bool {
+        (spec.limits.cpu_quota.is_none() || p.shape.cpu)
+            && spec
+                .job
+                .as_ref()
+                .is_none_or(|j| Arc::ptr_eq(&j.lease, &p.lease))
+    }
+
+    fn prepare_for(&self, spec: &RunSpec) -> Result<Prepared, RunError> {
+        let lease = match &spec.job {
+            Some(j) => j.lease.clone(),
+            None => hostids::acquire(&self.profile.process.host_ids)?,
+        };
+        self.prepare(self.shape_for(spec), lease)
+    }
+
+    /// Host ids for a new job, whose runs ([`RunSpec::job`]) will share
+    /// them: those of a container the pool prepared ahead (which then
+    /// waits for this job's first run), or newly taken ones.
+    pub fn job_ids(&self) -> Result<Arc<JobIds>, RunError> {
+        if let Some(pool) = &self.pool
+            && let Some(j) = pool.adopt()
+        {
+            return Ok(j);
+        }
+        Ok(Arc::new(JobIds {
+            lease: hostids::acquire(&self.profile.process.host_ids)?,
+        }))
+    }
+
+    pub(super) fn env(&self, spec: &RunSpec) -> Vec<(String, String)> {
+        let p = &self.profile.process;
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut set = |k: &str, v: &str| {
+            if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
+                e.1 = v.to_string();
+            } else {
+                env.push((k.to_string(), v.to_string()));
+            }
+        };
+        for k in &p.env_passthrough {
+            match &spec.caller_env {
+                Some(ce) => {
+                    if let Some((_, v)) = ce.iter().find(|(ck, _)| ck == k) {
+                        set(k, v);
+                    }
+                }
+                None => {
+                    if let Ok(v) = std::env::var(k) {
+                        set(k, &v);
+                    }
+                }
+            }
+        }
+        for (k, v) in &p.env {
+            set(k, v);
+        }
+        for (k, v) in &spec.env {
+            set(k, v);
+        }
+        env
+    }
+
+    /// Checks a run and turns it into the C strings the container needs
+    /// (before a prepared container is taken: a bad request must not
+    /// waste one).
+    pub(super) fn run_strings(&self, spec: &RunSpec) -> Result<RunStrings, RunError> {
+        if spec.argv.is_empty() {
+            return Err(RunError::Invalid("no command given".into()));
+        }
+        let env = self.env(spec);
+        if spec.argv.len() > MAX_ARGS || env.len() > MAX_ARGS {
+            return Err(RunError::Invalid(format!(
+                "at most {MAX_ARGS} arguments and {MAX_ARGS} environment variables"
+            )));
+        }
+        let c = |s: &[u8], what: &str| {
+            CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
+        };
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| c(a.as_bytes(), "argument"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() || k.contains('=') {
+                    return Err(RunError::Invalid(format!(
+                        "environment variable name {k:?} is empty or contains '='"
+                    )));
+                }
+                c(format!("{k}={v}").as_bytes(), "environment variable")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let prog = &spec.argv[0];
+        let candidates = if prog.contains('/') {
+            vec![c(prog.as_bytes(), "command")?]
+        } else {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| c(format!("{d}/{prog}").as_bytes(), "command"))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let workdir = spec
+            .cwd
+            .clone()
+            .unwrap_or(self.profile.filesystem.workdir.clone());
+        crate::isolation::mounts::check_abs("working directory", &workdir)?;
+        let workdir = c(workdir.as_os_str().as_bytes(), "working directory")?;
+        let has_binds = !spec.binds.is_empty() || !spec.opened_binds.is_empty();
+        if has_binds && !self.profile.namespaces.mount {
+            return Err(RunError::Invalid(
+                "binds need a mount namespace (namespaces.mount = true)".into(),
+            ));
+        }
+        Ok(RunStrings {
+            argv,
+            envp,
+            candidates,
+            workdir,
+        })
+    }
+}
+
+/// A run's argv, environment, PATH candidates and working directory.
+#[derive(Clone)]
+pub(super) struct RunStrings {
+    pub(super) argv: Vec<CString>,
+    pub(super) envp: Vec<CString>,
+    pub(super) candidates: Vec<CString>,
+    pub(super) workdir: CString,
+}

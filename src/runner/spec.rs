@@ -1,0 +1,116 @@
+//! What a caller asks of a run ([`RunSpec`]): the program, binds, stdin
+//! and output handling, limits, cancellation, and the job whose host ids it
+//! shares ([`JobIds`]).
+
+use std::ffi::CString;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::RunError;
+use crate::isolation::binds;
+use crate::isolation::hostids::Lease;
+use crate::profile::{BindMount, Limits};
+
+#[derive(Debug, Clone, Default)]
+pub enum StdinSpec {
+    /// The caller's own stdin.
+    Inherit,
+    #[default]
+    Null,
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// Collected into the result (up to the output limit).
+    #[default]
+    Capture,
+    /// Copied to the caller's same fd as it arrives (output limit still applies).
+    PassThrough,
+}
+
+/// One run: the program and what the caller adds to the profile.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub binds: Vec<BindMount>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// Effective limits (the profile's, with the caller's overrides applied).
+    pub limits: Limits,
+    pub stdin: StdinSpec,
+    pub stdout: OutputSpec,
+    pub stderr: OutputSpec,
+    /// When this fd becomes readable (or hits EOF) the run is cancelled.
+    pub cancel_fd: Option<RawFd>,
+    /// The caller's stdin, stdout and stderr, which `Inherit` and
+    /// `PassThrough` mean: `None` is this process's own 0, 1 and 2; the
+    /// helper passes the fds its client sent (valid for the whole run).
+    pub caller_fds: Option<[RawFd; 3]>,
+    /// The environment `env_passthrough` copies from (`None`: this
+    /// process's own).
+    pub caller_env: Option<Vec<(String, String)>>,
+    /// Binds whose sources the caller already opened ([`open_bind`]),
+    /// mounted after `binds`.
+    pub opened_binds: Vec<OpenedBind>,
+    /// The job this run belongs to ([`Sandbox::job_ids`]): its runs share
+    /// its host ids. `None`: the run is a job of its own.
+    pub job: Option<Arc<JobIds>>,
+}
+
+/// The host ids of one job, which all its runs share (its workspace
+/// belongs to them). Held for the job's life; containers made for it hold
+/// the lease too, so the ids stay reserved until they are torn down.
+#[derive(Debug)]
+pub struct JobIds {
+    pub(super) lease: Arc<Lease>,
+}
+
+impl JobIds {
+    /// Ids outside any range (for tests that run nothing).
+    #[cfg(test)]
+    pub(crate) fn fixed(uid: u32, gid: u32) -> Arc<JobIds> {
+        Arc::new(JobIds {
+            lease: crate::isolation::hostids::acquire(&crate::profile::HostIds::Fixed { uid, gid })
+                .expect("fixed ids"),
+        })
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.lease.uid()
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.lease.gid()
+    }
+}
+
+/// A bind source opened by the caller: a detached copy of the tree with
+/// the bind's flags already set, for init to attach at `dest`.
+#[derive(Debug, Clone)]
+pub struct OpenedBind {
+    pub fd: Arc<OwnedFd>,
+    pub dest: CString,
+    pub is_dir: bool,
+    /// How errors name it ("bind SRC on DEST").
+    pub name: String,
+}
+
+impl OpenedBind {
+    /// Opens `b`'s source here (in this process's mount namespace and
+    /// working directory); `None` for an optional source that is missing.
+    pub fn open(b: &BindMount) -> Result<Option<OpenedBind>, RunError> {
+        Ok(binds::open_bind(b)?.map(|(fd, dest, is_dir)| OpenedBind {
+            fd: Arc::new(fd),
+            dest,
+            is_dir,
+            name: bind_name(b),
+        }))
+    }
+}
+
+pub(super) fn bind_name(b: &BindMount) -> String {
+    format!("bind {} on {}", b.source.display(), b.dest.display())
+}
