@@ -171,8 +171,11 @@ impl Sandbox {
                 // Init waits to be killed after its report; with the figures
                 // read, its exit (the namespaces' teardown) may overlap the
                 // rest (a pool tears down in the background instead).
-                // SAFETY: signalling our own unreaped child.
-                unsafe { libc::kill(p.pid, libc::SIGKILL) };
+                // Our own child, not reaped yet: its pid is still its own.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             match usage {
                 Ok(mut u) => {
