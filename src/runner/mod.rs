@@ -11,6 +11,7 @@
 //! [`Sandbox::pooled`]. Safe to call from many threads at once: the code
 //! between clone and exec never allocates or locks.
 
+pub mod cache;
 pub mod child;
 pub mod go;
 mod pool;
