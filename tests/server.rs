@@ -478,6 +478,45 @@ fn info_endpoints() {
 }
 
 #[test]
+fn an_edited_profile_takes_effect_for_the_next_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("edited.toml");
+    let write = |n: u32| {
+        std::fs::write(
+            &path,
+            format!("extends = \"strict\"\n[limits]\nopen_files = {n}\n"),
+        )
+        .expect("profile")
+    };
+    write(64);
+    let profiles = dir.path().to_str().expect("utf-8 path");
+    let s = Server::start_with_env(&[], None, &[("SANDBOX_PROFILE_DIR", profiles)]);
+    let job = json!({"profile": "edited", "steps": [{"command": ["/bin/sh", "-c", "ulimit -n"]}]});
+    let nofile = || {
+        let j = s.run(&job);
+        assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+        j["steps"][0]["stdout"]
+            .as_str()
+            .expect("stdout")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(nofile(), "64");
+    assert_eq!(nofile(), "64");
+    write(100);
+    assert_eq!(nofile(), "100", "the edit applies to the next job");
+    let p = s.get("/v1/profiles/edited").json();
+    assert_eq!(p["limits"]["open_files"], 100, "{p}");
+    // A limit the new profile no longer allows is refused.
+    let r = s.post(
+        "/v1/jobs",
+        &json!({"profile": "edited", "steps": [{"command": ["/bin/true"], "limits": {"open_files": 101}}]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "steps[0].limits.open_files");
+}
+
+#[test]
 fn workspace_is_shared_and_size_limited() {
     let s = Server::start(&["--workspace-size", "1M"], None);
     let j = s.run(&json!({"steps": [

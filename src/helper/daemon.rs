@@ -1,9 +1,8 @@
 //! `sandbox helper`: the listening side (see the module above for the
 //! protocol). Threads made ahead accept and serve one client each at a
-//! time (see [`spawn_acceptor`]); a pooled [`Sandbox`] per profile,
-//! replaced when the profile's content changes.
+//! time (see [`spawn_acceptor`]); a pooled [`Sandbox`] per profile from a
+//! [`SandboxCache`], replaced when the profile's content changes.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Context;
 use super::{Reply, Request, send_frame};
-use crate::profile::Profile;
-use crate::profile::load::{is_path, load_with_sources};
+use crate::runner::cache::SandboxCache;
 use crate::runner::{OpenedBind, RunResult, RunSpec, Sandbox, StdinSpec};
 
 /// Most profiles kept pooled at once; the least recently used goes first.
@@ -58,60 +56,6 @@ pub enum HelperError {
     Profile { name: String, msg: String },
 }
 
-struct Entry {
-    sandbox: Arc<Sandbox>,
-    used: Instant,
-    /// The profile's source files as they were when loaded (`None`: never
-    /// trusted, reload every time).
-    sources: Option<Vec<(String, Option<Stamp>)>>,
-}
-
-/// What a file's change would change.
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
-
-fn stamp(path: &str) -> Option<Stamp> {
-    std::fs::metadata(path).ok().map(|m| {
-        (
-            m.dev(),
-            m.ino(),
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        )
-    })
-}
-
-/// Sources to watch for a profile loaded from `files` at `loaded_at`.
-/// With an override directory, a bundled name may start resolving to a new
-/// file at any time, so nothing is trusted; nor is a file changed so
-/// recently that an edit may have landed between its reading and its stat
-/// (the next request loads it again).
-fn sources_of(
-    files: Vec<String>,
-    loaded_at: std::time::SystemTime,
-) -> Option<Vec<(String, Option<Stamp>)>> {
-    if std::env::var_os(crate::profile::bundled::OVERRIDE_ENV).is_some() {
-        return None;
-    }
-    let settled = loaded_at
-        .checked_sub(Duration::from_millis(50))
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64);
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let st = stamp(&f);
-        if let Some(s) = st
-            && s.5 >= settled
-        {
-            return None;
-        }
-        out.push((f, st));
-    }
-    Some(out)
-}
-
 struct State {
     pool: usize,
     max_clients: usize,
@@ -120,14 +64,13 @@ struct State {
     acceptors: AtomicUsize,
     idle: AtomicUsize,
     stopping: AtomicBool,
-    profiles: Mutex<HashMap<String, Entry>>,
+    /// The pooled sandbox of every profile in use.
+    sandboxes: SandboxCache,
     /// What runs inherit from this process (clients must match it).
     context: Context,
     any_cgroup: bool,
     /// Connections being served (a stop past its grace cancels their runs).
     active: Mutex<Vec<RawFd>>,
-    /// Threads shutting down replaced pools (joined before exit).
-    retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// How long a stopping helper lets runs in progress go on before it
@@ -174,29 +117,22 @@ fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), 
         set.add(s);
     }
     let _ = set.thread_block();
+    let pool = o.pool.max(1);
     let state = Arc::new(State {
-        pool: o.pool.max(1),
+        pool,
         max_clients: o.max_clients.max(1),
         acceptors: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
-        profiles: Mutex::new(HashMap::new()),
+        sandboxes: SandboxCache::new(pool, MAX_PROFILES),
         context,
         any_cgroup: o.any_cgroup,
         active: Mutex::new(Vec::new()),
-        retiring: Mutex::new(Vec::new()),
     });
     let r = serve_state(&o, listener, &state, set);
     // Whatever happened, nothing is left behind: replaced pools finish
     // their teardown, then every pool still held goes.
-    let retiring: Vec<_> = lock(&state.retiring).drain(..).collect();
-    for h in retiring {
-        let _ = h.join();
-    }
-    let all: Vec<Entry> = lock(&state.profiles).drain().map(|(_, e)| e).collect();
-    for e in all {
-        e.sandbox.shutdown_pool();
-    }
+    state.sandboxes.shutdown();
     r
 }
 
@@ -207,17 +143,13 @@ fn serve_state(
     set: nix::sys::signal::SigSet,
 ) -> Result<(), HelperError> {
     for name in &o.preload {
-        let (prof, files) = load_for(name, Path::new("/")).map_err(|msg| HelperError::Profile {
-            name: name.clone(),
-            msg,
-        })?;
-        let now = std::time::SystemTime::now();
-        sandbox_for(state, &key_for(name, Path::new("/")), prof, files, now).map_err(|msg| {
-            HelperError::Profile {
+        state
+            .sandboxes
+            .get(name, Path::new("/"))
+            .map_err(|e| HelperError::Profile {
                 name: name.clone(),
-                msg,
-            }
-        })?;
+                msg: e.to_string(),
+            })?;
     }
     let lfd = listener.as_raw_fd();
     if o.lifeline_stdin {
@@ -437,100 +369,6 @@ fn decline(conn: &UnixStream, reason: &str) {
     }
 }
 
-/// The cache key of a profile reference: a bundled name, or the
-/// canonical path of a file (relative to the client's directory).
-fn key_for(name: &str, cwd: &Path) -> String {
-    if is_path(name) {
-        let p = cwd.join(name);
-        std::fs::canonicalize(&p)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        format!("bundled:{name}")
-    }
-}
-
-fn load_for(name: &str, cwd: &Path) -> Result<(Profile, Vec<String>), String> {
-    let r = if is_path(name) && !Path::new(name).is_absolute() {
-        load_with_sources(&cwd.join(name).to_string_lossy())
-    } else {
-        load_with_sources(name)
-    };
-    r.map_err(|e| e.to_string())
-}
-
-/// The pooled sandbox for `key`, if its profile's files are unchanged
-/// (a stat each: loading and comparing costs ~0.3 ms).
-fn cached(state: &State, key: &str) -> Option<Arc<Sandbox>> {
-    let mut map = lock(&state.profiles);
-    let e = map.get_mut(key)?;
-    let fresh = e.sources.as_ref()?.iter().all(|(f, st)| stamp(f) == *st);
-    if !fresh {
-        return None;
-    }
-    e.used = Instant::now();
-    Some(e.sandbox.clone())
-}
-
-/// The pooled sandbox for `prof`, made (or remade, when the file changed)
-/// as needed.
-fn sandbox_for(
-    state: &State,
-    key: &str,
-    prof: Profile,
-    files: Vec<String>,
-    loaded_at: std::time::SystemTime,
-) -> Result<Arc<Sandbox>, String> {
-    let sources = sources_of(files, loaded_at);
-    {
-        let mut map = lock(&state.profiles);
-        if let Some(e) = map.get_mut(key)
-            && e.sandbox.profile == prof
-        {
-            // Touched but the same: keep the pool, trust the new stamps.
-            e.used = Instant::now();
-            e.sources = sources;
-            return Ok(e.sandbox.clone());
-        }
-    }
-    // Made outside the lock: other clients' lookups need not wait for it.
-    let sb = Sandbox::new(prof)
-        .and_then(|s| s.pooled(state.pool))
-        .map_err(|e| e.to_string())?;
-    let mut map = lock(&state.profiles);
-    let mut old = map.insert(
-        key.to_string(),
-        Entry {
-            sandbox: sb.clone(),
-            used: Instant::now(),
-            sources,
-        },
-    );
-    if old.is_none() && map.len() > MAX_PROFILES {
-        let lru = map
-            .iter()
-            .filter(|(k, _)| k.as_str() != key)
-            .min_by_key(|(_, e)| e.used)
-            .map(|(k, _)| k.clone());
-        old = lru.and_then(|k| map.remove(&k));
-    }
-    drop(map);
-    if let Some(e) = old {
-        // Its pool's containers are torn down off the client's path; runs
-        // still holding it finish first. Joined before the helper exits.
-        let h = std::thread::Builder::new()
-            .name("helper-retire".into())
-            .spawn(move || e.sandbox.shutdown_pool());
-        if let Ok(h) = h {
-            let mut r = lock(&state.retiring);
-            r.retain(|h| !h.is_finished());
-            r.push(h);
-        }
-    }
-    Ok(sb)
-}
-
 /// Lists a connection in [`State::active`] while it is served.
 struct Active<'a>(&'a State, RawFd);
 
@@ -616,21 +454,10 @@ fn serve_client(state: &State, conn: &UnixStream) {
             &format!("the client's {ovr} differs from the helper's"),
         );
     }
-    let key = key_for(&req.exec.profile, &req.cwd);
-    let sb = match cached(state, &key) {
-        Some(sb) => sb,
-        None => {
-            let loaded_at = std::time::SystemTime::now();
-            let (prof, files) = match load_for(&req.exec.profile, &req.cwd) {
-                Ok(p) => p,
-                // The client loads it itself and reports the error its own way.
-                Err(e) => return decline(conn, &e),
-            };
-            match sandbox_for(state, &key, prof, files, loaded_at) {
-                Ok(s) => s,
-                Err(e) => return decline(conn, &e),
-            }
-        }
+    let sb = match state.sandboxes.get(&req.exec.profile, &req.cwd) {
+        Ok(s) => s,
+        // The client loads it itself and reports the error its own way.
+        Err(e) => return decline(conn, &e.to_string()),
     };
     // A client that gave up while its request waited (Ctrl-C while queued)
     // must not have its command started at all.

@@ -6,8 +6,10 @@
 //! fresh container ([`Sandbox::run`]) with the workspace bound read-write at
 //! `/box`, the working directory. After each step the workspace size is
 //! checked. Finally the files named in `outputs` are copied out without ever
-//! following a symlink.
+//! following a symlink. [`queue`] holds jobs from their submission to their
+//! end, behind the interface a front door uses ([`queue::JobBackend`]).
 
+pub mod queue;
 pub mod request;
 pub mod workspace;
 

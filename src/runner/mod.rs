@@ -18,6 +18,7 @@
 //! `child` (the container's side), `go` (the shared area and the "go"
 //! message), `pool`, `result`.
 
+pub mod cache;
 pub mod child;
 mod fds;
 pub mod go;

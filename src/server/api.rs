@@ -1,9 +1,7 @@
 //! Routes and handlers.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,10 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-use super::{AppState, BUCKETS, Job, JobState, JobStatus, lock, new_id, profile_names, views};
-use crate::job::{self, request::effective_limits};
+use super::{AppState, profile_names, views};
+use crate::job;
+use crate::job::queue::{LookupError, SubmitError};
 use crate::profile;
 
 /// An error response: `{"error": "...", "field": "files[2].path"}`.
@@ -121,7 +119,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
-    if st.shutting_down.load(Ordering::SeqCst) {
+    if !st.jobs.accepting() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "shutting_down"})),
@@ -129,41 +127,6 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     axum::Json(json!({"status": "ok"})).into_response()
-}
-
-fn ts(t: Option<SystemTime>) -> Value {
-    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        Some(d) => json!(d.as_secs_f64()),
-        None => Value::Null,
-    }
-}
-
-fn job_json(job: &Job) -> Value {
-    let st = lock(&job.state);
-    let mut v = json!({
-        "id": job.id,
-        "status": st.status.as_str(),
-        "profile": job.profile,
-        "created_at": ts(Some(job.created_at)),
-        "started_at": ts(st.started_at),
-        "finished_at": ts(st.finished_at),
-        "steps": st.outcome.steps_json(),
-        "outputs": st.outcome.outputs_json(),
-    });
-    if let (Some(s), Some(f)) = (st.started, st.finished) {
-        v["duration_ms"] = json!(f.duration_since(s).as_secs_f64() * 1e3);
-    }
-    v["queue_ms"] = json!(
-        st.started
-            .unwrap_or_else(Instant::now)
-            .duration_since(job.created)
-            .as_secs_f64()
-            * 1e3
-    );
-    if let Some(e) = &st.error {
-        v["error"] = json!(e);
-    }
-    v
 }
 
 /// The job request in `body`. The body and its JSON tree (each as large as
@@ -219,87 +182,14 @@ async fn submit(
             });
         }
     };
-    if st.shutting_down.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        ));
+    if !st.jobs.accepting() {
+        return Err(shutting_down());
     }
     let spec = parse_body(body, &st.cfg.caps)?;
-    if !profile_names().contains(&spec.profile) {
-        return Err(ApiError::field(job::FieldError::new(
-            "profile",
-            format!("unknown profile {:?} (see GET /v1/profiles)", spec.profile),
-        )));
-    }
-    let sb = st
-        .sandbox(&spec.profile)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let limits = spec
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            effective_limits(
-                &sb.profile.limits,
-                &st.cfg.caps.max_limits,
-                &s.limits,
-                &format!("steps[{i}].limits"),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::field)?;
-    let (cr, cw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("pipe: {e}")))?;
-    let id = new_id();
-    let (done, mut done_rx) = watch::channel(false);
-    let job = Arc::new(Job {
-        span: tracing::info_span!("job", id = %id),
-        id: id.clone(),
-        profile: spec.profile.clone(),
-        limits,
-        created: Instant::now(),
-        created_at: SystemTime::now(),
-        state: Mutex::new(JobState {
-            spec: Some(spec),
-            status: JobStatus::Queued,
-            outcome: Default::default(),
-            started: None,
-            finished: None,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            cancel_r: Some(cr),
-            cancel_w: Some(cw),
-        }),
-        done,
-    });
-    // Registered before it can run, so a fast job is never missing.
-    lock(&st.jobs).insert(id.clone(), job.clone());
-    st.metrics.queued.fetch_add(1, Ordering::Relaxed);
-    let sent = match lock(&st.tx).as_ref() {
-        Some(tx) => tx.try_send(job.clone()).is_ok(),
-        None => false,
-    };
-    if !sent {
-        st.metrics.queued.fetch_sub(1, Ordering::Relaxed);
-        st.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-        lock(&st.jobs).remove(&id);
-        tracing::info!(parent: &job.span, "rejected: queue full");
-        return Err(ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "the queue is full ({} jobs waiting); retry later",
-                    st.cfg.queue
-                ),
-            )
-        });
-    }
-    st.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+    let mut job = st.jobs.submit(spec).map_err(submit_error)?;
     tracing::info!(parent: &job.span, wait, "job queued");
     if !wait {
+        let id = &job.id;
         let loc = HeaderValue::from_str(&format!("/v1/jobs/{id}")).ok();
         let mut r = (
             StatusCode::ACCEPTED,
@@ -311,52 +201,73 @@ async fn submit(
         }
         return Ok(r);
     }
-    let _ = done_rx.wait_for(|d| *d).await;
-    Ok(axum::Json(job_json(&job)).into_response())
+    let j = job.watch.finished().await;
+    Ok(axum::Json(views::job_json(&j)).into_response())
 }
 
-/// The job `id`; 410 if its results were evicted (so a client can tell
-/// that from a typo), 404 if it is unknown or expired.
-fn lookup(st: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
-    if let Some(job) = st.get(id) {
-        return Ok(job);
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down",
+    )
+}
+
+/// The answer to a job the backend did not take.
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::ShuttingDown => shutting_down(),
+        SubmitError::UnknownProfile(name) => ApiError::field(job::FieldError::new(
+            "profile",
+            format!("unknown profile {name:?} (see GET /v1/profiles)"),
+        )),
+        SubmitError::Invalid(e) => ApiError::field(e),
+        SubmitError::QueueFull { retry_after, .. } => ApiError {
+            retry_after: Some(retry_after.as_secs().max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+        },
+        e @ (SubmitError::Profile(_) | SubmitError::Pipe(_)) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
-    let results = lock(&st.results);
-    if results.was_evicted(id) {
-        return Err(ApiError::new(
+}
+
+/// The answer to an id the backend does not know: 410 if its results
+/// were evicted (so a client can tell that from a typo), 404 if it is
+/// unknown or expired.
+fn lookup_error(id: &str, e: LookupError) -> ApiError {
+    match e {
+        LookupError::Evicted { budget } => ApiError::new(
             StatusCode::GONE,
             format!(
                 "job {id:?} has finished, but its results were evicted because the server's \
                  results budget (--results-budget {}) was full; fetch results sooner, submit \
                  with ?wait=true, or ask the operator to raise --results-budget",
-                profile::units::format_size(results.budget())
+                profile::units::format_size(budget)
             ),
-        ));
+        ),
+        LookupError::NotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job {id:?} (unknown or expired)"),
+        ),
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no job {id:?} (unknown or expired)"),
-    ))
 }
 
 async fn get_job(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = lookup(&st, &id)?;
-    Ok(axum::Json(job_json(&job)).into_response())
+    let j = st.jobs.get(&id).map_err(|e| lookup_error(&id, e))?;
+    Ok(axum::Json(views::job_json(&j)).into_response())
 }
 
 async fn cancel_job(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = lookup(&st, &id)?;
-    job.cancel(&st);
+    let mut w = st.jobs.cancel(&id).map_err(|e| lookup_error(&id, e))?;
     // A running job ends within moments: wait briefly so the answer is final.
-    let mut rx = job.done.subscribe();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx.wait_for(|d| *d)).await;
-    Ok(axum::Json(job_json(&job)).into_response())
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w.finished()).await;
+    Ok(axum::Json(views::job_json(&w.snapshot())).into_response())
 }
 
 async fn list_profiles() -> Response {
@@ -387,165 +298,12 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    use std::fmt::Write;
-    let m = &st.metrics;
-    let mut counts = [0u64; 4];
-    for j in lock(&st.jobs).values() {
-        let s = lock(&j.state).status;
-        counts[s as usize] += 1;
-    }
-    let mut o = String::new();
-    let g = |o: &mut String, name: &str, help: &str, kind: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    g(
-        &mut o,
-        "sandbox_jobs",
-        "Jobs currently known to the server, by status.",
-        "gauge",
-    );
-    for s in [
-        JobStatus::Queued,
-        JobStatus::Running,
-        JobStatus::Completed,
-        JobStatus::Cancelled,
-    ] {
-        let _ = writeln!(
-            o,
-            "sandbox_jobs{{status=\"{}\"}} {}",
-            s.as_str(),
-            counts[s as usize]
-        );
-    }
-    g(
-        &mut o,
-        "sandbox_jobs_finished_total",
-        "Jobs finished since start, by final status.",
-        "counter",
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_jobs_finished_total{{status=\"completed\"}} {}",
-        m.completed.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_jobs_finished_total{{status=\"cancelled\"}} {}",
-        m.cancelled.load(Ordering::Relaxed)
-    );
-    g(
-        &mut o,
-        "sandbox_jobs_submitted_total",
-        "Jobs accepted into the queue.",
-        "counter",
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_jobs_submitted_total {}",
-        m.submitted.load(Ordering::Relaxed)
-    );
-    g(
-        &mut o,
-        "sandbox_jobs_rejected_total",
-        "Jobs refused with 429 (queue full).",
-        "counter",
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_jobs_rejected_total {}",
-        m.rejected.load(Ordering::Relaxed)
-    );
-    g(
-        &mut o,
-        "sandbox_queue_depth",
-        "Jobs waiting for a worker.",
-        "gauge",
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_queue_depth {}",
-        m.queued.load(Ordering::Relaxed)
-    );
-    g(
-        &mut o,
-        "sandbox_queue_capacity",
-        "Maximum jobs waiting (--queue).",
-        "gauge",
-    );
-    let _ = writeln!(o, "sandbox_queue_capacity {}", st.cfg.queue);
-    g(
-        &mut o,
-        "sandbox_jobs_running",
-        "Jobs being executed.",
-        "gauge",
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_jobs_running {}",
-        m.running.load(Ordering::Relaxed)
-    );
-    g(
-        &mut o,
-        "sandbox_workers",
-        "Concurrent job executors (--workers).",
-        "gauge",
-    );
-    let _ = writeln!(o, "sandbox_workers {}", st.cfg.workers);
-    let (held, budget, evicted) = {
-        let r = lock(&st.results);
-        (r.held(), r.budget(), r.evictions())
-    };
-    g(
-        &mut o,
-        "sandbox_results_bytes",
-        "Bytes held by the results of finished jobs (captured output, copied-out files).",
-        "gauge",
-    );
-    let _ = writeln!(o, "sandbox_results_bytes {held}");
-    g(
-        &mut o,
-        "sandbox_results_budget_bytes",
-        "Most bytes the results of finished jobs may hold (--results-budget).",
-        "gauge",
-    );
-    let _ = writeln!(o, "sandbox_results_budget_bytes {budget}");
-    g(
-        &mut o,
-        "sandbox_results_evicted_total",
-        "Finished jobs whose results were evicted, oldest first, to stay within --results-budget.",
-        "counter",
-    );
-    let _ = writeln!(o, "sandbox_results_evicted_total {evicted}");
-    g(
-        &mut o,
-        "sandbox_job_duration_seconds",
-        "Time from job start to finish.",
-        "histogram",
-    );
-    for (i, b) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "sandbox_job_duration_seconds_bucket{{le=\"{b}\"}} {}",
-            m.buckets[i].load(Ordering::Relaxed)
-        );
-    }
-    let count = m.dur_count.load(Ordering::Relaxed);
-    let _ = writeln!(
-        o,
-        "sandbox_job_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(
-        o,
-        "sandbox_job_duration_seconds_sum {}",
-        m.dur_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(o, "sandbox_job_duration_seconds_count {count}");
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        o,
+        super::metrics::render(&st.jobs.metrics()),
     )
         .into_response()
 }

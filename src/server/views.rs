@@ -1,8 +1,40 @@
 //! JSON views of types that have no Serialize of their own.
 
+use std::time::SystemTime;
+
 use serde_json::{Value, json};
 
+use crate::job::queue::JobSnapshot;
 use crate::profile::{Limits, Profile, RootSource, SeccompAction};
+
+fn ts(t: Option<SystemTime>) -> Value {
+    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => json!(d.as_secs_f64()),
+        None => Value::Null,
+    }
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+pub fn job_json(j: &JobSnapshot) -> Value {
+    let mut v = json!({
+        "id": j.id,
+        "status": j.status.as_str(),
+        "profile": j.profile,
+        "created_at": ts(Some(j.created_at)),
+        "started_at": ts(j.started_at),
+        "finished_at": ts(j.finished_at),
+        "steps": j.outcome.steps_json(),
+        "outputs": j.outcome.outputs_json(),
+    });
+    if let Some(d) = j.duration() {
+        v["duration_ms"] = json!(d.as_secs_f64() * 1e3);
+    }
+    v["queue_ms"] = json!(j.queue_time().as_secs_f64() * 1e3);
+    if let Some(e) = &j.error {
+        v["error"] = json!(e);
+    }
+    v
+}
 
 fn action(a: &SeccompAction) -> Value {
     match a {

@@ -23,6 +23,11 @@ pub struct Server {
 impl Server {
     /// Start `sandbox serve` with extra args; waits for /healthz.
     pub fn start(extra: &[&str], token: Option<&str>) -> Server {
+        Server::start_with_env(extra, token, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(extra: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let work_dir = dir.path().join("jobs");
         let addr = format!("127.0.0.1:{}", free_port());
@@ -37,6 +42,7 @@ impl Server {
             .arg(&work_dir)
             .args(extra)
             .env_remove("SANDBOX_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(

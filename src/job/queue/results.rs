@@ -1,10 +1,11 @@
-//! The results store: which finished jobs the server still remembers, the
+//! The results store: which finished jobs the queue still remembers, the
 //! bytes their results hold, and which were evicted to stay within the
 //! results budget (`--results-budget`).
 //!
-//! It owns the bookkeeping only; the jobs themselves stay in `AppState::jobs`,
-//! and every method returns the ids the caller must drop from there. Only
-//! finished jobs enter the store: running and queued ones are never evicted.
+//! It owns the bookkeeping only; the jobs themselves stay in the queue's
+//! map of jobs, and every method returns the ids the caller must drop from
+//! there. Only finished jobs enter the store: running and queued ones are
+//! never evicted.
 //! A finished job leaves it in one of three ways:
 //!
 //! - evicted, oldest first, as soon as the bytes held exceed the budget; a

@@ -1,0 +1,202 @@
+//! What the queue's front ([`LocalQueue`]) and its executors share: the
+//! map of jobs, the results store, the counters, the prepared sandboxes;
+//! and what either does with them: account for a job's end, expire
+//! finished jobs, cancel, and wind everything down once the executors
+//! have stopped.
+//!
+//! Finished jobs are kept for `keep_for` and at most `keep_jobs` of them,
+//! then forgotten; their results within `results_budget` bytes, oldest
+//! evicted first (see `results`).
+//!
+//! [`LocalQueue`]: super::LocalQueue
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::metrics::Counters;
+use super::record::{Cancel, Final, JobRecord};
+use super::results::Results;
+use super::{JobStatus, LookupError, Metrics};
+use crate::job::Caps;
+use crate::runner::cache::SandboxCache;
+
+/// How a [`LocalQueue`](super::LocalQueue) runs.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Jobs executed at once.
+    pub workers: usize,
+    /// Jobs waiting for an executor at most.
+    pub queue: usize,
+    /// Finished jobs remembered at most, and for how long.
+    pub keep_jobs: usize,
+    pub keep_for: Duration,
+    /// Bytes the results of finished jobs may hold in all (captured output,
+    /// copied-out files); beyond it the oldest are evicted.
+    pub results_budget: u64,
+    /// Base directory of the job workspaces (created 0711 if missing).
+    pub work_dir: PathBuf,
+    pub caps: Caps,
+}
+
+pub(super) struct Shared {
+    pub(super) cfg: QueueConfig,
+    jobs: Mutex<HashMap<String, Arc<JobRecord>>>,
+    /// Which finished jobs are remembered, within the results budget.
+    results: Mutex<Results>,
+    /// The pooled sandbox of every profile in use, kept fresh.
+    pub(super) sandboxes: SandboxCache,
+    pub(super) counters: Counters,
+    /// Executors not yet stopped.
+    executors: AtomicUsize,
+    /// Turns true once wound down.
+    pub(super) stopped: watch::Sender<bool>,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(super) fn new(cfg: QueueConfig) -> Shared {
+        Shared {
+            results: Mutex::new(Results::new(
+                cfg.results_budget,
+                cfg.keep_jobs,
+                cfg.keep_for,
+            )),
+            // As many containers prepared ahead as jobs can run at once; a
+            // profile's pool goes only when an edit replaces it.
+            sandboxes: SandboxCache::new(cfg.workers.max(1), usize::MAX),
+            cfg,
+            jobs: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            executors: AtomicUsize::new(0),
+            stopped: watch::channel(false).0,
+        }
+    }
+
+    /// Registers a job (before it can run, so a fast job is never missing).
+    pub(super) fn insert(&self, job: Arc<JobRecord>) {
+        lock(&self.jobs).insert(job.id.clone(), job);
+    }
+
+    pub(super) fn remove(&self, id: &str) {
+        lock(&self.jobs).remove(id);
+    }
+
+    /// The job `id`, or why there is none.
+    pub(super) fn record(&self, id: &str) -> Result<Arc<JobRecord>, LookupError> {
+        if let Some(job) = lock(&self.jobs).get(id) {
+            return Ok(job.clone());
+        }
+        let results = lock(&self.results);
+        if results.was_evicted(id) {
+            return Err(LookupError::Evicted {
+                budget: results.budget(),
+            });
+        }
+        Err(LookupError::NotFound)
+    }
+
+    /// Accounts for a job's end (counters, results store), then shows it
+    /// to those waiting: they find the accounts done.
+    pub(super) fn ended(&self, job: &JobRecord, f: Final) {
+        self.counters.finish(f.status, f.duration);
+        self.finished(&job.id, f.bytes);
+        job.publish(f);
+    }
+
+    /// Enters a finished job holding `bytes` of results into the results
+    /// store, and forgets the jobs it evicts or expires.
+    pub(super) fn finished(&self, id: &str, bytes: u64) {
+        let gone = lock(&self.results).finished(id.to_string(), bytes, Instant::now());
+        self.forget(gone);
+    }
+
+    /// Forgets finished jobs past their time or beyond the count.
+    pub(super) fn expire(&self) {
+        let gone = lock(&self.results).expire(Instant::now());
+        self.forget(gone);
+    }
+
+    fn forget(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let gone: Vec<Arc<JobRecord>> = {
+            let mut jobs = lock(&self.jobs);
+            ids.iter().filter_map(|id| jobs.remove(id)).collect()
+        };
+        tracing::debug!(jobs = gone.len(), "finished jobs forgotten");
+        // Freed here, outside the lock (unless a waiting client still
+        // holds one: then when it has its answer).
+        drop(gone);
+    }
+
+    pub(super) fn cancel(&self, job: &JobRecord) {
+        match job.cancel() {
+            Cancel::WhileQueued(f) => {
+                self.ended(job, f);
+                tracing::info!(parent: &job.span, "cancelled while queued");
+            }
+            Cancel::Requested => tracing::info!(parent: &job.span, "cancel requested"),
+            Cancel::Finished => {}
+        }
+    }
+
+    pub(super) fn cancel_all(&self) {
+        let jobs: Vec<Arc<JobRecord>> = lock(&self.jobs).values().cloned().collect();
+        for j in jobs {
+            self.cancel(&j);
+        }
+    }
+
+    /// The counters, with the gauges read now.
+    pub(super) fn metrics(&self) -> Metrics {
+        let mut counts = JobStatus::ALL.map(|s| (s, 0u64));
+        for j in lock(&self.jobs).values() {
+            let s = j.status();
+            if let Some(c) = counts.iter_mut().find(|(t, _)| *t == s) {
+                c.1 += 1;
+            }
+        }
+        let results = {
+            let r = lock(&self.results);
+            (r.held(), r.budget(), r.evictions())
+        };
+        self.counters
+            .snapshot(counts, self.cfg.queue, self.cfg.workers, results)
+    }
+
+    /// An executor is starting.
+    pub(super) fn executor_starting(&self) {
+        self.executors.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An executor could not be started after all.
+    pub(super) fn executor_failed(&self) {
+        self.executors.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// An executor has stopped; the last one winds everything down.
+    pub(super) fn executor_stopped(&self) {
+        if self.executors.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.wind_down();
+        }
+    }
+
+    /// Once no executor runs: whatever is still queued never ran (it was
+    /// cancelled already), the prepared containers and finished runs are
+    /// torn down, the base directory goes when no other queue uses it.
+    pub(super) fn wind_down(&self) {
+        self.cancel_all();
+        self.sandboxes.shutdown();
+        let _ = std::fs::remove_dir(&self.cfg.work_dir);
+        self.stopped.send_replace(true);
+    }
+}
