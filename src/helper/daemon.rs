@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::context::Context;
 use super::{Reply, Request, send_frame};
 use crate::runner::cache::SandboxCache;
-use crate::runner::{OpenedBind, RunResult, RunSpec, Sandbox, StdinSpec};
+use crate::runner::{CancelOn, OpenedBind, RunResult, RunSpec, Sandbox, StdinSpec};
 
 /// Most profiles kept pooled at once; the least recently used goes first.
 const MAX_PROFILES: usize = 8;
@@ -472,7 +472,7 @@ fn serve_client(state: &State, conn: &UnixStream) {
         return;
     }
     let t_load = t0.elapsed();
-    let result = run(&sb, &req, fds, conn.as_raw_fd());
+    let result = run(&sb, &req, fds, conn);
     let t_run = t0.elapsed();
     let reply = Reply::Result {
         result: result.clone(),
@@ -497,7 +497,7 @@ fn serve_client(state: &State, conn: &UnixStream) {
     );
 }
 
-fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: RawFd) -> RunResult {
+fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: &UnixStream) -> RunResult {
     let binds: Vec<OwnedFd> = fds.split_off(3);
     let mut opened = Vec::with_capacity(binds.len());
     for (fd, b) in binds.into_iter().zip(&req.binds) {
@@ -517,7 +517,10 @@ fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: RawFd) -> RunRe
         stdin: StdinSpec::Inherit,
         // The client never writes after its request: the socket turns
         // readable only when it goes away, which cancels the run.
-        cancel_fd: Some(conn),
+        cancel: match conn.try_clone() {
+            Ok(c) => Some(CancelOn::new(c.into())),
+            Err(e) => return RunResult::sandbox_error(format!("watching the client socket: {e}")),
+        },
         caller_fds: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
         caller_env: Some(req.caller_env.clone()),
         opened_binds: opened,

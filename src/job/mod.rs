@@ -14,7 +14,6 @@ pub mod request;
 pub mod workspace;
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::profile::{BindMount, Limits};
-use crate::runner::{JobIds, OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
+use crate::runner::{CancelOn, JobIds, OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
 pub use request::{Caps, FieldError, InputFile, JobSpec, StepSpec, TestSpec, parse_request};
 pub use workspace::{BOX, Workspace, WorkspaceError};
 
@@ -123,22 +122,15 @@ pub struct JobContext<'a> {
     /// Per-step effective limits (see [`request::effective_limits`]).
     pub limits: &'a [Limits],
     pub caps: &'a Caps,
-    /// When readable (or at EOF), running steps are killed and no more start.
-    pub cancel_fd: Option<RawFd>,
+    /// When set, running steps are killed and no more start.
+    pub cancel: Option<CancelOn>,
     /// The job's host ids ([`Sandbox::job_ids`]), which own the workspace:
     /// every step and test runs as them.
     pub ids: Arc<JobIds>,
 }
 
-fn cancelled(fd: Option<RawFd>) -> bool {
-    let Some(fd) = fd else { return false };
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling one valid pollfd without waiting.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents != 0 }
+fn cancelled(c: &Option<CancelOn>) -> bool {
+    c.as_ref().is_some_and(CancelOn::is_set)
 }
 
 /// Keep output bodies while the job's budget lasts; past it, drop them
@@ -171,7 +163,7 @@ fn run_one(
     stdin: &[u8],
     expected: Option<&[u8]>,
 ) -> RunOutcome {
-    if cancelled(ctx.cancel_fd) {
+    if cancelled(&ctx.cancel) {
         return RunOutcome {
             verdict: Verdict::Cancelled,
             result: None,
@@ -198,12 +190,12 @@ fn run_one(
         stdin: StdinSpec::Bytes(stdin.to_vec()),
         stdout: OutputSpec::Capture,
         stderr: OutputSpec::Capture,
-        cancel_fd: ctx.cancel_fd,
+        cancel: ctx.cancel.clone(),
         job: Some(ctx.ids.clone()),
         ..RunSpec::default()
     };
     let r = ctx.sandbox.run(&spec);
-    let was_cancelled = r.cancelled && cancelled(ctx.cancel_fd);
+    let was_cancelled = r.cancelled && cancelled(&ctx.cancel);
     let verdict = if was_cancelled {
         Verdict::Cancelled
     } else if r.status() == Status::Ok
@@ -251,7 +243,7 @@ pub fn run_job(
         // A cancel that lands between steps (or before the first) marks the
         // step that would have run, as one landing during it does; the steps
         // after it are skipped either way, whatever the timing.
-        if cancelled(ctx.cancel_fd) {
+        if cancelled(&ctx.cancel) {
             so.verdict = Verdict::Cancelled;
             out.steps.push(so);
             out.cancelled = true;
@@ -301,7 +293,7 @@ pub fn run_job(
         }
         let v = out.steps[last].verdict;
         tracing::info!(verdict = v.as_str(), "step finished");
-        if v == Verdict::Cancelled || cancelled(ctx.cancel_fd) {
+        if v == Verdict::Cancelled || cancelled(&ctx.cancel) {
             out.cancelled = true;
         }
         if !v.is_ok() && (!step.continue_on_failure || v == Verdict::WorkspaceLimit) {
@@ -556,7 +548,7 @@ mod tests {
             workspace: &ws,
             limits: &[],
             caps: &caps,
-            cancel_fd: None,
+            cancel: None,
             ids,
         };
         let out = run_job(&ctx, &spec, &mut |_| {});
@@ -584,8 +576,8 @@ mod tests {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let ws = Workspace::create(dir.path(), "ws", uid, gid, 1 << 20).expect("workspace");
-        let (r, w) = nix::unistd::pipe().expect("pipe");
-        nix::unistd::write(&w, b"c").expect("write");
+        let (on, canceller) = CancelOn::pair().expect("pipe");
+        canceller.cancel();
         let step = |n: &str| StepSpec {
             name: n.into(),
             argv: vec!["/bin/true".into()],
@@ -602,7 +594,7 @@ mod tests {
             workspace: &ws,
             limits: &[],
             caps: &caps,
-            cancel_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&r)),
+            cancel: Some(on),
             ids: JobIds::fixed(uid, gid),
         };
         let out = run_job(&ctx, &spec, &mut |_| {});

@@ -19,6 +19,7 @@
 //! message), `pool`, `result`.
 
 pub mod cache;
+pub mod cancel;
 pub mod child;
 mod fds;
 pub mod go;
@@ -37,6 +38,7 @@ use crate::isolation::mounts::MountPlanError;
 use crate::limits::cgroup::CgroupError;
 use crate::security::seccomp::SeccompError;
 
+pub use cancel::{CancelOn, Canceller};
 pub use prepare::Prepared;
 pub use result::{JsonResult, RunResult, Status, Usage};
 pub use sandbox::Sandbox;

@@ -7,7 +7,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::RunError;
+use super::{CancelOn, RunError};
 use crate::isolation::binds;
 use crate::isolation::hostids::Lease;
 use crate::profile::{BindMount, Limits};
@@ -43,8 +43,8 @@ pub struct RunSpec {
     pub stdin: StdinSpec,
     pub stdout: OutputSpec,
     pub stderr: OutputSpec,
-    /// When this fd becomes readable (or hits EOF) the run is cancelled.
-    pub cancel_fd: Option<RawFd>,
+    /// When set, the run is killed (and reported cancelled).
+    pub cancel: Option<CancelOn>,
     /// The caller's stdin, stdout and stderr, which `Inherit` and
     /// `PassThrough` mean: `None` is this process's own 0, 1 and 2; the
     /// helper passes the fds its client sent (valid for the whole run).

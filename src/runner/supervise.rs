@@ -139,7 +139,11 @@ impl Supervisor<'_> {
             set(Slot::Ended, status_open, self.status_r);
             set(Slot::Stdout, open[0], self.out[0]);
             set(Slot::Stderr, open[1], self.out[1]);
-            set(Slot::Cancel, !killed, self.spec.cancel_fd.unwrap_or(-1));
+            set(
+                Slot::Cancel,
+                !killed,
+                self.spec.cancel.as_ref().map_or(-1, |c| c.as_raw_fd()),
+            );
             // The caller's terminal, read only when the relay has room.
             set(
                 Slot::Terminal,
@@ -356,7 +360,7 @@ impl Supervisor<'_> {
                     revents: 0,
                 },
                 libc::pollfd {
-                    fd: self.spec.cancel_fd.unwrap_or(-1),
+                    fd: self.spec.cancel.as_ref().map_or(-1, |c| c.as_raw_fd()),
                     events: libc::POLLIN,
                     revents: 0,
                 },

@@ -60,7 +60,7 @@ fn execute(q: &Shared, job: &JobRecord) {
     let Some(Start {
         mut spec,
         sandbox: sb,
-        cancel_fd,
+        cancel,
     }) = job.start()
     else {
         return; // cancelled while queued
@@ -79,7 +79,7 @@ fn execute(q: &Shared, job: &JobRecord) {
                     workspace: &ws,
                     limits: &job.limits,
                     caps: &q.cfg.caps,
-                    cancel_fd,
+                    cancel,
                     ids: ids.clone(),
                 };
                 let out = job::run_job(&ctx, &spec, &mut |o| job.progress(o));

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::job::request::effective_limits;
 use crate::job::{JobSpec, WorkspaceError, workspace};
+use crate::runner::CancelOn;
 
 /// Why a queue could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +133,8 @@ impl JobBackend for LocalQueue {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(SubmitError::Pipe)?;
-        let job = Arc::new(JobRecord::new(new_id(), spec, sb, limits, pipe));
+        let cancel = CancelOn::pair().map_err(SubmitError::Pipe)?;
+        let job = Arc::new(JobRecord::new(new_id(), spec, sb, limits, cancel));
         let watch = job.watch();
         {
             // Held while sending: shutting down takes it, so no job slips

@@ -8,11 +8,10 @@
 //! a job cancelled while queued drops it at once. What a finished job keeps
 //! is its snapshot: what a front door shows.
 //!
-//! Every job has a cancel pipe: cancelling a running job writes one byte to
-//! it, which the runner (`RunSpec::cancel_fd`) sees as "kill now"; the byte
-//! stays unread so every later step is refused too.
+//! Every job has a cancellation ([`CancelOn::pair`]): cancelling a running
+//! job sets it, which the runner (`RunSpec::cancel`) sees as "kill now"; it
+//! stays set, so every later step is refused too.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 use super::{JobSnapshot, JobStatus, JobWatch};
 use crate::job::{JobOutcome, JobSpec};
 use crate::profile::Limits;
-use crate::runner::Sandbox;
+use crate::runner::{CancelOn, Canceller, Sandbox};
 
 /// What changes as the job moves on (its snapshot is published apart).
 struct Control {
@@ -34,9 +33,8 @@ struct Control {
     /// against that profile), taken with the request.
     sandbox: Option<Arc<Sandbox>>,
     started: Option<Instant>,
-    /// Cancel pipe: the runner polls `cancel_r`; cancel writes `cancel_w`.
-    cancel_r: Option<OwnedFd>,
-    cancel_w: Option<OwnedFd>,
+    /// What the runs watch, and its switch (until the job is finished).
+    cancel: Option<(CancelOn, Canceller)>,
 }
 
 pub(super) struct JobRecord {
@@ -53,8 +51,8 @@ pub(super) struct JobRecord {
 pub(super) struct Start {
     pub(super) spec: JobSpec,
     pub(super) sandbox: Arc<Sandbox>,
-    /// The cancel pipe's read end (open until the job is finished).
-    pub(super) cancel_fd: Option<RawFd>,
+    /// What cancels the job's runs.
+    pub(super) cancel: Option<CancelOn>,
 }
 
 /// A job's end, accounted for (metrics, results store) before it is
@@ -98,7 +96,7 @@ impl JobRecord {
         spec: JobSpec,
         sandbox: Arc<Sandbox>,
         limits: Vec<Limits>,
-        (cancel_r, cancel_w): (OwnedFd, OwnedFd),
+        cancel: (CancelOn, Canceller),
     ) -> JobRecord {
         let profile = spec.profile.clone();
         let (view, _) = watch::channel(JobSnapshot {
@@ -124,8 +122,7 @@ impl JobRecord {
                 spec: Some(spec),
                 sandbox: Some(sandbox),
                 started: None,
-                cancel_r: Some(cancel_r),
-                cancel_w: Some(cancel_w),
+                cancel: Some(cancel),
             }),
             view,
         }
@@ -157,7 +154,7 @@ impl JobRecord {
         let now = Instant::now();
         c.status = JobStatus::Running;
         c.started = Some(now);
-        let cancel_fd = c.cancel_r.as_ref().map(|f| f.as_raw_fd());
+        let cancel = c.cancel.as_ref().map(|(on, _)| on.clone());
         drop(c);
         self.view.send_modify(|v| {
             v.status = JobStatus::Running;
@@ -167,7 +164,7 @@ impl JobRecord {
         Some(Start {
             spec,
             sandbox,
-            cancel_fd,
+            cancel,
         })
     }
 
@@ -185,8 +182,7 @@ impl JobRecord {
                 c.status = JobStatus::Cancelled;
                 c.spec = None;
                 c.sandbox = None;
-                c.cancel_r = None;
-                c.cancel_w = None;
+                c.cancel = None;
                 drop(c);
                 let outcome = JobOutcome::default();
                 Cancel::WhileQueued(Final {
@@ -200,10 +196,8 @@ impl JobRecord {
                 })
             }
             JobStatus::Running => {
-                if let Some(w) = &c.cancel_w {
-                    // SAFETY: writing one byte from a static buffer to our
-                    // own pipe, whose write end `w` keeps open.
-                    unsafe { libc::write(w.as_raw_fd(), b"c".as_ptr().cast(), 1) };
+                if let Some((_, switch)) = &c.cancel {
+                    switch.cancel();
                 }
                 Cancel::Requested
             }
@@ -222,8 +216,7 @@ impl JobRecord {
         outcome.shrink_to_fit();
         let mut c = lock(&self.ctl);
         c.status = status;
-        c.cancel_r = None;
-        c.cancel_w = None;
+        c.cancel = None;
         let duration = c.started.map_or(Duration::ZERO, |s| s.elapsed());
         drop(c);
         Final {
