@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use super::child::{self, ChildPlan};
 use super::fds::pipe;
-use super::sandbox::Sandbox;
 use super::spec::JobIds;
 use super::{RunError, go, io_err};
 use crate::isolation::hostids::Lease;
 use crate::isolation::mounts::MountPlan;
 use crate::isolation::{namespaces, sys};
-use crate::limits::cgroup::{RunCgroup, RunShape};
+use crate::limits::cgroup::{CgroupManager, RunCgroup, RunShape};
+use crate::profile::Profile;
+use crate::security::caps::CapPlan;
 
 /// A container made before its run is known: init has its namespaces, its
 /// root filesystem and its cgroup, and waits for "go" ([`go`]). Used once.
@@ -151,17 +152,26 @@ impl Drop for Prepared {
     }
 }
 
-impl Sandbox {
+/// What a container is made from: a sandbox's profile and what it
+/// compiled and detected once.
+pub(super) struct Recipe<'a> {
+    pub(super) profile: &'a Profile,
+    pub(super) filters: &'a [seccompiler::BpfProgram],
+    pub(super) caps: CapPlan,
+    pub(super) cgroups: Option<&'a CgroupManager>,
+}
+
+impl Recipe<'_> {
     /// Makes a container: cgroup (v2: before clone, so init is born in it),
     /// clone3 into fresh namespaces, id maps, then (v1) the cgroup while
     /// init builds its root in parallel. Returns once init is on its way;
     /// it waits for "go" by itself.
-    pub fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
+    pub(super) fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
         let mut marks = Marks {
             prepare: go::now_ns(),
             ..Marks::default()
         };
-        let prof = &self.profile;
+        let prof = self.profile;
         let ns = &prof.namespaces;
         let mounts = if ns.mount {
             Some(MountPlan::build(&prof.filesystem, &[], ns.user)?)
@@ -208,7 +218,7 @@ impl Sandbox {
             gid,
             caps: self.caps,
             no_new_privs: prof.process.no_new_privs,
-            filters: self.filters.clone(),
+            filters: self.filters.to_vec(),
             new_cgroup_ns: ns.cgroup,
             sync_read: sync_r.as_raw_fd(),
             err_write: err_w.as_raw_fd(),
@@ -221,7 +231,7 @@ impl Sandbox {
             hide: child::own_args(),
         };
         let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
-            match &self.cgroups {
+            match self.cgroups {
                 Some(m) => m
                     .create_run_shaped("", shape)
                     .map(Some)

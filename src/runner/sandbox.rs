@@ -7,11 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::prepare::Prepared;
 use super::prepare::timeline_text;
+use super::prepare::{Prepared, Recipe};
 use super::spec::{JobIds, RunSpec};
 use super::{RunError, RunResult, go, io_err, pool};
-use crate::isolation::hostids;
+use crate::isolation::hostids::{self, Lease};
 use crate::limits::cgroup::{CgroupManager, RunShape};
 use crate::profile::Profile;
 use crate::security::caps::CapPlan;
@@ -200,6 +200,18 @@ impl Sandbox {
                 .job
                 .as_ref()
                 .is_none_or(|j| Arc::ptr_eq(&j.lease, &p.lease))
+    }
+
+    /// Makes a container of this profile for host ids `lease` (see
+    /// [`Recipe::prepare`]).
+    pub fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
+        Recipe {
+            profile: &self.profile,
+            filters: &self.filters,
+            caps: self.caps,
+            cgroups: self.cgroups.as_ref(),
+        }
+        .prepare(shape, lease)
     }
 
     fn prepare_for(&self, spec: &RunSpec) -> Result<Prepared, RunError> {
