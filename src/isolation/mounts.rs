@@ -167,6 +167,23 @@ impl MountPlan {
         self.ops.push(op);
     }
 
+    /// A bind mount at `target` made read-only, nosuid, nodev and noexec.
+    fn remount_ro(&mut self, what: String, target: &Path) -> Result<(), MountPlanError> {
+        self.mount(
+            what,
+            None,
+            target,
+            None,
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            None,
+        )
+    }
+
     fn mkdir_p(&mut self, root: &str, p: &Path, mode: u32) -> Result<(), MountPlanError> {
         let mut acc = PathBuf::from(root);
         for c in p.components() {
@@ -441,19 +458,7 @@ impl MountPlan {
             libc::MS_BIND | libc::MS_REC,
             None,
         )?;
-        p.mount(
-            "remount /proc/sys read-only".into(),
-            None,
-            &sys,
-            None,
-            libc::MS_BIND
-                | libc::MS_REMOUNT
-                | libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC,
-            None,
-        )?;
+        p.remount_ro("remount /proc/sys read-only".into(), &sys)?;
 
         // What would tell of the host: its kernel command line (boot
         // parameters, often an image path or a root device), its boot id
@@ -514,19 +519,7 @@ impl MountPlan {
                 libc::MS_BIND,
                 None,
             )?;
-            p.mount(
-                format!("remount {dest} read-only"),
-                None,
-                &target,
-                None,
-                libc::MS_BIND
-                    | libc::MS_REMOUNT
-                    | libc::MS_RDONLY
-                    | libc::MS_NOSUID
-                    | libc::MS_NODEV
-                    | libc::MS_NOEXEC,
-                None,
-            )?;
+            p.remount_ro(format!("remount {dest} read-only"), &target)?;
         }
 
         // A minimal /dev: a few harmless host nodes bound in, private shm and pts.

@@ -277,12 +277,12 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Child fields win; absent child fields fall back to the parent.
-macro_rules! merge_fields {
-    ($p:expr, $c:expr, $($f:ident),*) => {{
+/// `Type { f: child.f.or(parent.f), ..., k: v, ... }`: child fields win,
+/// absent child fields fall back to the parent; `k: v` are set as given.
+macro_rules! merged {
+    ($ty:ident, $p:expr, $c:expr; $($f:ident),* $(; $($k:ident: $v:expr),*)?) => {{
         let (p, c) = ($p, $c);
-        $( let $f = c.$f.or(p.$f); )*
-        ($($f),*)
+        $ty { $($f: c.$f.or(p.$f),)* $($($k: $v,)*)? }
     }};
 }
 
@@ -320,142 +320,42 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
     RawProfile {
         extends: child.extends,
         description: child.description.or(parent.description),
-        namespaces: merge_opt(parent.namespaces, child.namespaces, |p, c| {
-            let (user, pid, mount, network, ipc, uts, cgroup) =
-                merge_fields!(p, c, user, pid, mount, network, ipc, uts, cgroup);
-            RawNamespaces {
-                user,
-                pid,
-                mount,
-                network,
-                ipc,
-                uts,
-                cgroup,
-            }
-        }),
+        namespaces: merge_opt(
+            parent.namespaces,
+            child.namespaces,
+            |p, c| merged!(RawNamespaces, p, c; user, pid, mount, network, ipc, uts, cgroup),
+        ),
         filesystem: merge_opt(parent.filesystem, child.filesystem, |p, c| {
-            let (root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir) = merge_fields!(
-                p,
-                c,
-                root,
-                system_dirs,
-                bind,
-                tmpfs,
-                writable_layer_size,
-                dev_shm_size,
-                workdir
-            );
-            RawFilesystem {
-                root,
-                system_dirs,
-                bind,
-                tmpfs,
-                writable_layer_size,
-                dev_shm_size,
-                workdir,
-            }
+            merged!(RawFilesystem, p, c;
+                root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir)
         }),
         process: merge_opt(parent.process, child.process, |mut p, mut c| {
             let env = merge_opt(p.env.take(), c.env.take(), |mut pe, ce| {
                 pe.extend(ce);
                 pe
             });
-            let (uid, gid, host_uid, host_gid, hostname, env_passthrough, no_new_privs) = merge_fields!(
-                p,
-                c,
-                uid,
-                gid,
-                host_uid,
-                host_gid,
-                hostname,
-                env_passthrough,
-                no_new_privs
-            );
-            RawProcess {
-                uid,
-                gid,
-                host_uid,
-                host_gid,
-                hostname,
-                env,
-                env_passthrough,
-                no_new_privs,
-            }
+            merged!(RawProcess, p, c;
+                uid, gid, host_uid, host_gid, hostname, env_passthrough, no_new_privs;
+                env: env)
         }),
-        capabilities: merge_opt(parent.capabilities, child.capabilities, |p, c| {
-            RawCapabilities {
-                keep: c.keep.or(p.keep),
-            }
-        }),
+        capabilities: merge_opt(
+            parent.capabilities,
+            child.capabilities,
+            |p, c| merged!(RawCapabilities, p, c; keep),
+        ),
         seccomp: merge_opt(parent.seccomp, child.seccomp, |p, c| {
             let (allow_add, deny_add) = (c.allow_add.clone(), c.deny_add.clone());
-            let (enabled, default_action, mut allow, mut deny, deny_action, rule) = merge_fields!(
-                p,
-                c,
-                enabled,
-                default_action,
-                allow,
-                deny,
-                deny_action,
-                rule
-            );
-            append(&mut allow, allow_add);
-            append(&mut deny, deny_add);
-            RawSeccomp {
-                enabled,
-                default_action,
-                allow,
-                deny,
-                deny_action,
-                rule,
-                allow_add: None,
-                deny_add: None,
-            }
+            let mut s = merged!(RawSeccomp, p, c;
+                enabled, default_action, allow, deny, deny_action, rule;
+                allow_add: None, deny_add: None);
+            append(&mut s.allow, allow_add);
+            append(&mut s.deny, deny_add);
+            s
         }),
         limits: merge_opt(parent.limits, child.limits, |p, c| {
-            let (
-                cpu_time,
-                wall_time,
-                memory,
-                output,
-                file_size,
-                stack,
-                pids,
-                open_files,
-                cpu_quota,
-                pending_signals,
-                message_queue,
-                locked_memory,
-            ) = merge_fields!(
-                p,
-                c,
-                cpu_time,
-                wall_time,
-                memory,
-                output,
-                file_size,
-                stack,
-                pids,
-                open_files,
-                cpu_quota,
-                pending_signals,
-                message_queue,
-                locked_memory
-            );
-            RawLimits {
-                cpu_time,
-                wall_time,
-                memory,
-                output,
-                file_size,
-                stack,
-                pids,
-                open_files,
-                cpu_quota,
-                pending_signals,
-                message_queue,
-                locked_memory,
-            }
+            merged!(RawLimits, p, c;
+                cpu_time, wall_time, memory, output, file_size, stack, pids, open_files,
+                cpu_quota, pending_signals, message_queue, locked_memory)
         }),
     }
 }

@@ -41,6 +41,9 @@ struct Queues {
 /// it goes ahead anyway (under sustained load there is never a pause).
 const QUIET_WAIT: Duration = Duration::from_millis(10);
 
+/// How often containers made for jobs are checked for jobs that ended.
+const JOB_CHECK: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 pub(crate) struct Shared {
     q: Mutex<Queues>,
@@ -181,7 +184,18 @@ fn pool_loop(sb: Weak<Sandbox>, shared: Arc<Shared>, size: usize) {
                 if q.shutdown || !q.retired.is_empty() || next_need(&q, size).is_some() {
                     break;
                 }
-                q = shared.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                // A job ending wakes nobody: while containers wait for jobs,
+                // look again now and then, so an ended job's container (and
+                // its host uid) does not outlive it for long.
+                q = if q.ready.iter().any(|p| p.for_job.is_some()) || !q.follow.is_empty() {
+                    shared
+                        .cv
+                        .wait_timeout(q, JOB_CHECK)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                } else {
+                    shared.cv.wait(q).unwrap_or_else(|e| e.into_inner())
+                };
             }
             // Nice 19 is not enough: with a non-preemptible kernel, a
             // refill's clone (new network namespace: ~0.5 ms in the kernel)
