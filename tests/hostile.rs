@@ -702,7 +702,7 @@ case! {
 case! {
     /// A job of a profile without a pid namespace leaves a daemon behind (its supervisor SIGKILLed); the next job given the same uid (a range of one) → the leftover is killed before that job starts.
     fn leftover_of_a_crashed_job_is_cleared_before_reuse(cli()) |c| {
-        let uid = 0x7000_a000 + 2 * c.copy as u32 + if c.parallel { 1 } else { 0 };
+        let uid = 0x7100_a000 + 2 * c.copy as u32 + if c.parallel { 1 } else { 0 };
         let prof = c.profile(&format!(
             "extends = \"strict\"\n[namespaces]\npid = false\nmount = false\n[filesystem]\nsystem_dirs = []\ntmpfs = []\n\
              [process]\nhost_uid = {{ first = {uid}, count = 1, wait = \"20s\" }}\n"

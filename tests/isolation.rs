@@ -760,7 +760,7 @@ fn net_bind_profile_keeps_bind_capability() {
 #[test]
 fn exhausted_uid_range_waits_then_fails_clearly() {
     root_or_skip!("exhausted_uid_range_waits_then_fails_clearly");
-    let first = 0x7000_9000u32;
+    let first = 0x7100_9000u32;
     let prof = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("one-uid-short-wait.toml");
     std::fs::write(
         &prof,
@@ -794,7 +794,8 @@ fn exhausted_uid_range_waits_then_fails_clearly() {
     assert_eq!(o.status(), "sandbox_error", "{}", o.j());
     assert!(
         o.j()["message"].as_str().unwrap_or("").contains(&format!(
-            "all 1 host uids of process.host_uid ({first}-{first}) are in use by other jobs"
+            "all 1 host uid blocks of process.host_uid ({first}-{}, 65536 per job) are in use by other jobs",
+            first + 65535
         )),
         "{}",
         o.j()

@@ -257,10 +257,14 @@ fn cgroup_checks(out: &mut Vec<Check>) {
 fn host_uid_range() -> Check {
     use crate::isolation::hostids;
     use crate::profile::HostIds;
-    let (first, count) = (HostIds::DEFAULT_FIRST, HostIds::DEFAULT_COUNT);
+    let (first, count, ids) = (
+        HostIds::DEFAULT_FIRST,
+        HostIds::DEFAULT_COUNT,
+        HostIds::DEFAULT_IDS,
+    );
     let name = "host uid range (process.host_uid)";
     let last = first + (count - 1);
-    match hostids::in_use(first, count) {
+    match hostids::in_use(first, count, ids) {
         Ok(n) => check(
             ISOLATION,
             name,

@@ -39,12 +39,13 @@ pub const LOCK_DIR: &str = "/run/sandbox/uids";
 #[derive(Debug, thiserror::Error)]
 pub enum HostIdError {
     #[error(
-        "all {count} host uids of process.host_uid ({first}-{last}) are in use by other jobs on this host; waited {waited:.1?} (raise process.host_uid.count or .wait, or run fewer jobs at once)",
-        last = .first + (.count - 1)
+        "all {count} host uid blocks of process.host_uid ({first}-{last}, {ids} per job) are in use by other jobs on this host; waited {waited:.1?} (raise process.host_uid.count or .wait, or run fewer jobs at once)",
+        last = u64::from(*.first) + u64::from(*.count) * u64::from(*.ids) - 1
     )]
     Exhausted {
         first: u32,
         count: u32,
+        ids: u32,
         waited: Duration,
     },
     #[error("host uid locks: {what} {path}: {source}")]
@@ -58,7 +59,7 @@ pub enum HostIdError {
     #[error(
         "process.host_uid range {first}-{last} overlaps {what}; runs would share that user's files and kernel counters (move the range)"
     )]
-    Overlap { first: u32, last: u32, what: String },
+    Overlap { first: u32, last: u64, what: String },
     #[error(
         "process.host_uid is a range, which needs root (runs become host uids other than the caller's)"
     )]
@@ -70,11 +71,12 @@ pub enum HostIdError {
 }
 
 /// The host ids of one job, reserved while this lives (and while any
-/// container made for it does: they hold it too).
+/// container made for it does: they hold it too): `ids` uids from `uid`.
 #[derive(Debug)]
 pub struct Lease {
     uid: u32,
     gid: u32,
+    ids: u32,
     /// A uid of a range (locked exclusively), not a profile's fixed id.
     exclusive: bool,
     /// The uid's lock file, locked (shared for a fixed id); `None` for a
@@ -91,6 +93,12 @@ impl Lease {
         self.gid
     }
 
+    /// How many host uids (and gids) from `uid` are the job's: an image's
+    /// ids 0..`ids` map onto them. 1 for a fixed id.
+    pub fn ids(&self) -> u32 {
+        self.ids
+    }
+
     /// Whether this lease holds one uid of a range (not a fixed id, which
     /// other runs and host processes may share).
     pub fn is_exclusive(&self) -> bool {
@@ -103,16 +111,22 @@ impl Lease {
 pub fn acquire(ids: &HostIds) -> Result<Arc<Lease>, HostIdError> {
     match *ids {
         HostIds::Fixed { uid, gid } => fixed(uid, gid),
-        HostIds::Range { first, count, wait } => {
+        HostIds::Range {
+            first,
+            count,
+            ids,
+            wait,
+        } => {
             let t0 = Instant::now();
             loop {
-                if let Some(l) = try_range(first, count)? {
+                if let Some(l) = try_range(first, count, ids)? {
                     return Ok(l);
                 }
                 if t0.elapsed() >= wait {
                     return Err(HostIdError::Exhausted {
                         first,
                         count,
+                        ids,
                         waited: t0.elapsed(),
                     });
                 }
@@ -127,7 +141,9 @@ pub fn acquire(ids: &HostIds) -> Result<Arc<Lease>, HostIdError> {
 pub fn try_acquire(ids: &HostIds) -> Result<Option<Arc<Lease>>, HostIdError> {
     match *ids {
         HostIds::Fixed { .. } => acquire(ids).map(Some),
-        HostIds::Range { first, count, .. } => try_range(first, count),
+        HostIds::Range {
+            first, count, ids, ..
+        } => try_range(first, count, ids),
     }
 }
 
@@ -140,6 +156,7 @@ fn fixed(uid: u32, gid: u32) -> Result<Arc<Lease>, HostIdError> {
         return Ok(Arc::new(Lease {
             uid,
             gid,
+            ids: 1,
             exclusive: false,
             _lock: None,
         }));
@@ -153,6 +170,7 @@ fn fixed(uid: u32, gid: u32) -> Result<Arc<Lease>, HostIdError> {
                 return Ok(Arc::new(Lease {
                     uid,
                     gid,
+                    ids: 1,
                     exclusive: false,
                     _lock: Some(lock),
                 }));
@@ -251,13 +269,14 @@ fn kill_leftovers(uid: u32) -> bool {
     r == pid as libc::pid_t && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0
 }
 
-/// How many uids of a range other jobs hold now (each is tried with a
+/// How many blocks of a range other jobs hold now (each is tried with a
 /// lock that is let go at once), after the checks a lease would make.
-pub fn in_use(first: u32, count: u32) -> Result<u32, HostIdError> {
-    check_range(first, count)?;
+pub fn in_use(first: u32, count: u32, ids: u32) -> Result<u32, HostIdError> {
+    check_range(first, count, ids)?;
     let dir = lock_dir()?;
     let mut n = 0;
-    for uid in first..=first + (count - 1) {
+    for i in 0..count {
+        let uid = first + i * ids;
         let path = dir.join(uid.to_string());
         let Ok(f) = OpenOptions::new()
             .read(true)
@@ -286,16 +305,17 @@ fn next_start(count: u32) -> u32 {
         % count
 }
 
-fn try_range(first: u32, count: u32) -> Result<Option<Arc<Lease>>, HostIdError> {
+fn try_range(first: u32, count: u32, ids: u32) -> Result<Option<Arc<Lease>>, HostIdError> {
     // SAFETY: geteuid has no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(HostIdError::NotRoot);
     }
-    check_range(first, count)?;
+    check_range(first, count, ids)?;
     let dir = lock_dir()?;
     let start = next_start(count);
     for i in 0..count {
-        let uid = first + (start + i) % count;
+        // A block's lock file is named after its first uid.
+        let uid = first + (start + i) % count * ids;
         let path = dir.join(uid.to_string());
         let f = open_lock(&path)?;
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
@@ -307,6 +327,7 @@ fn try_range(first: u32, count: u32) -> Result<Option<Arc<Lease>>, HostIdError> 
                 return Ok(Some(Arc::new(Lease {
                     uid,
                     gid: uid,
+                    ids,
                     exclusive: true,
                     _lock: Some(lock),
                 })));
@@ -378,21 +399,22 @@ fn lock_dir() -> Result<&'static Path, HostIdError> {
 /// subordinate-id range handed to one (/etc/subuid, /etc/subgid): runs
 /// would own that user's files and share its counters. Checked once per
 /// range and process (the files are read again after a restart).
-fn check_range(first: u32, count: u32) -> Result<(), HostIdError> {
-    /// (first, count) → what overlaps it, if anything.
-    type Seen = Mutex<HashMap<(u32, u32), Option<String>>>;
+fn check_range(first: u32, count: u32, ids: u32) -> Result<(), HostIdError> {
+    /// (first, span) → what overlaps it, if anything.
+    type Seen = Mutex<HashMap<(u32, u64), Option<String>>>;
     static SEEN: OnceLock<Seen> = OnceLock::new();
+    let span = u64::from(count) * u64::from(ids);
     let seen = SEEN.get_or_init(Default::default);
     let mut m = seen.lock().unwrap_or_else(|e| e.into_inner());
     let found = m
-        .entry((first, count))
-        .or_insert_with(|| overlap(first, count, &read_host_ids()))
+        .entry((first, span))
+        .or_insert_with(|| overlap(first, span, &read_host_ids()))
         .clone();
     match found {
         None => Ok(()),
         Some(what) => Err(HostIdError::Overlap {
             first,
-            last: first + (count - 1),
+            last: u64::from(first) + span - 1,
             what,
         }),
     }
@@ -407,8 +429,8 @@ fn read_host_ids() -> Vec<(&'static str, String)> {
 }
 
 /// What in `files` overlaps `first .. first + count`, if anything.
-fn overlap(first: u32, count: u32, files: &[(&str, String)]) -> Option<String> {
-    let (lo, hi) = (u64::from(first), u64::from(first) + u64::from(count));
+fn overlap(first: u32, span: u64, files: &[(&str, String)]) -> Option<String> {
+    let (lo, hi) = (u64::from(first), u64::from(first) + span);
     let hits = |a: u64, n: u64| a < hi && lo < a + n;
     for (file, text) in files {
         let sub = file.contains("sub");
@@ -476,7 +498,7 @@ mod tests {
         assert_eq!(
             overlap(
                 HostIds::DEFAULT_FIRST,
-                HostIds::DEFAULT_COUNT,
+                u64::from(HostIds::DEFAULT_COUNT) * u64::from(HostIds::DEFAULT_IDS),
                 &read_host_ids()
             ),
             None
@@ -497,6 +519,7 @@ mod tests {
             let r = HostIds::Range {
                 first: 4242,
                 count: 1,
+                ids: 1,
                 wait: Duration::from_millis(50),
             };
             assert!(try_acquire(&r).expect("scan").is_none(), "4242 handed out");
@@ -519,10 +542,12 @@ mod tests {
             eprintln!("needs root: skipped");
             return;
         }
-        // A range of its own (far from the default one other tests use).
+        // A range of its own, past the default one other tests use: three
+        // blocks of 16 uids.
         let ids = HostIds::Range {
-            first: HostIds::DEFAULT_FIRST + 0x10_0000 + std::process::id() % 1000 * 4,
+            first: HostIds::DEFAULT_FIRST + 0x0100_0000 + std::process::id() % 1000 * 64,
             count: 3,
+            ids: 16,
             wait: Duration::from_millis(100),
         };
         let a = acquire(&ids).expect("a");
@@ -530,12 +555,12 @@ mod tests {
         let c = acquire(&ids).expect("c");
         let mut u = [a.uid(), b.uid(), c.uid()];
         u.sort_unstable();
-        assert!(u[0] != u[1] && u[1] != u[2], "distinct: {u:?}");
-        assert_eq!(a.gid(), a.uid());
+        assert!(u[1] - u[0] >= 16 && u[2] - u[1] >= 16, "disjoint blocks: {u:?}");
+        assert_eq!((a.gid(), a.ids()), (a.uid(), 16));
         let t = Instant::now();
         let e = acquire(&ids).expect_err("range full");
         assert!(t.elapsed() >= Duration::from_millis(100), "waited");
-        assert!(e.to_string().contains("all 3 host uids"), "{e}");
+        assert!(e.to_string().contains("all 3 host uid blocks"), "{e}");
         let freed = b.uid();
         drop(b);
         let d = try_acquire(&ids).expect("ok").expect("one free again");

@@ -113,12 +113,16 @@ pub enum HostIds {
     /// Every run of the profile is this one host uid/gid, so concurrent runs
     /// share the kernel's per-user counters.
     Fixed { uid: u32, gid: u32 },
-    /// Each concurrent job gets its own uid from `first .. first + count`
-    /// (its gid is the same number), allocated host-wide; a job finding
-    /// none free waits up to `wait`, then fails.
+    /// Each concurrent job gets a block of `ids` host uids of its own, one
+    /// of the `count` blocks from `first` (its uid is the block's first,
+    /// its gid the same number), allocated host-wide; a run in an image
+    /// maps the image's ids 0..`ids` onto the block, other runs use its
+    /// first uid only. A job finding no block free waits up to `wait`,
+    /// then fails.
     Range {
         first: u32,
         count: u32,
+        ids: u32,
         wait: Duration,
     },
 }
@@ -130,12 +134,21 @@ impl HostIds {
     /// system users and the usual /etc/subuid ranges (100000 + 65536·k).
     pub const DEFAULT_FIRST: u32 = 0x7000_0000;
     pub const DEFAULT_COUNT: u32 = 256;
+    /// An image's ids are 0..65535 (65534 is nobody).
+    pub const DEFAULT_IDS: u32 = 65536;
     pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+    /// The host uids the default range spans.
+    pub fn default_span() -> std::ops::Range<u64> {
+        let first = u64::from(Self::DEFAULT_FIRST);
+        first..first + u64::from(Self::DEFAULT_COUNT) * u64::from(Self::DEFAULT_IDS)
+    }
 
     pub fn default_range() -> HostIds {
         HostIds::Range {
             first: Self::DEFAULT_FIRST,
             count: Self::DEFAULT_COUNT,
+            ids: Self::DEFAULT_IDS,
             wait: Self::DEFAULT_WAIT,
         }
     }

@@ -98,7 +98,7 @@ pub struct RawTmpfs {
 }
 
 /// `process.host_uid`: one id (`65534`) or a range
-/// (`{ first = 1879048192, count = 256, wait = "10s" }`).
+/// (`{ first = 1879048192, count = 256, ids = 65536, wait = "10s" }`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawHostUid {
     Id(i64),
@@ -110,6 +110,7 @@ pub enum RawHostUid {
 pub struct RawIdRange {
     pub first: Option<i64>,
     pub count: Option<i64>,
+    pub ids: Option<i64>,
     pub wait: Option<Scalar>,
 }
 
@@ -244,7 +245,7 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "env_passthrough",
             "no_new_privs",
         ],
-        "process.host_uid" => &["first", "count", "wait"],
+        "process.host_uid" => &["first", "count", "ids", "wait"],
         "process.env" => return None,
         "capabilities" => &["keep"],
         "seccomp" => &[

@@ -83,13 +83,26 @@ fn host_ids(loc: &Locator, uid: Option<&RawHostUid>, gid: Option<u32>) -> R<Host
         }
     };
     match uid {
-        Some(RawHostUid::Id(u)) => Ok(HostIds::Fixed {
-            uid: id(KEY, *u)?,
-            gid: match gid {
-                Some(g) => id("process.host_gid", g.into())?,
-                None => 65534,
-            },
-        }),
+        Some(RawHostUid::Id(u)) => {
+            let uid = id(KEY, *u)?;
+            if HostIds::default_span().contains(&u64::from(uid)) {
+                return Err(loc.error(
+                    KEY,
+                    format!(
+                        "{uid} lies inside the default range of job uids ({}-{}): runs of other profiles may be that uid too; use an id outside it",
+                        HostIds::default_span().start,
+                        HostIds::default_span().end - 1
+                    ),
+                ));
+            }
+            Ok(HostIds::Fixed {
+                uid,
+                gid: match gid {
+                    Some(g) => id("process.host_gid", g.into())?,
+                    None => 65534,
+                },
+            })
+        }
         range => {
             if gid.is_some() {
                 return Err(loc.error(
@@ -115,15 +128,33 @@ fn host_ids(loc: &Locator, uid: Option<&RawHostUid>, gid: Option<u32>) -> R<Host
                     ));
                 }
             };
-            if u64::from(first) + u64::from(count) > u64::from(u32::MAX) {
+            let ids = match r.ids {
+                None => HostIds::DEFAULT_IDS,
+                Some(n) if (1..=65536).contains(&n) => n as u32,
+                Some(n) => {
+                    return Err(loc.error(
+                        &format!("{KEY}.ids"),
+                        format!("ids (host uids per job) must be from 1 to 65536 (got {n})"),
+                    ));
+                }
+            };
+            let end = u64::from(first) + u64::from(count) * u64::from(ids);
+            if end > u64::from(u32::MAX) {
                 return Err(loc.error(
                     &format!("{KEY}.count"),
-                    format!("the range {first} + {count} runs past the largest id 4294967294"),
+                    format!(
+                        "the range {first} + {count} blocks of {ids} runs past the largest id 4294967294"
+                    ),
                 ));
             }
             let wait = duration(loc, &format!("{KEY}.wait"), r.wait.as_ref())?
                 .unwrap_or(HostIds::DEFAULT_WAIT);
-            Ok(HostIds::Range { first, count, wait })
+            Ok(HostIds::Range {
+                first,
+                count,
+                ids,
+                wait,
+            })
         }
     }
 }

@@ -80,6 +80,7 @@ pub enum HostUidView {
     Range {
         first: u32,
         count: u32,
+        ids: u32,
         wait: String,
     },
 }
@@ -89,10 +90,16 @@ impl HostUidView {
     pub fn of(ids: &HostIds) -> (HostUidView, Option<u32>) {
         match *ids {
             HostIds::Fixed { uid, gid } => (HostUidView::Id(uid), Some(gid)),
-            HostIds::Range { first, count, wait } => (
+            HostIds::Range {
+                first,
+                count,
+                ids,
+                wait,
+            } => (
                 HostUidView::Range {
                     first,
                     count,
+                    ids,
                     wait: format_duration(wait),
                 },
                 None,

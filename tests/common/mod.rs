@@ -22,7 +22,7 @@ pub static SANDBOX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// The host uid of strict's runs in [`pinned_profile`]: one fixed id,
 /// outside the default range, so a host process can share a run's uid.
-pub const PINNED_UID: u32 = 0x7000_8000;
+pub const PINNED_UID: u32 = 0x6F00_8000;
 
 /// A profile like strict whose runs are all host uid [`PINNED_UID`] (a
 /// fixed id: the uid of a range would be cleared of other processes before
@@ -44,7 +44,7 @@ pub fn pinned_profile() -> String {
 /// Whether a host uid is one the sandbox's runs get: the default range of
 /// the bundled profiles, [`PINNED_UID`], or the old fixed 65534.
 pub fn is_run_uid(uid: u32) -> bool {
-    (0x7000_0000..0x7000_0000 + 256).contains(&uid) || uid == PINNED_UID || uid == 65534
+    (0x7000_0000..0x7200_0000).contains(&uid) || uid == PINNED_UID || uid == 65534
 }
 
 /// The output of one `sandbox` invocation.
