@@ -555,7 +555,10 @@ mod tests {
         let c = acquire(&ids).expect("c");
         let mut u = [a.uid(), b.uid(), c.uid()];
         u.sort_unstable();
-        assert!(u[1] - u[0] >= 16 && u[2] - u[1] >= 16, "disjoint blocks: {u:?}");
+        assert!(
+            u[1] - u[0] >= 16 && u[2] - u[1] >= 16,
+            "disjoint blocks: {u:?}"
+        );
         assert_eq!((a.gid(), a.ids()), (a.uid(), 16));
         let t = Instant::now();
         let e = acquire(&ids).expect_err("range full");

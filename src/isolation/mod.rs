@@ -1,10 +1,11 @@
 //! Isolation: namespaces (clone flags, uid/gid maps), the host ids runs are
 //! (allocated per job), the container's filesystem (throwaway overlay root,
-//! /proc, /dev, binds opened by the caller, pivot_root) and the raw
-//! syscalls the child side needs.
+//! /proc, /dev, binds opened by the caller, an image's idmapped layers,
+//! pivot_root) and the raw syscalls the child side needs.
 
 pub mod binds;
 pub mod hostids;
+pub mod layers;
 pub mod mounts;
 pub mod namespaces;
 pub mod sys;

@@ -12,6 +12,7 @@
 //! Nothing written survives the mount namespace.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -59,6 +60,12 @@ pub enum MountOp {
     /// Create an empty file to bind a file onto, EEXIST ignored.
     Touch {
         path: CString,
+    },
+    /// Attach the detached mount received in slot `slot` (an image layer,
+    /// see `isolation::layers`) at `target`.
+    Attach {
+        slot: usize,
+        target: CString,
     },
     /// Create a new file (mode 0444) holding `content`.
     WriteFile {
@@ -340,11 +347,53 @@ impl MountPlan {
         )
     }
 
+    /// An image's layers (attached at /layers/N in the base tmpfs) as the
+    /// lower directories of the root's overlay, the topmost first; writes
+    /// go to the base tmpfs.
+    fn image_root(&mut self, layers: usize, in_userns: bool) -> Result<(), MountPlanError> {
+        let mut lower = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let dir = format!("/layers/{i}");
+            self.mkdir_p("/", Path::new(&dir), 0o755)?;
+            self.push(
+                format!("attach image layer {i} at {dir}"),
+                MountOp::Attach {
+                    slot: i,
+                    target: cstr(&dir)?,
+                },
+            );
+            lower.push(dir);
+        }
+        lower.reverse();
+        for d in ["/upper/0", "/work/0"] {
+            self.mkdir_p("/", Path::new(d), 0o755)?;
+        }
+        let mut data = format!(
+            "lowerdir={},upperdir=/upper/0,workdir=/work/0",
+            lower.join(":")
+        );
+        if in_userns {
+            data.push_str(",userxattr");
+        }
+        self.mount(
+            format!("mount the image's overlay ({layers} layers) on {NEWROOT}"),
+            Some("overlay"),
+            Path::new(NEWROOT),
+            Some("overlay"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&data),
+        )
+    }
+
     /// Build the plan for a profile's filesystem plus run-specific binds.
+    /// With `layers` > 0 the root is an image: that many layer mounts,
+    /// lowest first, arrive as detached mounts ([`apply`]'s `attached`) and
+    /// are stacked as the overlay's lower directories.
     pub fn build(
         fs: &Filesystem,
         extra_binds: &[BindMount],
         in_userns: bool,
+        layers: usize,
     ) -> Result<MountPlan, MountPlanError> {
         let mut p = MountPlan::default();
         let base = Path::new(BASE);
@@ -385,6 +434,7 @@ impl MountPlan {
 
         // The new root itself.
         match &fs.root {
+            _ if layers > 0 => p.image_root(layers, in_userns)?,
             RootSource::Dir(dir) => {
                 check_abs("filesystem.root", dir)?;
                 let m = std::fs::metadata(dir).map_err(|e| MountPlanError::Rootfs {
@@ -484,6 +534,8 @@ impl MountPlan {
         // The host's machine id (systemd, D-Bus) names the machine for
         // good: a run that sees /etc gets one of its own.
         let etc_id = match &fs.root {
+            // An image's own machine id is not the host's.
+            _ if layers > 0 => None,
             RootSource::Host if fs.system_dirs.iter().any(|d| d == Path::new("/etc")) => {
                 Some(PathBuf::from("/etc/machine-id"))
             }
@@ -613,7 +665,7 @@ impl MountPlan {
 
 /// Replay the plan. Child side: raw syscalls only. On failure returns
 /// (index of the failed op, errno).
-pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
+pub fn apply(plan: &MountPlan, attached: &[RawFd]) -> Result<(), (usize, i32)> {
     use super::sys::{errno, pivot_root};
     let null = std::ptr::null::<libc::c_char>();
     let p = |o: &Option<CString>| o.as_ref().map_or(null, |c| c.as_ptr());
@@ -658,6 +710,20 @@ pub fn apply(plan: &MountPlan) -> Result<(), (usize, i32)> {
                         -1
                     }
                 }
+                MountOp::Attach { slot, target } => match attached.get(*slot) {
+                    Some(&fd) => libc::syscall(
+                        libc::SYS_move_mount,
+                        fd,
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::MOVE_MOUNT_F_EMPTY_PATH,
+                    ) as i32,
+                    None => {
+                        *libc::__errno_location() = libc::EBADF;
+                        -1
+                    }
+                },
                 MountOp::WriteFile { path, content } => {
                     let fd = libc::open(
                         path.as_ptr(),

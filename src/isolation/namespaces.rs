@@ -2,7 +2,7 @@
 //! namespace, and the uid/gid maps written by the parent for it.
 
 use super::hostids::Lease;
-use crate::profile::{Namespaces, Process};
+use crate::profile::Namespaces;
 
 /// Clone flags for the run's init process. The cgroup namespace is entered
 /// later, by the child, once it sits in its own cgroup (so that cgroup is
@@ -24,18 +24,32 @@ pub fn clone_flags(ns: &Namespaces) -> u64 {
     f as u64
 }
 
-/// Map the program's uid/gid inside to the job's unprivileged host ids.
+/// How a run's ids inside map onto the job's host ids.
+#[derive(Debug, Clone, Copy)]
+pub enum IdMap {
+    /// The program's one uid/gid inside is the job's uid/gid.
+    One { uid: u32, gid: u32 },
+    /// Ids 0.. inside are the job's block, as many as it has (an image's
+    /// files keep their owners); with a single id, inside id 0 only.
+    Block,
+}
+
+/// Writes the run's uid/gid maps onto the job's unprivileged host ids.
 /// Written by a privileged parent, so setgroups stays allowed: the child
 /// uses it to drop the supplementary groups it inherited from root.
-pub fn write_id_maps(pid: i32, p: &Process, host: &Lease) -> std::io::Result<()> {
-    std::fs::write(
-        format!("/proc/{pid}/uid_map"),
-        format!("{} {} 1\n", p.uid, host.uid()),
-    )?;
-    std::fs::write(
-        format!("/proc/{pid}/gid_map"),
-        format!("{} {} 1\n", p.gid, host.gid()),
-    )
+pub fn write_id_maps(pid: i32, map: IdMap, host: &Lease) -> std::io::Result<()> {
+    let (uid_map, gid_map) = match map {
+        IdMap::One { uid, gid } => (
+            format!("{uid} {} 1\n", host.uid()),
+            format!("{gid} {} 1\n", host.gid()),
+        ),
+        IdMap::Block => (
+            format!("0 {} {}\n", host.uid(), host.ids()),
+            format!("0 {} {}\n", host.gid(), host.ids()),
+        ),
+    };
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)
 }
 
 /// Runs `f` (a clone3 that creates a user namespace) with this thread's

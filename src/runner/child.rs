@@ -73,6 +73,7 @@ steps! {
     CloseFds => "closing inherited file descriptors",
     ParentDeath => "arming the parent-death signal",
     RecvGo => "receiving the run from the supervisor",
+    RecvLayers => "receiving the image's layers from the supervisor",
 }
 
 impl Step {
@@ -110,6 +111,9 @@ pub struct ChildPlan {
     /// (the supervisor starts init on another CPU than its own; see
     /// `start_elsewhere`).
     pub affinity: Option<libc::cpu_set_t>,
+    /// How many image layers arrive as detached mounts before the root is
+    /// built (0: no image).
+    pub layers: usize,
     /// Where the supervisor's command line and environment strings lie
     /// ([`own_args`]): init, a copy of the supervisor that never execs,
     /// blanks them, or the run would read the host's command line (bind
@@ -310,10 +314,27 @@ pub fn init_main(plan: &ChildPlan, area: &GoArea) -> ! {
             libc::_exit(125);
         }
     }
+    // An image's layers: idmapped mounts the supervisor made for this
+    // namespace, sent before the maps' "go".
+    let mut layer_fds = [-1; MAX_FDS];
+    let mut layers = 0;
+    if plan.layers > 0 {
+        match recv_go(plan.ctl, &mut layer_fds) {
+            Ok(n) if n == plan.layers => layers = n,
+            Ok(_) => fail(efd, Step::RecvLayers as u32, libc::EPROTO),
+            // SAFETY: _exit never returns (the supervisor let go).
+            Err(0) => unsafe { libc::_exit(125) },
+            Err(e) => fail(efd, Step::RecvLayers as u32, e),
+        }
+    }
     if let Some(m) = &plan.mounts
-        && let Err((i, e)) = mounts::apply(m)
+        && let Err((i, e)) = mounts::apply(m, &layer_fds[..layers])
     {
         fail(efd, i as u32, e);
+    }
+    for &fd in &layer_fds[..layers] {
+        // SAFETY: closing fds we received; the layers stay mounted.
+        unsafe { libc::close(fd) };
     }
     area.stamp(Stamp::RootBuilt);
     if let Some(h) = &plan.hostname {

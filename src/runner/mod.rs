@@ -23,6 +23,7 @@ pub mod cancel;
 pub mod child;
 mod fds;
 pub mod go;
+mod image;
 mod pool;
 mod prepare;
 mod report;
@@ -39,6 +40,7 @@ use crate::limits::cgroup::CgroupError;
 use crate::security::seccomp::SeccompError;
 
 pub use cancel::{CancelOn, Canceller};
+pub use image::RunImage;
 pub use prepare::Prepared;
 pub use result::{JsonResult, RunResult, Status, Usage};
 pub use sandbox::Sandbox;
@@ -65,6 +67,8 @@ pub enum RunError {
     Stale(std::io::Error),
     #[error("{0}")]
     HostIds(#[from] HostIdError),
+    #[error("{0}")]
+    Layers(#[from] crate::isolation::layers::LayerError),
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {

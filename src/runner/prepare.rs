@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::child::{self, ChildPlan};
 use super::fds::pipe;
 use super::spec::JobIds;
-use super::{RunError, go, io_err};
+use super::{RunError, RunImage, go, io_err};
 use crate::isolation::hostids::Lease;
 use crate::isolation::mounts::MountPlan;
 use crate::isolation::{namespaces, sys};
@@ -159,6 +159,8 @@ pub(super) struct Recipe<'a> {
     pub(super) filters: &'a [seccompiler::BpfProgram],
     pub(super) caps: CapPlan,
     pub(super) cgroups: Option<&'a CgroupManager>,
+    /// The image whose layers are the root, if any.
+    pub(super) image: Option<&'a RunImage>,
 }
 
 impl Recipe<'_> {
@@ -173,15 +175,27 @@ impl Recipe<'_> {
         };
         let prof = self.profile;
         let ns = &prof.namespaces;
+        let layers = self.image.map_or(0, |i| i.layers.len());
+        if let Some(img) = self.image
+            && img.uid.max(img.gid) >= lease.ids()
+        {
+            return Err(RunError::Invalid(format!(
+                "image {}: its user {}:{} is beyond the job's block of {} host ids (process.host_uid.ids)",
+                img.name,
+                img.uid,
+                img.gid,
+                lease.ids()
+            )));
+        }
         let mounts = if ns.mount {
-            Some(MountPlan::build(&prof.filesystem, &[], ns.user)?)
+            Some(MountPlan::build(&prof.filesystem, &[], ns.user, layers)?)
         } else {
             None
         };
-        let (uid, gid) = if ns.user {
-            (prof.process.uid, prof.process.gid)
-        } else {
-            (lease.uid(), lease.gid())
+        let (uid, gid) = match self.image {
+            Some(img) => (img.uid, img.gid),
+            None if ns.user => (prof.process.uid, prof.process.gid),
+            None => (lease.uid(), lease.gid()),
         };
         let c = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
@@ -229,6 +243,7 @@ impl Recipe<'_> {
             keep_fds: keep,
             affinity: own_affinity(),
             hide: child::own_args(),
+            layers,
         };
         let create_cgroup = || -> Result<Option<RunCgroup>, RunError> {
             match self.cgroups {
@@ -314,12 +329,22 @@ impl Recipe<'_> {
             marks,
         };
         if ns.user {
-            namespaces::write_id_maps(p.pid, &prof.process, &p.lease).map_err(|e| {
-                RunError::Io {
-                    what: "writing uid/gid maps".into(),
-                    source: e,
-                }
+            // An image's ids 0.. map onto the job's block: its files keep
+            // their owners as the image has them.
+            let map = match self.image {
+                Some(_) => namespaces::IdMap::Block,
+                None => namespaces::IdMap::One { uid, gid },
+            };
+            namespaces::write_id_maps(p.pid, map, &p.lease).map_err(|e| RunError::Io {
+                what: "writing uid/gid maps".into(),
+                source: e,
             })?;
+        }
+        if let Some(img) = self.image {
+            // Before "g": init takes them as soon as its maps are there.
+            let fds = crate::isolation::layers::open_all(&img.layers, p.pid)?;
+            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            go::send_go(p.ctl.as_raw_fd(), &raw).map_err(RunError::Stale)?;
         }
         sys::write_all(p._sync_w.as_raw_fd(), b"g");
         p.marks.maps = go::now_ns();

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::RunImage;
 use super::prepare::timeline_text;
 use super::prepare::{Prepared, Recipe};
 use super::spec::{JobIds, RunSpec};
@@ -25,6 +26,8 @@ pub struct Sandbox {
     /// Containers made ahead of time ([`Sandbox::pooled`]).
     pub(super) pool: Option<pool::Pool>,
     pub(super) swept: std::sync::Once,
+    /// The image whose layers are the root (`None`: the profile's root).
+    pub(super) image: Option<RunImage>,
 }
 
 impl Drop for Sandbox {
@@ -38,6 +41,35 @@ impl Drop for Sandbox {
 pub(super) const MAX_ARGS: usize = 4096;
 
 impl Sandbox {
+    /// A sandbox whose runs have `image` as their root: its layers, its
+    /// user, environment, working directory and command.
+    pub fn with_image(profile: Profile, image: RunImage) -> Result<Sandbox, RunError> {
+        if !profile.namespaces.user || !profile.namespaces.mount {
+            return Err(RunError::Invalid(format!(
+                "image {}: runs in an image need a user and a mount namespace (profile {})",
+                image.name, profile.name
+            )));
+        }
+        let mut sb = Sandbox::new(profile)?;
+        sb.image = Some(image);
+        Ok(sb)
+    }
+
+    /// The host uid/gid the program of a run of `job` is: the job's, or in
+    /// an image the job's block offset by the image's user (what a job's
+    /// workspace must belong to).
+    pub fn program_host_ids(&self, job: &JobIds) -> (u32, u32) {
+        match &self.image {
+            Some(img) => (job.uid() + img.uid, job.gid() + img.gid),
+            None => (job.uid(), job.gid()),
+        }
+    }
+
+    /// The image the runs use, if any.
+    pub fn image(&self) -> Option<&RunImage> {
+        self.image.as_ref()
+    }
+
     pub fn new(profile: Profile) -> Result<Sandbox, RunError> {
         let filters = if profile.seccomp.enabled {
             crate::security::seccomp::compile(&profile.seccomp)?
@@ -59,6 +91,7 @@ impl Sandbox {
             caps,
             pool: None,
             swept: std::sync::Once::new(),
+            image: None,
         })
     }
 
@@ -210,6 +243,7 @@ impl Sandbox {
             filters: &self.filters,
             caps: self.caps,
             cgroups: self.cgroups.as_ref(),
+            image: self.image.as_ref(),
         }
         .prepare(shape, lease)
     }
@@ -260,8 +294,10 @@ impl Sandbox {
                 }
             }
         }
-        for (k, v) in &p.env {
-            set(k, v);
+        // An image's environment replaces the profile's.
+        match &self.image {
+            Some(img) => img.env.iter().for_each(|(k, v)| set(k, v)),
+            None => p.env.iter().for_each(|(k, v)| set(k, v)),
         }
         for (k, v) in &spec.env {
             set(k, v);
@@ -273,11 +309,18 @@ impl Sandbox {
     /// (before a prepared container is taken: a bad request must not
     /// waste one).
     pub(super) fn run_strings(&self, spec: &RunSpec) -> Result<RunStrings, RunError> {
-        if spec.argv.is_empty() {
-            return Err(RunError::Invalid("no command given".into()));
+        let argv_s = match &self.image {
+            Some(img) => img.argv(&spec.argv),
+            None => spec.argv.clone(),
+        };
+        if argv_s.is_empty() {
+            return Err(RunError::Invalid(match &self.image {
+                Some(img) => format!("no command given, and image {} has none", img.name),
+                None => "no command given".into(),
+            }));
         }
         let env = self.env(spec);
-        if spec.argv.len() > MAX_ARGS || env.len() > MAX_ARGS {
+        if argv_s.len() > MAX_ARGS || env.len() > MAX_ARGS {
             return Err(RunError::Invalid(format!(
                 "at most {MAX_ARGS} arguments and {MAX_ARGS} environment variables"
             )));
@@ -285,8 +328,7 @@ impl Sandbox {
         let c = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| RunError::Invalid(format!("{what} contains a NUL byte")))
         };
-        let argv = spec
-            .argv
+        let argv = argv_s
             .iter()
             .map(|a| c(a.as_bytes(), "argument"))
             .collect::<Result<Vec<_>, _>>()?;
@@ -301,7 +343,7 @@ impl Sandbox {
                 c(format!("{k}={v}").as_bytes(), "environment variable")
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let prog = &spec.argv[0];
+        let prog = &argv_s[0];
         let candidates = if prog.contains('/') {
             vec![c(prog.as_bytes(), "command")?]
         } else {
@@ -315,10 +357,11 @@ impl Sandbox {
                 .map(|d| c(format!("{d}/{prog}").as_bytes(), "command"))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let workdir = spec
-            .cwd
-            .clone()
-            .unwrap_or(self.profile.filesystem.workdir.clone());
+        let workdir = match (&spec.cwd, &self.image) {
+            (Some(d), _) => d.clone(),
+            (None, Some(img)) => img.workdir.clone().unwrap_or_else(|| "/".into()),
+            (None, None) => self.profile.filesystem.workdir.clone(),
+        };
         crate::isolation::mounts::check_abs("working directory", &workdir)?;
         let workdir = c(workdir.as_os_str().as_bytes(), "working directory")?;
         let has_binds = !spec.binds.is_empty() || !spec.opened_binds.is_empty();
@@ -328,6 +371,7 @@ impl Sandbox {
             ));
         }
         Ok(RunStrings {
+            argv0: prog.clone(),
             argv,
             envp,
             candidates,
@@ -339,6 +383,8 @@ impl Sandbox {
 /// A run's argv, environment, PATH candidates and working directory.
 #[derive(Clone)]
 pub(super) struct RunStrings {
+    /// The program as named (for messages).
+    pub(super) argv0: String,
     pub(super) argv: Vec<CString>,
     pub(super) envp: Vec<CString>,
     pub(super) candidates: Vec<CString>,

@@ -41,6 +41,7 @@ impl Sandbox {
             ));
         }
         let RunStrings {
+            argv0,
             argv,
             envp,
             candidates,
@@ -228,7 +229,7 @@ impl Sandbox {
             &outcome,
             limits,
             &self.profile,
-            &spec.argv[0],
+            &argv0,
             &p.mount_steps,
             &bind_names,
         );

@@ -15,7 +15,6 @@ use super::metrics::{add, sub};
 use super::record::{JobRecord, Start};
 use super::shared::{Shared, lock};
 use crate::job::{self, InputFile, JobContext, JobOutcome, Workspace, WorkspaceError};
-use crate::runner::JobIds;
 
 pub(super) type Receiver = Arc<Mutex<mpsc::Receiver<Arc<JobRecord>>>>;
 
@@ -40,14 +39,14 @@ pub(super) fn executor(q: &Shared, rx: &Receiver) {
 fn prepare_workspace(
     q: &Shared,
     id: &str,
-    ids: &JobIds,
+    owner: (u32, u32),
     files: Vec<InputFile>,
 ) -> Result<Workspace, WorkspaceError> {
     let ws = Workspace::create(
         &q.cfg.work_dir,
         id,
-        ids.uid(),
-        ids.gid(),
+        owner.0,
+        owner.1,
         q.cfg.caps.workspace_size,
     )?;
     ws.write_files(&files)?;
@@ -71,7 +70,12 @@ fn execute(q: &Shared, job: &JobRecord) {
     let mut workspace = None;
     let (outcome, error) = match sb.job_ids() {
         Err(e) => (JobOutcome::default(), Some(format!("host ids: {e}"))),
-        Ok(ids) => match prepare_workspace(q, &job.id, &ids, std::mem::take(&mut spec.files)) {
+        Ok(ids) => match prepare_workspace(
+            q,
+            &job.id,
+            sb.program_host_ids(&ids),
+            std::mem::take(&mut spec.files),
+        ) {
             Err(e) => (JobOutcome::default(), Some(format!("workspace: {e}"))),
             Ok(ws) => {
                 let ctx = JobContext {
