@@ -187,7 +187,6 @@ impl Store {
         let cfg_bytes = src.read(&blob_path(&m.config.digest), self.limits().config_bytes)?;
         let cfg = ing.put_config(&cfg_bytes, &m.config.digest)?;
         check_layers(&m, cfg.rootfs.diff_ids.len(), manifest)?;
-        let mut new_layers = 0;
         for (desc, id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             if ing.has_layer(id)? {
                 continue;
@@ -205,8 +204,8 @@ impl Store {
                     blob: Some(spec),
                 },
             )?;
-            new_layers += 1;
         }
+        let new_layers = ing.unpacked_layers();
         let rec = ing.commit(names, manifest, index)?;
         Ok(imported(&rec, names, new_layers))
     }
@@ -252,21 +251,25 @@ impl Store {
                 ));
             }
             let mut layers = Vec::new();
-            let mut new_layers = 0;
             for (file, id) in e.layers.iter().zip(&cfg.rootfs.diff_ids) {
                 let (r, _) = src.open_file(file)?;
-                let (digest, size, c) = if ing.has_layer(id)? {
-                    sniff_and_hash(r, self.limits().blob_bytes)?
+                let before = ing.unpacked_layers();
+                let meta = if ing.has_layer(id)? {
+                    None
                 } else {
-                    let meta = ing.unpack_layer(
-                        r,
-                        &LayerSource {
-                            diff_id: id.clone(),
-                            blob: None,
-                        },
-                    )?;
-                    new_layers += 1;
-                    (meta.blob, meta.blob_bytes, meta.compression)
+                    let src = LayerSource {
+                        diff_id: id.clone(),
+                        blob: None,
+                    };
+                    Some(ing.unpack_layer(r, &src)?)
+                };
+                // This archive's file, as read while unpacking it, or read
+                // now (another import may have unpacked it from another blob).
+                let (digest, size, c) = match meta {
+                    Some(m) if ing.unpacked_layers() > before => {
+                        (m.blob, m.blob_bytes, m.compression)
+                    }
+                    _ => sniff_and_hash(src.open_file(file)?.0, self.limits().blob_bytes)?,
                 };
                 let media_type = match c {
                     Compression::None => DOCKER_LAYER,
@@ -299,6 +302,7 @@ impl Store {
             let bytes =
                 serde_json::to_vec(&m).map_err(|e| ImageError::invalid(&what, e.to_string()))?;
             let (digest, _) = ing.put_manifest(&bytes, None, Some(DOCKER_MANIFEST))?;
+            let new_layers = ing.unpacked_layers();
             let rec = ing.commit(&names, &digest, None)?;
             out.push(imported(&rec, &names, new_layers));
         }

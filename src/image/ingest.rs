@@ -87,6 +87,14 @@ impl Ingest<'_> {
         self.store
     }
 
+    /// Layers this ingest unpacked (not found present).
+    pub fn unpacked_layers(&self) -> usize {
+        self.created
+            .iter()
+            .filter(|(k, _)| *k == Kind::Layer)
+            .count()
+    }
+
     fn lease(&mut self, kind: Kind, d: &Digest) -> Result<()> {
         let h = self.store.lease_lock(kind, d)?;
         self.lease.push(h);

@@ -301,35 +301,30 @@ impl Store {
         let not_found = || ImageError::NotFound {
             reference: reference.to_string(),
         };
-        let digest = match Digest::parse(reference) {
-            Ok(d) => Some(d),
-            Err(_) if reference.starts_with("sha256:") => {
-                return Err(Reference::parse(reference).err().unwrap_or_else(not_found));
-            }
-            Err(_) => {
-                let r = Reference::parse(reference)?;
-                match r.digest() {
-                    Some(d) => Some(d.clone()),
-                    None => {
-                        let name = r.store_name().unwrap_or_default();
-                        let d = self
-                            .refs()?
-                            .names
-                            .get(&name)
-                            .cloned()
-                            .ok_or_else(not_found)?;
-                        return self.record(&d)?.ok_or_else(not_found);
-                    }
+        let digest = if reference.starts_with("sha256:") {
+            Digest::parse(reference)?
+        } else {
+            let r = Reference::parse(reference)?;
+            match (r.digest(), r.store_name()) {
+                (Some(d), _) => d.clone(),
+                (None, Some(name)) => {
+                    let d = self
+                        .refs()?
+                        .names
+                        .get(&name)
+                        .cloned()
+                        .ok_or_else(not_found)?;
+                    return self.record(&d)?.ok_or_else(not_found);
                 }
+                (None, None) => return Err(not_found()),
             }
         };
-        let d = digest.ok_or_else(not_found)?;
-        if let Some(r) = self.record(&d)? {
+        if let Some(r) = self.record(&digest)? {
             return Ok(r);
         }
         self.records()?
             .into_iter()
-            .find(|r| r.index.as_ref() == Some(&d))
+            .find(|r| r.index.as_ref() == Some(&digest))
             .ok_or_else(not_found)
     }
 
