@@ -84,7 +84,9 @@ impl Source {
     /// Opens `path`: a directory, or a tar file (decompressed into
     /// `scratch` first when compressed, up to `max` bytes).
     pub fn open(path: &Path, scratch: &Scratch, max: u64) -> Result<Source> {
-        let md = std::fs::metadata(path).map_err(|e| ImageError::io(path, e))?;
+        // The source is the request's: a missing one is not the store's failure.
+        let md = std::fs::metadata(path)
+            .map_err(|e| ImageError::invalid(path.display().to_string(), e.to_string()))?;
         if md.is_dir() {
             let root = beneath::open_root(path).map_err(|e| ImageError::io(path, e))?;
             return Ok(Source::Dir {
