@@ -90,8 +90,8 @@ impl ImageError {
 
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         ImageError::Invalid {
-            what: what.into(),
-            reason: reason.into(),
+            what: one_line(&what.into()),
+            reason: one_line(&reason.into()),
         }
     }
 
@@ -104,5 +104,55 @@ impl ImageError {
     }
 }
 
+/// Text from elsewhere (a parser's message quoting the input, a name)
+/// with control characters and line separators escaped, so an error stays
+/// one line and prints no terminal escape.
+pub fn one_line(s: &str) -> String {
+    if !s
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `Result` with [`ImageError`].
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn foreign_text_stays_on_one_line() {
+        assert_eq!(
+            super::one_line("a\nb\u{1b}[31m\u{2028}"),
+            "a\\nb\\u{1b}[31m\\u{2028}"
+        );
+        assert_eq!(super::one_line("plain"), "plain");
+        // A tar header whose numeric field holds newlines (a fuzzing
+        // finding: the tar crate quotes the bytes in its message).
+        let mut h = [0u8; 512];
+        h[..5].copy_from_slice(b"a.txt");
+        h[148..156].copy_from_slice(b"\n\n\n\n\n\n\n\n");
+        let mut tar = h.to_vec();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let d = tempfile::tempdir().unwrap();
+        let opts = crate::image::UnpackOptions {
+            max_entries: 10,
+            privileged: false,
+            layer: "l".into(),
+        };
+        let e = crate::image::unpack_tar(&tar[..], d.path(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

@@ -151,7 +151,7 @@ impl Ingest<'_> {
         }
         copied.map_err(|e| ImageError::Invalid {
             what: format!("blob {expected}"),
-            reason: format!("reading: {e}"),
+            reason: super::error::one_line(&format!("reading: {e}")),
         })?;
         let (actual, n) = r.finish();
         if actual != *expected {

@@ -62,7 +62,7 @@ pub fn decompress<'a, R: Read + 'a>(
             Err(e) => {
                 return Err(ImageError::Layer {
                     layer: what.to_string(),
-                    reason: e.to_string(),
+                    reason: super::error::one_line(&e.to_string()),
                 });
             }
         }
@@ -130,7 +130,7 @@ pub fn unpack_layer(
             // What follows the end-of-archive marker counts in the diff_id.
             tar.drain().map_err(|e| ImageError::Layer {
                 layer: name.clone(),
-                reason: format!("after the end of the archive: {e}"),
+                reason: super::error::one_line(&format!("after the end of the archive: {e}")),
             })?;
             Ok(stats)
         });
@@ -153,7 +153,7 @@ pub fn unpack_layer(
     if let Some(Err(e)) = drained {
         return Err(ImageError::Layer {
             layer: name,
-            reason: format!("after the compressed stream: {e}"),
+            reason: super::error::one_line(&format!("after the compressed stream: {e}")),
         });
     }
     let (blob_digest, blob_bytes) = blob.finish();
@@ -214,7 +214,7 @@ fn stream_error(e: ImageError, name: &str, c: Compression) -> ImageError {
     match e {
         ImageError::Layer { reason, .. } => ImageError::Layer {
             layer: name.to_string(),
-            reason: format!("{what} stream: {reason}"),
+            reason: super::error::one_line(&format!("{what} stream: {reason}")),
         },
         e => e,
     }

@@ -9,6 +9,7 @@ use std::io::Read;
 
 use tar::EntryType;
 
+use super::error::one_line;
 use super::limits::{MAX_PAX_HEADER, MAX_TAR_NAME};
 
 /// What an entry is.
@@ -51,15 +52,16 @@ pub struct TarError {
 fn err(entry: Option<&[u8]>, reason: impl Into<String>) -> TarError {
     TarError {
         entry: entry.map(<[u8]>::to_vec),
-        reason: reason.into(),
+        reason: one_line(&reason.into()),
         io: None,
     }
 }
 
+/// The `tar` crate's messages quote header bytes as they are.
 fn io_err(entry: Option<&[u8]>, e: std::io::Error) -> TarError {
     TarError {
         entry: entry.map(<[u8]>::to_vec),
-        reason: e.to_string(),
+        reason: one_line(&e.to_string()),
         io: Some(e),
     }
 }

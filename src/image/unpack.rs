@@ -97,7 +97,7 @@ pub fn unpack_tar<R: Read>(r: R, dest: &Path, opts: &UnpackOptions) -> Result<Un
 impl From<TarError> for ImageError {
     fn from(e: TarError) -> Self {
         let reason = match e.io {
-            Some(io) => io.to_string(),
+            Some(io) => super::error::one_line(&io.to_string()),
             None => e.reason,
         };
         match e.entry {
@@ -190,7 +190,7 @@ impl Unpacker<'_> {
             Some(libc::EXDEV) => format!("{what}: leaves the layer"),
             _ => format!("{what}: {e}"),
         };
-        self.fail(entry, reason)
+        self.fail(entry, super::error::one_line(&reason))
     }
 
     fn owner(&self, m: &Meta) -> Option<(u32, u32)> {
@@ -427,6 +427,6 @@ impl Unpacker<'_> {
 fn read_error(layer: &str, entry: &[u8], e: io::Error) -> ImageError {
     ImageError::Layer {
         layer: layer.to_string(),
-        reason: format!("entry {:?}: {e}", String::from_utf8_lossy(entry)),
+        reason: super::error::one_line(&format!("entry {:?}: {e}", String::from_utf8_lossy(entry))),
     }
 }
