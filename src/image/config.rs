@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(r.env, ["PATH=/bin", "A="]);
         assert_eq!(r.working_dir, "/w");
         assert_eq!(r.default_command(), ["sh"]);
-        let minimal = format!(r#"{{"config":null,"rootfs":{{"type":"layers","diff_ids":[]}}}}"#);
+        let minimal = r#"{"config":null,"rootfs":{"type":"layers","diff_ids":[]}}"#;
         let r = RunConfig::unresolved(&decode_config(minimal.as_bytes(), 1 << 20, "c").unwrap());
         assert_eq!((r.uid, r.working_dir.as_str(), r.cmd.len()), (0, "/", 0));
         for (bad, want) in [
