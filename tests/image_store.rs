@@ -291,6 +291,14 @@ fn hostile_images_leave_nothing() {
             "entries",
         ),
         (
+            vec![base_layer(), top_layer()],
+            Limits {
+                layers: 1,
+                ..Limits::default()
+            },
+            "more than 1 layers",
+        ),
+        (
             vec![base_layer()],
             Limits {
                 config_bytes: 10,

@@ -185,7 +185,17 @@ impl Ingest<'_> {
     ) -> Result<(Digest, Document)> {
         let actual = Digest::of(bytes);
         let what = format!("manifest {}", expected.unwrap_or(&actual));
-        let doc = decode(bytes, self.store.limits().manifest_bytes, &what, media_type)?;
+        let limits = self.store.limits();
+        let doc = decode(bytes, limits.manifest_bytes, &what, media_type)?;
+        if let Document::Manifest(m) = &doc
+            && m.layers.len() > limits.layers
+        {
+            return Err(ImageError::TooLarge {
+                what,
+                limit: limits.layers as u64,
+                unit: "layers",
+            });
+        }
         if let Some(e) = expected
             && *e != actual
         {
