@@ -247,6 +247,16 @@ impl Unpacker<'_> {
         if let Some(hidden) = name.strip_prefix(b".wh.") {
             return self.whiteout(m, parents, hidden);
         }
+        if matches!(m.kind, Kind::CharDevice | Kind::BlockDevice) {
+            // Skipped without a trace: nothing made, nothing replaced.
+            self.stats.devices_skipped += 1;
+            tracing::warn!(
+                layer = %self.opts.layer,
+                entry = %String::from_utf8_lossy(&m.path),
+                "device node skipped"
+            );
+            return Ok(());
+        }
         self.count(1, &m.path)?;
         let parent = self.parent(&m.path, parents)?;
         let pfd = b(&parent);
@@ -314,15 +324,8 @@ impl Unpacker<'_> {
                     .and_then(|()| fs::set_meta_at(pfd, name, self.owner(m), Some(m.mode), mtime))
                     .map_err(|e| self.fs_fail(&m.path, "fifo", e))?;
             }
-            Kind::CharDevice | Kind::BlockDevice => {
-                self.stats.entries -= 1;
-                self.stats.devices_skipped += 1;
-                tracing::warn!(
-                    layer = %self.opts.layer,
-                    entry = %String::from_utf8_lossy(&m.path),
-                    "device node skipped"
-                );
-            }
+            // Skipped above.
+            Kind::CharDevice | Kind::BlockDevice => {}
         }
         Ok(())
     }
