@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod exec;
 pub mod helper;
+pub mod image;
 pub mod isolation;
 pub mod job;
 pub mod limits;

@@ -48,3 +48,13 @@ fn job_request_inputs() {
 fn units_inputs() {
     replay("units", harness::units);
 }
+
+#[test]
+fn image_manifest_inputs() {
+    replay("image_manifest", harness::image_manifest);
+}
+
+#[test]
+fn image_layer_inputs() {
+    replay("image_layer", harness::image_layer);
+}

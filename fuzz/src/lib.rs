@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use sandbox::image::{self, Digest, Document, ImageError, LayerSource, Reference};
 use sandbox::job::request::{Caps, check_rel_path, effective_limits, parse_request};
 use sandbox::profile::{self, Limits, Profile, units};
 use serde_json::Value;
@@ -227,6 +228,137 @@ fn job_request_with(v: &Value, caps: &Caps) {
         le(l.stack, min_opt(prof.stack, server.stack), "stack");
         for d in [l.cpu_time, l.wall_time].into_iter().flatten() {
             assert!(d > Duration::ZERO, "zero duration limit");
+        }
+    }
+}
+
+fn one_line(e: &ImageError) {
+    let msg = e.to_string();
+    assert!(!msg.contains(['\n', '\r']), "multi-line error: {msg:?}");
+}
+
+/// Image documents from a registry or an import: the bytes as a manifest
+/// or index (`put_manifest`), as an image config (`put_config`), and as a
+/// reference (`sandbox image inspect REF`, a pull's name).
+///
+/// Accepted manifests re-encode to a document that decodes the same;
+/// every layer has a media type the unpacker handles; an index picks at
+/// most one of its entries for the host. Accepted configs give an absolute
+/// working directory and `KEY=VALUE` env entries. An accepted reference is
+/// normalized: parsing its rendering gives it back. Errors are one line.
+pub fn image_manifest(data: &[u8]) {
+    let l = image::Limits::default();
+    match image::manifest::decode(data, l.manifest_bytes, "manifest", None) {
+        Ok(Document::Manifest(m)) => {
+            for d in &m.layers {
+                image::manifest::layer_compression(&d.media_type)
+                    .expect("accepted layer media type");
+            }
+            let again = serde_json::to_vec(&m).expect("re-encode");
+            let back =
+                image::manifest::decode(&again, u64::MAX, "manifest", None).expect("re-decode");
+            assert_eq!(back, Document::Manifest(m));
+        }
+        Ok(Document::Index(i)) => {
+            if let Some(d) = image::select_platform(&i, &image::host_platform()) {
+                assert!(i.manifests.contains(d));
+            }
+        }
+        Err(e) => one_line(&e),
+    }
+    match image::config::decode_config(data, l.config_bytes, "config") {
+        Ok(c) => {
+            let r = image::RunConfig::unresolved(&c);
+            assert!(r.working_dir.starts_with('/'));
+            assert!(
+                r.env
+                    .iter()
+                    .all(|e| e.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
+            );
+        }
+        Err(e) => one_line(&e),
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        match Reference::parse(s) {
+            Ok(r) => {
+                let shown = r.to_string();
+                assert_eq!(
+                    Reference::parse(&shown).expect("rendering parses"),
+                    r,
+                    "{shown}"
+                );
+            }
+            Err(e) => one_line(&e),
+        }
+        if let Ok(d) = Digest::parse(s) {
+            assert_eq!(d.to_string(), s);
+        }
+    }
+}
+
+/// A layer blob (a tar stream, or gzip of one) unpacked as an import or a
+/// pull does, under small caps, into `work/layer`; `work/outside` (a
+/// sibling) and `work/sentinel` must be untouched whatever the layer says:
+/// nothing is created or resolved outside the layer directory. Runs as
+/// root in CI (owners and `trusted.*` xattrs), as an ordinary user too.
+pub fn image_layer(data: &[u8]) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let layer = work.path().join("layer");
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&layer).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(work.path().join("sentinel"), b"s").expect("write");
+    let limits = image::Limits {
+        layer_bytes: 1 << 20,
+        layer_inodes: 256,
+        ..image::Limits::default()
+    };
+    let src = LayerSource {
+        diff_id: Digest::of(b""),
+        blob: None,
+    };
+    let root = nix::unistd::geteuid().is_root();
+    match image::layer::unpack_layer(data, &src, &layer, &limits, root) {
+        Ok(_) => {}
+        Err(e) => one_line(&e),
+    }
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("outside").count(),
+        0,
+        "wrote outside the layer"
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("sentinel")).expect("sentinel"),
+        b"s"
+    );
+    let mut names: Vec<_> = std::fs::read_dir(work.path())
+        .expect("work")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["layer", "outside", "sentinel"],
+        "made something beside the layer"
+    );
+    if !root {
+        // An unprivileged run cannot remove what a 0555 directory holds.
+        make_writable(&layer);
+    }
+}
+
+fn make_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    if md.is_dir() {
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Command-line interface: argument parsing and the `sandbox` subcommands.
-//! `profile` subcommands live in `profile_cmd`.
+//! `profile` subcommands live in `profile_cmd`, `image` ones in `image_cmd`.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub mod check_host;
 pub mod exec;
 pub mod helper_cmd;
+pub mod image_cmd;
 pub mod profile_cmd;
 pub mod serve;
 
@@ -16,8 +17,19 @@ pub mod serve;
     about = "A declarative Linux sandbox for untrusted code"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+// Flags every subcommand takes (a plain comment: a doc comment would
+// become the `about` of `sandbox exec`'s fast path).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// The image store (default $SANDBOX_STORE, else /var/lib/sandbox).
+    #[arg(long, global = true, value_name = "DIR", display_order = 900)]
+    pub store: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,6 +49,9 @@ pub enum Command {
     /// List, show and check security profiles.
     #[command(subcommand)]
     Profile(profile_cmd::ProfileCommand),
+    /// Import, list, inspect and remove OCI images.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
     /// (testing only) Install PROFILE's seccomp filter (with no_new_privs)
     /// and exec CMD, without any other isolation.
     #[command(name = "__seccomp-test", hide = true)]
@@ -79,18 +94,18 @@ pub fn main() -> i32 {
         Command::Serve(a) => serve::run(a),
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
+        Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
 }
 
 /// `sandbox exec` alone, as `Cli` declares it.
 fn exec_command(bin: &str) -> clap::Command {
-    use clap::Args;
-    exec::ExecArgs::augment_args(
+    GlobalArgs::augment_args(exec::ExecArgs::augment_args(
         clap::Command::new("exec")
             .bin_name(format!("{bin} exec"))
             .about("Run one program in a fresh sandbox"),
-    )
+    ))
 }
 
 /// Prints a clap error (or help/version) and returns the exit code.

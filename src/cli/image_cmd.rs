@@ -1,0 +1,408 @@
+//! `sandbox image import|ls|inspect|rm|prune|du`: thin over
+//! `crate::image::Store`. Exit codes: 0 done; 2 the request or the image
+//! was at fault (a bad reference, an unknown image, a hostile or broken
+//! image); 1 the store failed (I/O, permissions). Errors are one line on
+//! stderr; `--json` prints one JSON document on stdout.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::image::{ImageError, Limits, Reference, RemoveReport, Store, store_path};
+use crate::profile::units::parse_size;
+
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import a `docker save` archive or an OCI image layout (a directory or a tar).
+    Import {
+        /// The archive or layout.
+        path: PathBuf,
+        /// Name the image REF (replaces the names the source gives).
+        #[arg(long, value_name = "REF")]
+        name: Option<String>,
+        /// Cap on one layer's unpacked bytes (default 32G).
+        #[arg(long, value_name = "SIZE")]
+        max_layer_size: Option<String>,
+        /// Cap on the image's unpacked bytes, all layers (default 64G).
+        #[arg(long, value_name = "SIZE")]
+        max_image_size: Option<String>,
+        /// Cap on one layer's entries (default 2000000).
+        #[arg(long, value_name = "N")]
+        max_layer_entries: Option<u64>,
+        /// Cap on the image's entries, all layers (default 4000000).
+        #[arg(long, value_name = "N")]
+        max_image_entries: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the images: names, digest, platform, layers, size.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image: its run config (user, env, workdir, entrypoint, cmd) and layers.
+    Inspect {
+        /// A name (busybox, hx/app:v1), NAME@sha256:..., or sha256:...
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove names; an image left without one is removed with the layers no other image uses.
+    Rm {
+        #[arg(required = true, value_name = "REF")]
+        references: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove unnamed images, then every layer and blob no image uses (never one in use).
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The store's size: each layer once, which images share it, unique and shared bytes.
+    Du {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: ImageCommand, store: Option<&Path>) -> i32 {
+    match exec(cmd, store) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            if e.is_store_failure() { 1 } else { 2 }
+        }
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
+    let store = Store::open(store_path(store))?;
+    match cmd {
+        ImageCommand::Import {
+            path,
+            name,
+            max_layer_size,
+            max_image_size,
+            max_layer_entries,
+            max_image_entries,
+            json,
+        } => {
+            let mut l = Limits::default();
+            let size = |flag: &str, v: Option<String>, dflt: u64| -> Result<u64, ImageError> {
+                v.map_or(Ok(dflt), |s| {
+                    parse_size(&s)
+                        .map_err(|e| ImageError::invalid(format!("--{flag}"), e.to_string()))
+                })
+            };
+            l.layer_bytes = size("max-layer-size", max_layer_size, l.layer_bytes)?;
+            l.image_bytes = size("max-image-size", max_image_size, l.image_bytes)?;
+            l.layer_inodes = max_layer_entries.unwrap_or(l.layer_inodes);
+            l.image_inodes = max_image_entries.unwrap_or(l.image_inodes);
+            let name = name.as_deref().map(Reference::parse).transpose()?;
+            let store = store.with_limits(l);
+            let done = store.import(&path, name.as_ref())?;
+            if json {
+                print_json(&done);
+                return Ok(0);
+            }
+            for i in &done {
+                let names = if i.names.is_empty() {
+                    "(no name: give --name)".to_string()
+                } else {
+                    i.names.join(", ")
+                };
+                out!(
+                    "{} {names}: {} layers, {} new",
+                    i.digest,
+                    i.layers,
+                    i.new_layers
+                );
+            }
+            Ok(0)
+        }
+        ImageCommand::Ls { json } => {
+            let list = store.list()?;
+            if json {
+                print_json(&list);
+                return Ok(0);
+            }
+            let rows: Vec<[String; 6]> = list
+                .iter()
+                .map(|i| {
+                    [
+                        if i.names.is_empty() {
+                            "<none>".into()
+                        } else {
+                            i.names.join(",")
+                        },
+                        format!("sha256:{}", i.digest.short()),
+                        i.platform.clone(),
+                        i.layers.to_string(),
+                        human(i.size),
+                        human(i.unique_size),
+                    ]
+                })
+                .collect();
+            table(
+                &["NAME", "DIGEST", "PLATFORM", "LAYERS", "SIZE", "UNIQUE"],
+                &rows,
+            );
+            Ok(0)
+        }
+        ImageCommand::Inspect { reference, json } => inspect(&store, &reference, json),
+        ImageCommand::Rm { references, json } => {
+            let mut all = Vec::new();
+            let mut code = 0;
+            for r in &references {
+                match store.remove(r) {
+                    Ok(rep) => {
+                        if !json {
+                            say_removed(&rep);
+                        }
+                        all.push(rep);
+                    }
+                    Err(e) => {
+                        eprintln!("sandbox: {e}");
+                        code = code.max(if e.is_store_failure() { 1 } else { 2 });
+                    }
+                }
+            }
+            if json {
+                print_json(&all);
+            }
+            Ok(code)
+        }
+        ImageCommand::Prune { json } => {
+            let rep = store.prune()?;
+            if json {
+                print_json(&rep);
+            } else {
+                say_removed(&rep);
+            }
+            Ok(0)
+        }
+        ImageCommand::Du { json } => {
+            let u = store.usage()?;
+            if json {
+                print_json(&u);
+                return Ok(0);
+            }
+            let rows: Vec<[String; 4]> = u
+                .layers
+                .iter()
+                .map(|l| {
+                    [
+                        format!("sha256:{}", l.diff_id.short()),
+                        human(l.content_bytes),
+                        l.entries.to_string(),
+                        if l.images.is_empty() {
+                            "(unused)".into()
+                        } else {
+                            l.images.join(", ")
+                        },
+                    ]
+                })
+                .collect();
+            table(&["LAYER", "SIZE", "ENTRIES", "USED BY"], &rows);
+            out!(
+                "layers: {} stored ({} shared by several images, {} unused); {} without sharing; blobs {}; on disk {}",
+                human(u.unique_bytes),
+                human(u.shared_bytes),
+                human(u.unreferenced_bytes),
+                human(u.logical_bytes),
+                human(u.blob_bytes),
+                human(u.disk_bytes)
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn inspect(store: &Store, reference: &str, json: bool) -> Result<i32, ImageError> {
+    let rec = store.find(reference)?;
+    let names = store.refs()?.names_of(&rec.digest);
+    #[derive(Serialize)]
+    struct Layer {
+        diff_id: String,
+        blob: String,
+        media_type: String,
+        blob_size: u64,
+        size: u64,
+        entries: u64,
+    }
+    #[derive(Serialize)]
+    struct View<'a> {
+        names: Vec<String>,
+        #[serde(flatten)]
+        record: &'a crate::image::ImageRecord,
+        layer_sizes: Vec<Layer>,
+    }
+    let layers: Vec<Layer> = rec
+        .layers
+        .iter()
+        .map(|l| {
+            let m = store.layer_meta(&l.diff_id).ok();
+            Layer {
+                diff_id: l.diff_id.to_string(),
+                blob: l.blob.to_string(),
+                media_type: l.media_type.clone(),
+                blob_size: l.blob_size,
+                size: m.as_ref().map_or(0, |m| m.tar_bytes),
+                entries: m.as_ref().map_or(0, |m| m.stats.entries),
+            }
+        })
+        .collect();
+    if json {
+        print_json(&View {
+            names,
+            record: &rec,
+            layer_sizes: layers,
+        });
+        return Ok(0);
+    }
+    let r = &rec.run;
+    out!(
+        "names:       {}",
+        if names.is_empty() {
+            "(none)".into()
+        } else {
+            names.join(", ")
+        }
+    );
+    out!("digest:      {}", rec.digest);
+    if let Some(i) = &rec.index {
+        out!("index:       {i}");
+    }
+    out!("id:          {}", rec.config);
+    out!("platform:    {}", rec.platform);
+    if let Some(c) = &rec.created {
+        out!("created:     {c}");
+    }
+    match &rec.user_error {
+        None => out!(
+            "user:        {:?} (uid {}, gid {}{})",
+            r.user,
+            r.uid,
+            r.gid,
+            groups(&r.additional_gids)
+        ),
+        Some(e) => out!("user:        {:?} (unresolved: {e})", r.user),
+    }
+    out!("working dir: {}", r.working_dir);
+    out!("entrypoint:  {}", json_list(&r.entrypoint));
+    out!("cmd:         {}", json_list(&r.cmd));
+    out!("env:");
+    for e in &r.env {
+        out!("  {e}");
+    }
+    out!(
+        "layers:      {} ({} unpacked, {} entries)",
+        layers.len(),
+        human(rec.content_bytes),
+        rec.entries
+    );
+    for l in &layers {
+        out!(
+            "  {}  {:>9}  blob {:>9}  {}",
+            l.diff_id,
+            human(l.size),
+            human(l.blob_size),
+            l.media_type
+        );
+    }
+    Ok(0)
+}
+
+fn groups(g: &[u32]) -> String {
+    if g.is_empty() {
+        return String::new();
+    }
+    format!(
+        ", groups {}",
+        g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    )
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn say_removed(r: &RemoveReport) {
+    for n in &r.untagged {
+        out!("untagged: {n}");
+    }
+    for d in &r.images {
+        out!("deleted image: {d}");
+    }
+    for d in &r.layers {
+        out!("deleted layer: {d}");
+    }
+    for d in &r.in_use {
+        eprintln!("sandbox: {d}: in use by a run or an import, kept (a later prune removes it)");
+    }
+    if !r.layers.is_empty() || !r.blobs.is_empty() {
+        out!("freed {}", human(r.freed_bytes));
+    }
+}
+
+/// Bytes for people: `512B`, `1.5KiB`, `2.0MiB`.
+pub fn human(n: u64) -> String {
+    const U: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1}{}", U[i])
+}
+
+fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
+    let mut w = head.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        out!("{}", s.trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_sizes() {
+        assert_eq!(super::human(512), "512B");
+        assert_eq!(super::human(1536), "1.5KiB");
+        assert_eq!(super::human(3 << 30), "3.0GiB");
+    }
+}

@@ -1,0 +1,145 @@
+//! Shared by the image suites: OCI layouts written by hand from layer tars
+//! (made with `sandbox::image::testing::TarBuilder`), and an overlay mount of
+//! a resolved image's layers in a private mount namespace.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sandbox::image::Digest;
+use sandbox::image::testing::gzip;
+use serde_json::{Value, json};
+
+pub const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips a test that needs root, loudly.
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+    };
+}
+
+/// Writes `bytes` as a blob of the layout; returns its descriptor fields.
+pub fn blob(layout: &Path, bytes: &[u8]) -> (Digest, u64) {
+    let d = Digest::of(bytes);
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(d.hex()), bytes).unwrap();
+    (d, bytes.len() as u64)
+}
+
+/// The image config for `layers` (uncompressed tars) with `extra` merged
+/// into its `config` section.
+pub fn config_json(layers: &[Vec<u8>], extra: Value) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": extra,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap()
+}
+
+/// Adds an image (gzip layers) to the layout; returns the manifest's
+/// descriptor as JSON (for index.json).
+pub fn add_image(layout: &Path, layers: &[Vec<u8>], extra: Value) -> Value {
+    let (cd, cs) = blob(layout, &config_json(layers, extra));
+    let descs: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            let (d, s) = blob(layout, &gzip(l));
+            json!({"mediaType": GZ, "digest": d.to_string(), "size": s})
+        })
+        .collect();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
+        "layers": descs,
+    }))
+    .unwrap();
+    let (md, ms) = blob(layout, &manifest);
+    json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": ms})
+}
+
+/// Writes `oci-layout` and `index.json` naming each manifest by `ref.name`.
+pub fn finish_layout(layout: &Path, entries: &[(Value, &str)]) {
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let manifests: Vec<Value> = entries
+        .iter()
+        .map(|(d, name)| {
+            let mut d = d.clone();
+            d["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+            d
+        })
+        .collect();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A layout holding one image.
+pub fn layout_of(dir: &Path, layers: &[Vec<u8>], extra: Value, name: &str) -> PathBuf {
+    let l = dir.join(format!("layout-{}", name.replace(['/', ':'], "_")));
+    let d = add_image(&l, layers, extra);
+    finish_layout(&l, &[(d, name)]);
+    l
+}
+
+/// Mounts the layers (lowest first) as a read-only overlay in a private
+/// mount namespace and runs `script` there with `$M` the mount point;
+/// returns its stdout. `userxattr`: the option the sandbox's runs use.
+pub fn in_overlay(layers: &[PathBuf], userxattr: bool, script: &str) -> String {
+    let m = tempfile::tempdir().unwrap();
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut opts = format!("lowerdir={}", lower.join(":"));
+    if userxattr {
+        opts.push_str(",userxattr");
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t overlay overlay -o {opts} \"$M\" && {script}"
+        ))
+        .env("M", m.path())
+        .output()
+        .expect("unshare");
+    assert!(
+        out.status.success(),
+        "overlay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Names of the entries of a directory of the store (sorted).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
