@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{BindMount, LimitOverrides, Profile};
-use crate::runner::{OutputSpec, RunSpec, StdinSpec};
+use crate::runner::{OutputSpec, PullPolicy, RunSpec, StdinSpec};
 
 /// One `sandbox exec`, as its flags said.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +31,13 @@ pub struct ExecRequest {
     pub stdin: Option<PathBuf>,
     /// `--json`: capture the output instead of passing it through.
     pub capture: bool,
+    /// `--image`, normalized: the run's root instead of the profile's.
+    pub image: Option<String>,
+    /// `--pull`.
+    pub pull: PullPolicy,
+    /// The image store (the global `--store`, else `$SANDBOX_STORE`, else
+    /// the default), resolved by the caller.
+    pub store: PathBuf,
 }
 
 impl ExecRequest {

@@ -78,6 +78,7 @@ fn layers(dir: &Path) -> Vec<PathBuf> {
 fn image(layers: Vec<PathBuf>, uid: u32, cmd: &[&str]) -> RunImage {
     RunImage {
         name: "test/handmade:1".into(),
+        digest: String::new(),
         layers,
         uid,
         gid: uid,

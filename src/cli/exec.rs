@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use crate::exec::ExecRequest;
-use crate::profile::{self, BindMount, LimitOverrides};
-use crate::runner::{RunSpec, Sandbox, Status};
+use crate::profile::{self, BindMount, LimitOverrides, RootSource};
+use crate::runner::{Images, PullPolicy, RunSpec, Sandbox, Status};
 
 pub const EXIT_TIME_LIMIT: i32 = 124;
 pub const EXIT_WALL_TIME_LIMIT: i32 = 123;
@@ -59,8 +59,16 @@ pub struct ExecArgs {
     /// Write the JSON result without the output bodies to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// Run in image REF (e.g. busybox, debian:12, 127.0.0.1:5000/app:v1)
+    /// instead of the profile's root; pulled first if the store lacks it.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// When to pull the run's image: missing (default), never, always.
+    #[arg(long, value_name = "WHEN", default_value = "missing")]
+    pub pull: String,
+    /// The program and its arguments (in an image: optional, the image's
+    /// entrypoint and command by default).
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -102,7 +110,7 @@ fn flag_err(flag: &'static str) -> impl Fn(profile::units::UnitError) -> ExecErr
 /// Checks and parses the flags, once (every flag error is found here,
 /// before any profile is read), into the request that runs in-process or
 /// goes to the helper.
-pub fn request(a: &ExecArgs) -> Result<ExecRequest, ExecError> {
+pub fn request(a: &ExecArgs, store: Option<&std::path::Path>) -> Result<ExecRequest, ExecError> {
     let dur = |s: &Option<String>, flag: &'static str| {
         s.as_deref()
             .map(|s| {
@@ -182,7 +190,27 @@ pub fn request(a: &ExecArgs) -> Result<ExecRequest, ExecError> {
             msg: format!("{}: {e}", p.display()),
         });
     }
+    let pull = PullPolicy::parse(&a.pull).ok_or_else(|| ExecError::Flag {
+        flag: "--pull",
+        msg: format!("{:?}: expected missing, never or always", a.pull),
+    })?;
+    let image = a
+        .image
+        .as_deref()
+        .map(|i| {
+            Images::normalize(i).map_err(|e| ExecError::Flag {
+                flag: "--image",
+                msg: e.to_string(),
+            })
+        })
+        .transpose()?;
     Ok(ExecRequest {
+        image,
+        pull,
+        store: {
+            let s = crate::image::store_path(store);
+            std::path::absolute(&s).unwrap_or(s)
+        },
         profile: a.profile.clone(),
         argv: a.command.clone(),
         binds,
@@ -197,7 +225,22 @@ pub fn request(a: &ExecArgs) -> Result<ExecRequest, ExecError> {
 /// The request's profile, prepared, and its run (in this process).
 pub fn prepare(req: &ExecRequest) -> Result<(Sandbox, RunSpec), ExecError> {
     let prof = profile::load(&req.profile).map_err(|e| ExecError::Profile(e.to_string()))?;
-    let sb = Sandbox::new(prof).map_err(|e| ExecError::Profile(e.to_string()))?;
+    let in_image = req.image.is_some() || matches!(prof.filesystem.root, RootSource::Image(_));
+    if req.argv.is_empty() && !in_image {
+        return Err(ExecError::Flag {
+            flag: "COMMAND",
+            msg: "no command given (only a run in an image may omit it: the image's entrypoint and command run)".into(),
+        });
+    }
+    let images = if in_image {
+        let store = crate::image::Store::open(&req.store)
+            .map_err(|e| ExecError::Profile(format!("image store: {e}")))?;
+        Some(Images::new(store, req.pull, super::image_cmd::fetch()))
+    } else {
+        None
+    };
+    let sb = Sandbox::open(prof, req.image.as_deref(), images.as_ref())
+        .map_err(|e| ExecError::Profile(e.to_string()))?;
     let spec = req.spec(&sb.profile);
     Ok((sb, spec))
 }
@@ -226,9 +269,9 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
     }
 }
 
-pub fn run(a: ExecArgs) -> i32 {
+pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
     let t0 = std::time::Instant::now();
-    let req = match request(&a) {
+    let req = match request(&a, store) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sandbox: {e}");

@@ -78,9 +78,13 @@ pub fn main() -> i32 {
             .unwrap_or("sandbox");
         return match exec_command(bin)
             .try_get_matches_from(&args[1..])
-            .and_then(|m| exec::ExecArgs::from_arg_matches(&m))
-        {
-            Ok(a) => exec::run(a),
+            .and_then(|m| {
+                Ok((
+                    exec::ExecArgs::from_arg_matches(&m)?,
+                    GlobalArgs::from_arg_matches(&m)?,
+                ))
+            }) {
+            Ok((a, g)) => exec::run(a, g.store.as_deref()),
             Err(e) => usage_error(e),
         };
     }
@@ -89,9 +93,9 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e),
     };
     match cli.command {
-        Command::Exec(a) => exec::run(a),
+        Command::Exec(a) => exec::run(a, cli.global.store.as_deref()),
         Command::CheckHost { json } => check_host::run(json),
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(a, cli.global.store.as_deref()),
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),

@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// Captured output kept per job (all runs); later runs keep no bodies.
     #[arg(long, default_value = "16M", value_name = "SIZE")]
     pub max_job_output: String,
+    /// Let jobs name an image matching PATTERN (repeatable): a reference
+    /// (`python` allows every tag of docker.io/library/python; `python:3.12`
+    /// that tag only) or a glob over the normalized reference
+    /// (`127.0.0.1:5000/*`). Without it, jobs cannot name images. A
+    /// missing image is pulled once, by the first job that needs it.
+    #[arg(long, value_name = "PATTERN")]
+    pub allow_image: Vec<String>,
     /// Time a client has to send a request's headers, and the longest idle
     /// time between requests on a keep-alive connection; then it is closed.
     #[arg(long, default_value = "5s", value_name = "DUR")]
@@ -78,7 +85,7 @@ pub struct ServeArgs {
     pub max_argv: usize,
 }
 
-fn config(a: ServeArgs) -> anyhow::Result<Config> {
+fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Config> {
     let token = match &a.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -129,7 +136,22 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     if max_connections == 0 {
         anyhow::bail!("--max-connections must be at least 1");
     }
+    let allow_images = crate::image::AllowList::parse(&a.allow_image)
+        .map_err(|e| anyhow::anyhow!("--allow-image: {e}"))?;
+    let images = if allow_images.is_empty() {
+        None
+    } else {
+        let store = crate::image::Store::open(crate::image::store_path(store))
+            .context("--allow-image: opening the image store")?;
+        Some(std::sync::Arc::new(crate::runner::Images::new(
+            store,
+            crate::runner::PullPolicy::Never,
+            super::image_cmd::fetch(),
+        )))
+    };
     Ok(Config {
+        images,
+        allow_images,
         listen: a.listen,
         workers,
         queue: a.queue,
@@ -148,7 +170,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     })
 }
 
-pub fn run(args: ServeArgs) -> i32 {
+pub fn run(args: ServeArgs, store: Option<&std::path::Path>) -> i32 {
     super::daemon_logging();
     // Workspaces are tmpfs mounts: keep them in a mount namespace of the
     // server's own (entered now, while single-threaded), so they never show
@@ -169,7 +191,7 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     }
-    let res = config(args).and_then(|cfg| {
+    let res = config(args, store).and_then(|cfg| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Context;
 use super::{Reply, Request, send_frame};
+use crate::runner::PullPolicy;
 use crate::runner::cache::SandboxCache;
 use crate::runner::{CancelOn, OpenedBind, RunResult, RunSpec, Sandbox, StdinSpec};
 
@@ -124,7 +125,7 @@ fn serve_on(o: Options, listener: UnixListener, context: Context) -> Result<(), 
         acceptors: AtomicUsize::new(0),
         idle: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
-        sandboxes: SandboxCache::new(pool, MAX_PROFILES),
+        sandboxes: helper_cache(pool),
         context,
         any_cgroup: o.any_cgroup,
         active: Mutex::new(Vec::new()),
@@ -145,7 +146,7 @@ fn serve_state(
     for name in &o.preload {
         state
             .sandboxes
-            .get(name, Path::new("/"))
+            .get(name, Path::new("/"), None)
             .map_err(|e| HelperError::Profile {
                 name: name.clone(),
                 msg: e.to_string(),
@@ -454,11 +455,26 @@ fn serve_client(state: &State, conn: &UnixStream) {
             &format!("the client's {ovr} differs from the helper's"),
         );
     }
-    let sb = match state.sandboxes.get(&req.exec.profile, &req.cwd) {
+    let sb = match state
+        .sandboxes
+        .get(&req.exec.profile, &req.cwd, req.exec.image.as_deref())
+    {
         Ok(s) => s,
         // The client loads it itself and reports the error its own way.
         Err(e) => return decline(conn, &e.to_string()),
     };
+    // Images from the helper's own store only, and never pulled here: a
+    // run in an image of another store, or told to pull, runs in the
+    // client.
+    if sb.image().is_some() {
+        let ours = state.sandboxes.images().map(|i| i.store().path());
+        if ours != Some(req.exec.store.as_path()) || req.exec.pull == PullPolicy::Always {
+            return decline(
+                conn,
+                "the run's image store or pull policy is not the helper's",
+            );
+        }
+    }
     // A client that gave up while its request waited (Ctrl-C while queued)
     // must not have its command started at all.
     let mut pfd = libc::pollfd {
@@ -524,7 +540,26 @@ fn run(sb: &Sandbox, req: &Request, mut fds: Vec<OwnedFd>, conn: &UnixStream) ->
         caller_fds: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
         caller_env: Some(req.caller_env.clone()),
         opened_binds: opened,
+        // The profile's relative binds are the client's directories.
+        base_dir: Some(req.cwd.clone()),
         ..req.exec.spec(&sb.profile)
     };
     sb.run(&spec)
+}
+
+/// The helper's sandboxes, with the images of its store (`$SANDBOX_STORE`
+/// or the default) when it can be opened: never pulled by the helper.
+fn helper_cache(pool: usize) -> SandboxCache {
+    let cache = SandboxCache::new(pool, MAX_PROFILES);
+    match crate::image::Store::open(crate::image::store_path(None)) {
+        Ok(store) => cache.with_images(Arc::new(crate::runner::Images::new(
+            store,
+            PullPolicy::Never,
+            None,
+        ))),
+        Err(e) => {
+            tracing::info!("no image store, runs in images are left to clients: {e}");
+            cache
+        }
+    }
 }

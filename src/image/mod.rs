@@ -38,6 +38,7 @@
 //! once whatever compression its images ship it in; layer blobs are not
 //! kept once unpacked and verified.
 
+pub mod allow;
 mod archive;
 pub mod beneath;
 pub mod config;
@@ -58,6 +59,7 @@ pub mod tarstream;
 pub mod unpack;
 pub mod users;
 
+pub use allow::AllowList;
 pub use config::{ImageConfig, RunConfig};
 pub use digest::Digest;
 pub use error::ImageError;

@@ -34,6 +34,9 @@ pub enum MountPlanError {
     },
     #[error("path {0:?} contains a NUL byte")]
     Nul(PathBuf),
+    /// A profile naming an image reached a sandbox made without it.
+    #[error("filesystem.image {0}: the image was not opened for this sandbox")]
+    ImageNotOpened(String),
     #[error("setting the flags of bind {path}: {source}")]
     BindFlags {
         path: PathBuf,
@@ -435,6 +438,7 @@ impl MountPlan {
         // The new root itself.
         match &fs.root {
             _ if layers > 0 => p.image_root(layers, in_userns)?,
+            RootSource::Image(r) => return Err(MountPlanError::ImageNotOpened(r.clone())),
             RootSource::Dir(dir) => {
                 check_abs("filesystem.root", dir)?;
                 let m = std::fs::metadata(dir).map_err(|e| MountPlanError::Rootfs {
@@ -540,7 +544,7 @@ impl MountPlan {
                 Some(PathBuf::from("/etc/machine-id"))
             }
             RootSource::Dir(dir) => Some(dir.join("etc/machine-id")),
-            RootSource::Host => None,
+            RootSource::Host | RootSource::Image(_) => None,
         };
         if etc_id.is_some_and(|f| std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file())) {
             let id: String = random_uuid().chars().filter(|c| *c != '-').collect();
@@ -648,8 +652,13 @@ impl MountPlan {
         for t in &fs.tmpfs {
             p.tmpfs(t)?;
         }
+        // A relative source names a directory of the run (the caller's
+        // working directory, a job's workspace): bound per run, after
+        // "go" (runner::start), never into a container made ahead.
         for b in fs.binds.iter().chain(extra_binds) {
-            p.bind(b)?;
+            if b.source.is_absolute() {
+                p.bind(b)?;
+            }
         }
         check_abs("working directory", &fs.workdir)?;
         p.mkdir_p(NEWROOT, &fs.workdir, 0o755)?;

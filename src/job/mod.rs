@@ -184,6 +184,8 @@ fn run_one(
             writable: true,
             optional: false,
         }],
+        // A profile's "." is the job's workspace (ci's /workspace).
+        base_dir: Some(ctx.workspace.path().to_path_buf()),
         env: step.env.clone(),
         cwd: Some(PathBuf::from(BOX)),
         limits,

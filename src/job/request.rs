@@ -75,6 +75,8 @@ impl Default for Caps {
 #[derive(Debug, Clone, Default)]
 pub struct JobSpec {
     pub profile: String,
+    /// `"image"`, normalized: the job's runs have it as their root.
+    pub image: Option<String>,
     pub files: Vec<InputFile>,
     pub steps: Vec<StepSpec>,
     /// Workspace-relative paths returned after the last step.
@@ -485,10 +487,19 @@ fn parse_step(v: &Value, i: usize, field: &str, caps: &Caps) -> Result<StepSpec,
 /// Parse and validate a job request body (already decoded as JSON).
 /// Profile-dependent checks (limits) are done by [`effective_limits`].
 pub fn parse_request(v: &Value, caps: &Caps) -> Result<JobSpec, FieldError> {
-    let m = obj(v, "", &["profile", "files", "steps", "outputs"])?;
+    let m = obj(v, "", &["profile", "image", "files", "steps", "outputs"])?;
     let profile = match m.get("profile") {
         None | Some(Value::Null) => "strict".to_string(),
         Some(v) => string(v, "profile", caps)?,
+    };
+    let image = match m.get("image") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let s = string(v, "image", caps)?;
+            let r = crate::image::Reference::parse(&s)
+                .map_err(|e| FieldError::new("image", e.to_string()))?;
+            Some(r.to_string())
+        }
     };
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
@@ -555,6 +566,7 @@ pub fn parse_request(v: &Value, caps: &Caps) -> Result<JobSpec, FieldError> {
     }
     Ok(JobSpec {
         profile,
+        image,
         files,
         steps,
         outputs,

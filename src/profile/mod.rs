@@ -53,6 +53,10 @@ pub enum RootSource {
     Host,
     /// A root filesystem directory (e.g. an unpacked image) used as the overlay's lower layer.
     Dir(PathBuf),
+    /// An image of the store (`filesystem.image`), by its normalized
+    /// reference (`docker.io/library/busybox:latest`): its layers are the
+    /// overlay's lower layers.
+    Image(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

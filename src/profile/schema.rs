@@ -72,6 +72,7 @@ pub struct RawNamespaces {
 #[serde(deny_unknown_fields)]
 pub struct RawFilesystem {
     pub root: Option<String>,
+    pub image: Option<String>,
     pub system_dirs: Option<Vec<String>>,
     pub bind: Option<Vec<RawBind>>,
     pub tmpfs: Option<Vec<RawTmpfs>>,
@@ -226,6 +227,7 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
         "namespaces" => &["user", "pid", "mount", "network", "ipc", "uts", "cgroup"],
         "filesystem" => &[
             "root",
+            "image",
             "system_dirs",
             "bind",
             "tmpfs",
@@ -328,7 +330,7 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
         ),
         filesystem: merge_opt(parent.filesystem, child.filesystem, |p, c| {
             merged!(RawFilesystem, p, c;
-                root, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir)
+                root, image, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir)
         }),
         process: merge_opt(parent.process, child.process, |mut p, mut c| {
             let env = merge_opt(p.env.take(), c.env.take(), |mut pe, ce| {

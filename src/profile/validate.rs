@@ -222,6 +222,22 @@ fn check_syscall(loc: &Locator, key: &str, name: &str) -> R<()> {
     }
 }
 
+/// `filesystem.root`: the host's system directories, or a directory.
+fn root_dir(loc: &Locator, root: Option<&str>) -> R<RootSource> {
+    Ok(match root {
+        None | Some("host") => RootSource::Host,
+        Some(p) if p.starts_with('/') => {
+            RootSource::Dir(abs_clean(loc, "filesystem.root", p, "root")?)
+        }
+        Some(p) => {
+            return Err(loc.error(
+                "filesystem.root",
+                format!("invalid root \"{p}\" (valid: \"host\" or an absolute path to a root filesystem directory)"),
+            ));
+        }
+    })
+}
+
 fn abs_clean(loc: &Locator, key: &str, p: &str, what: &str) -> R<PathBuf> {
     let path = Path::new(p);
     if !path.is_absolute() {
@@ -271,17 +287,20 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
 
     // ---- filesystem
     let f = raw.filesystem.unwrap_or_default();
-    let root = match f.root.as_deref() {
-        None | Some("host") => RootSource::Host,
-        Some(p) if p.starts_with('/') => {
-            RootSource::Dir(abs_clean(loc, "filesystem.root", p, "root")?)
-        }
-        Some(p) => {
+    let root = match (f.root.as_deref(), f.image.as_deref()) {
+        (Some(r), Some(_)) if r != "host" => {
             return Err(loc.error(
-                "filesystem.root",
-                format!("invalid root \"{p}\" (valid: \"host\" or an absolute path to a root filesystem directory)"),
+                "filesystem.image",
+                format!(
+                    "filesystem.image and filesystem.root = \"{r}\" both name the root: keep one"
+                ),
             ));
         }
+        (_, Some(i)) => match crate::image::Reference::parse(i) {
+            Ok(r) => RootSource::Image(r.to_string()),
+            Err(e) => return Err(loc.error("filesystem.image", e.to_string())),
+        },
+        (r, None) => root_dir(loc, r)?,
     };
     let system_dirs = match &f.system_dirs {
         None => DEFAULT_SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
@@ -657,8 +676,18 @@ fn permits(s: &Seccomp, sc: &str) -> bool {
 fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
     let ns = &p.namespaces;
     let fs = &p.filesystem;
+    // An image's files have the image's owners (0 and up): only a user
+    // namespace maps them onto the job's unprivileged host ids.
+    if matches!(fs.root, RootSource::Image(_)) && !ns.user {
+        return Err(loc.error(
+            "namespaces.user",
+            "filesystem.image needs a user namespace (its files' owners are mapped onto the job's host ids): set namespaces.user = true".to_string(),
+        ));
+    }
     if !ns.mount {
-        let what = if fs.root != RootSource::Host {
+        let what = if matches!(fs.root, RootSource::Image(_)) {
+            Some("filesystem.image")
+        } else if fs.root != RootSource::Host {
             Some("filesystem.root")
         } else if !fs.system_dirs.is_empty() {
             Some("filesystem.system_dirs")

@@ -35,7 +35,10 @@ pub struct NamespacesView {
 
 #[derive(Serialize)]
 pub struct FilesystemView {
-    pub root: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub system_dirs: Vec<String>,
     pub writable_layer_size: String,
     pub dev_shm_size: String,
@@ -197,8 +200,13 @@ impl From<&Profile> for ProfileView {
             },
             filesystem: FilesystemView {
                 root: match &f.root {
-                    RootSource::Host => "host".into(),
-                    RootSource::Dir(d) => path(d),
+                    RootSource::Host => Some("host".into()),
+                    RootSource::Dir(d) => Some(path(d)),
+                    RootSource::Image(_) => None,
+                },
+                image: match &f.root {
+                    RootSource::Image(r) => Some(r.clone()),
+                    _ => None,
                 },
                 system_dirs: f.system_dirs.iter().map(|d| path(d)).collect(),
                 writable_layer_size: format_size(f.writable_layer_size),

@@ -10,7 +10,9 @@
 //! pooled sandbox, and the old pool is torn down off the caller's path once
 //! the runs in progress on it have finished (a caller still holding the old
 //! `Arc<Sandbox>` can go on running with it, without containers made
-//! ahead). What cannot be trusted is loaded again on every lookup: every
+//! ahead). A sandbox in an image is kept per profile and image, and made
+//! again when the image's name comes to mean another manifest (a new pull
+//! of its tag). What cannot be trusted is loaded again on every lookup: every
 //! profile while `SANDBOX_PROFILE_DIR` is set (a bundled name may start
 //! resolving to a new file at any time), and a file changed so recently
 //! that an edit may have landed between its reading and its stat.
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{RunError, Sandbox};
+use super::{Images, RunError, Sandbox};
 use crate::profile::load::{is_path, load_with_sources};
 use crate::profile::{Profile, ProfileError};
 
@@ -72,6 +74,8 @@ pub struct SandboxCache {
     entries: Mutex<HashMap<String, Entry>>,
     /// Threads shutting down replaced pools (joined by [`Self::shutdown`]).
     retiring: Mutex<Vec<JoinHandle<()>>>,
+    /// Where images come from (`None`: a profile naming one fails).
+    images: Option<std::sync::Arc<Images>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,21 +91,55 @@ impl SandboxCache {
             max_profiles: max_profiles.max(1),
             entries: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
+            images: None,
         }
+    }
+
+    /// The same cache, opening images (the profiles' `filesystem.image`, or
+    /// a request's) through `images`.
+    pub fn with_images(mut self, images: std::sync::Arc<Images>) -> SandboxCache {
+        self.images = Some(images);
+        self
+    }
+
+    pub fn images(&self) -> Option<&Images> {
+        self.images.as_deref()
     }
 
     /// The pooled sandbox of profile `name` (a bundled name, or a path,
     /// relative to `cwd` if it is relative): the cached one if its files are
     /// unchanged (a stat each: loading and comparing costs ~0.3 ms), else
     /// made (or remade) from the profile as it is now.
-    pub fn get(&self, name: &str, cwd: &Path) -> Result<Arc<Sandbox>, CacheError> {
-        let key = key_for(name, cwd);
+    ///
+    /// With `image`, the sandbox runs in that image (normalized reference)
+    /// instead of the profile's root.
+    pub fn get(
+        &self,
+        name: &str,
+        cwd: &Path,
+        image: Option<&str>,
+    ) -> Result<Arc<Sandbox>, CacheError> {
+        let mut key = key_for(name, cwd);
+        if let Some(i) = image {
+            key = format!("{key}\0{i}");
+        }
         if let Some(sb) = self.cached(&key) {
             return Ok(sb);
         }
         let loaded_at = SystemTime::now();
         let (prof, files) = load_for(name, cwd)?;
-        self.sandbox_for(&key, prof, files, loaded_at)
+        self.sandbox_for(&key, prof, image, files, loaded_at)
+    }
+
+    /// Whether `sb`'s image (if any) is still what its name means.
+    fn image_fresh(&self, sb: &Sandbox) -> bool {
+        match (sb.image(), &self.images) {
+            (None, _) => true,
+            (Some(img), Some(images)) => {
+                images.current_digest(&img.name).as_deref() == Some(img.digest.as_str())
+            }
+            (Some(_), None) => false,
+        }
     }
 
     /// The cached sandbox for `key`, if its profile's files are unchanged.
@@ -109,7 +147,7 @@ impl SandboxCache {
         let mut map = lock(&self.entries);
         let e = map.get_mut(key)?;
         let fresh = e.sources.as_ref()?.iter().all(|(f, st)| stamp(f) == *st);
-        if !fresh {
+        if !fresh || !self.image_fresh(&e.sandbox) {
             return None;
         }
         e.used = Instant::now();
@@ -122,6 +160,7 @@ impl SandboxCache {
         &self,
         key: &str,
         prof: Profile,
+        image: Option<&str>,
         files: Vec<String>,
         loaded_at: SystemTime,
     ) -> Result<Arc<Sandbox>, CacheError> {
@@ -130,6 +169,7 @@ impl SandboxCache {
             let mut map = lock(&self.entries);
             if let Some(e) = map.get_mut(key)
                 && e.sandbox.profile == prof
+                && self.image_fresh(&e.sandbox)
             {
                 // Touched but the same: keep the pool, trust the new stamps.
                 e.used = Instant::now();
@@ -138,7 +178,8 @@ impl SandboxCache {
             }
         }
         // Made outside the lock: other lookups need not wait for it.
-        let sb = Sandbox::new(prof).and_then(|s| s.pooled(self.pool))?;
+        let sb =
+            Sandbox::open(prof, image, self.images.as_deref()).and_then(|s| s.pooled(self.pool))?;
         let mut map = lock(&self.entries);
         let mut old = map.insert(
             key.to_string(),

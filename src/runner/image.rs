@@ -12,6 +12,10 @@ use std::sync::Arc;
 pub struct RunImage {
     /// How messages name it (`docker.io/library/busybox:latest`).
     pub name: String,
+    /// The manifest's digest (`sha256:...`; empty for an image made by
+    /// hand): a cached sandbox whose name now resolves to another digest is
+    /// made again.
+    pub digest: String,
     /// Unpacked layer directories, lowest first.
     pub layers: Vec<PathBuf>,
     /// The image's user and group, inside (no `User`: 0).
@@ -33,6 +37,7 @@ impl std::fmt::Debug for RunImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunImage")
             .field("name", &self.name)
+            .field("digest", &self.digest)
             .field("layers", &self.layers)
             .field("uid", &self.uid)
             .field("gid", &self.gid)
@@ -46,5 +51,35 @@ impl RunImage {
     pub fn argv(&self, given: &[String]) -> Vec<String> {
         let rest = if given.is_empty() { &self.cmd } else { given };
         self.entrypoint.iter().chain(rest).cloned().collect()
+    }
+}
+
+impl RunImage {
+    /// The run image of a resolved store image: its layers, and its config
+    /// as Docker applies it. The store's lease becomes the hold.
+    pub fn from_resolved(r: crate::image::Resolved) -> RunImage {
+        let c = r.config;
+        let env = c
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                // Docker keeps a bare name as an empty variable.
+                None => (kv.clone(), String::new()),
+            })
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        RunImage {
+            name: r.reference,
+            digest: r.digest.to_string(),
+            layers: r.layers,
+            uid: c.uid,
+            gid: c.gid,
+            env,
+            workdir: (!c.working_dir.is_empty()).then(|| PathBuf::from(c.working_dir)),
+            entrypoint: c.entrypoint,
+            cmd: c.cmd,
+            hold: Some(Arc::new(r.lease)),
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! Files: `spec` (what a caller asks for), `sandbox`, `prepare`, `start`,
 //! `supervise`, `verdict`, `report`, `fds` (pipes and memory files),
 //! `child` (the container's side), `go` (the shared area and the "go"
-//! message), `pool`, `result`.
+//! message), `pool`, `result`, `image` (a run's root from an image) and
+//! `images` (images by reference, from the store or pulled).
 
 pub mod cache;
 pub mod cancel;
@@ -24,6 +25,7 @@ pub mod child;
 mod fds;
 pub mod go;
 mod image;
+pub mod images;
 mod pool;
 mod prepare;
 mod report;
@@ -41,6 +43,7 @@ use crate::security::seccomp::SeccompError;
 
 pub use cancel::{CancelOn, Canceller};
 pub use image::RunImage;
+pub use images::{Images, ImagesError, PullPolicy};
 pub use prepare::Prepared;
 pub use result::{JsonResult, RunResult, Status, Usage};
 pub use sandbox::Sandbox;
@@ -69,6 +72,8 @@ pub enum RunError {
     HostIds(#[from] HostIdError),
     #[error("{0}")]
     Layers(#[from] crate::isolation::layers::LayerError),
+    #[error("{0}")]
+    Image(#[from] ImagesError),
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {

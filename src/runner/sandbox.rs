@@ -7,14 +7,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::RunImage;
 use super::prepare::timeline_text;
 use super::prepare::{Prepared, Recipe};
 use super::spec::{JobIds, RunSpec};
+use super::{Images, RunImage};
 use super::{RunError, RunResult, go, io_err, pool};
 use crate::isolation::hostids::{self, Lease};
 use crate::limits::cgroup::{CgroupManager, RunShape};
-use crate::profile::Profile;
+use crate::profile::{Profile, RootSource};
 use crate::security::caps::CapPlan;
 
 /// A profile prepared for many runs.
@@ -53,6 +53,28 @@ impl Sandbox {
         let mut sb = Sandbox::new(profile)?;
         sb.image = Some(image);
         Ok(sb)
+    }
+
+    /// The sandbox of `profile`, in the image `image` if one is given,
+    /// else in the profile's own `filesystem.image` if it names one, found
+    /// (or pulled) through `images`.
+    pub fn open(
+        profile: Profile,
+        image: Option<&str>,
+        images: Option<&Images>,
+    ) -> Result<Sandbox, RunError> {
+        let reference = match (image, &profile.filesystem.root) {
+            (Some(r), _) => r.to_string(),
+            (None, RootSource::Image(r)) => r.clone(),
+            (None, _) => return Sandbox::new(profile),
+        };
+        let Some(images) = images else {
+            return Err(RunError::Invalid(format!(
+                "image {reference}: no image store here"
+            )));
+        };
+        let img = images.open(&reference)?;
+        Sandbox::with_image(profile, img)
     }
 
     /// The host uid/gid the program of a run of `job` is: the job's, or in

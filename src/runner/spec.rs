@@ -36,6 +36,10 @@ pub enum OutputSpec {
 pub struct RunSpec {
     pub argv: Vec<String>,
     pub binds: Vec<BindMount>,
+    /// Where the profile's binds with a relative source resolve: a job's
+    /// workspace, a helper's client's directory (`None`: this process's
+    /// working directory).
+    pub base_dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     /// Effective limits (the profile's, with the caller's overrides applied).

@@ -3,6 +3,7 @@
 //! supervisor watches it ([`super::supervise`]) and its figures and verdict
 //! are collected.
 
+use crate::profile::BindMount;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -50,7 +51,24 @@ impl Sandbox {
         let mut bind_fds: Vec<OwnedFd> = Vec::new();
         let mut bind_slots: Vec<(CString, bool)> = Vec::new();
         let mut bind_names: Vec<String> = Vec::new();
-        for b in &spec.binds {
+        // The profile's binds of the run's own directories first (their
+        // place in the profile's order), then the run's.
+        let relative = self
+            .profile
+            .filesystem
+            .binds
+            .iter()
+            .filter(|b| b.source.is_relative());
+        let relative: Vec<BindMount> = relative
+            .map(|b| BindMount {
+                source: match &spec.base_dir {
+                    Some(base) => base.join(&b.source),
+                    None => b.source.clone(),
+                },
+                ..b.clone()
+            })
+            .collect();
+        for b in relative.iter().chain(&spec.binds) {
             if let Some((fd, dest, is_dir)) = open_bind(b)? {
                 bind_fds.push(fd);
                 bind_slots.push((dest, is_dir));

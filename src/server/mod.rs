@@ -71,6 +71,10 @@ pub struct Config {
     /// Connections open at once; beyond that, new ones wait in the
     /// kernel's accept queue.
     pub max_connections: usize,
+    /// Where jobs' images come from (`None`: jobs cannot name one).
+    pub images: Option<Arc<crate::runner::Images>>,
+    /// The images jobs may name (`--allow-image`).
+    pub allow_images: crate::image::AllowList,
 }
 
 /// File descriptors kept out of the default connection cap: job pipes,
@@ -124,6 +128,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         results_budget: cfg.results_budget,
         work_dir: cfg.work_dir.clone(),
         caps: cfg.caps.clone(),
+        images: cfg.images.clone(),
+        allow_images: cfg.allow_images.clone(),
     })
     .map_err(start_err)?;
     // A deep accept queue: a burst of clients (a judge's whole batch at

@@ -20,6 +20,7 @@ pub fn job_json(j: &JobSnapshot) -> Value {
         "id": j.id,
         "status": j.status.as_str(),
         "profile": j.profile,
+        "image": j.image,
         "created_at": ts(Some(j.created_at)),
         "started_at": ts(j.started_at),
         "finished_at": ts(j.finished_at),
@@ -77,7 +78,12 @@ pub fn profile_json(p: &Profile) -> Value {
             "ipc": ns.ipc, "uts": ns.uts, "cgroup": ns.cgroup,
         },
         "filesystem": {
-            "root": match &fs.root { RootSource::Host => json!("host"), RootSource::Dir(d) => json!(d) },
+            "root": match &fs.root {
+                RootSource::Host => json!("host"),
+                RootSource::Dir(d) => json!(d),
+                RootSource::Image(_) => json!("image"),
+            },
+            "image": match &fs.root { RootSource::Image(r) => json!(r), _ => Value::Null },
             "system_dirs": fs.system_dirs,
             "binds": fs.binds.iter().map(|b| json!({
                 "source": b.source, "dest": b.dest, "writable": b.writable, "optional": b.optional,

@@ -58,7 +58,7 @@ fn execute(q: &Shared, job: &JobRecord) {
     let _g = job.span.enter();
     let Some(Start {
         mut spec,
-        sandbox: sb,
+        sandbox,
         cancel,
     }) = job.start()
     else {
@@ -66,6 +66,14 @@ fn execute(q: &Shared, job: &JobRecord) {
     };
     add(&q.counters.running);
     tracing::info!(profile = %job.profile, steps = spec.steps.len(), "job started");
+    let sb = match sandbox.or_else(|image| pulled(q, job, &spec, &image)) {
+        Ok(sb) => sb,
+        Err(e) => {
+            finish(q, job, JobOutcome::default(), Some(e));
+            q.expire();
+            return;
+        }
+    };
     // Removed after the answer: unmounting waits for an RCU grace period.
     let mut workspace = None;
     let (outcome, error) = match sb.job_ids() {
@@ -103,6 +111,25 @@ fn execute(q: &Shared, job: &JobRecord) {
     }
     drop(sb);
     q.expire();
+}
+
+/// The job's sandbox once its image is in the store (pulled now, or by
+/// the job that was already pulling it).
+fn pulled(
+    q: &Shared,
+    job: &JobRecord,
+    spec: &job::JobSpec,
+    image: &str,
+) -> Result<Arc<crate::runner::Sandbox>, String> {
+    let images = q.sandboxes.images().ok_or("this server runs no images")?;
+    images.ensure(image).map_err(|e| e.to_string())?;
+    q.sandboxes
+        .get(
+            &job.profile,
+            std::path::Path::new("/"),
+            spec.image.as_deref(),
+        )
+        .map_err(|e| e.to_string())
 }
 
 /// Records a run job's outcome, enters it into the results store, then

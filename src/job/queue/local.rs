@@ -119,14 +119,25 @@ impl JobBackend for LocalQueue {
             return Err(SubmitError::UnknownProfile(spec.profile));
         }
         let sh = &self.shared;
-        let sb = sh.sandboxes.get(&spec.profile, Path::new("/"))?;
+        if let Some(image) = &spec.image {
+            check_image(&sh.cfg, image)?;
+        }
+        let (sb, pull) = sandbox_for(sh, &spec)?;
+        let profile_limits = match &sb {
+            Some(sb) => sb.profile.limits.clone(),
+            None => {
+                crate::profile::load(&spec.profile)
+                    .map_err(|e| SubmitError::Profile(e.into()))?
+                    .limits
+            }
+        };
         let limits = spec
             .steps
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 effective_limits(
-                    &sb.profile.limits,
+                    &profile_limits,
                     &sh.cfg.caps.max_limits,
                     &s.limits,
                     &format!("steps[{i}].limits"),
@@ -134,7 +145,7 @@ impl JobBackend for LocalQueue {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cancel = CancelOn::pair().map_err(SubmitError::Pipe)?;
-        let job = Arc::new(JobRecord::new(new_id(), spec, sb, limits, cancel));
+        let job = Arc::new(JobRecord::new(new_id(), spec, sb, pull, limits, cancel));
         let watch = job.watch();
         {
             // Held while sending: shutting down takes it, so no job slips
@@ -203,6 +214,47 @@ impl JobBackend for LocalQueue {
     }
 }
 
+/// A job's image is one the server runs (its `--allow-image` patterns).
+use crate::job::FieldError;
+
+fn check_image(cfg: &super::QueueConfig, image: &str) -> Result<(), SubmitError> {
+    let field = |msg: String| SubmitError::Invalid(FieldError::new("image", msg));
+    if cfg.images.is_none() || cfg.allow_images.is_empty() {
+        return Err(field(
+            "this server runs no images (start it with --allow-image PATTERN)".into(),
+        ));
+    }
+    let r = crate::image::Reference::parse(image).map_err(|e| field(e.to_string()))?;
+    if !cfg.allow_images.allows(&r) {
+        return Err(field(format!(
+            "{image} is not among the images this server runs (its --allow-image patterns)"
+        )));
+    }
+    Ok(())
+}
+
+/// The job's sandbox now, or, when its image must be pulled first, the
+/// image to pull: the pull happens in the job's executor (a request
+/// never waits for a registry), and the job's limits are checked against
+/// its profile alone.
+fn sandbox_for(
+    sh: &super::shared::Shared,
+    spec: &JobSpec,
+) -> Result<(Option<Arc<crate::runner::Sandbox>>, Option<String>), SubmitError> {
+    use crate::runner::cache::CacheError;
+    use crate::runner::{ImagesError, RunError};
+    match sh
+        .sandboxes
+        .get(&spec.profile, Path::new("/"), spec.image.as_deref())
+    {
+        Ok(sb) => Ok((Some(sb), None)),
+        Err(CacheError::Sandbox(RunError::Image(ImagesError::Missing { reference, .. }))) => {
+            Ok((None, Some(reference)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +269,8 @@ mod tests {
             results_budget: 1 << 20,
             work_dir: dir.join("jobs"),
             caps: Caps::default(),
+            images: None,
+            allow_images: Default::default(),
         })
         .expect("queue")
     }

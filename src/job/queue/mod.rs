@@ -69,6 +69,8 @@ impl JobStatus {
 pub struct JobSnapshot {
     pub id: String,
     pub profile: String,
+    /// The job's image, normalized (`None`: the profile's root).
+    pub image: Option<String>,
     pub status: JobStatus,
     /// The results so far (all of them once the job is final).
     pub outcome: Arc<JobOutcome>,

@@ -30,8 +30,10 @@ struct Control {
     /// executor. `None` once the job has started or was cancelled.
     spec: Option<JobSpec>,
     /// The sandbox the job was accepted for (its limits were checked
-    /// against that profile), taken with the request.
+    /// against that profile), taken with the request. `None` with an image
+    /// to pull: the executor pulls it, then gets the sandbox.
     sandbox: Option<Arc<Sandbox>>,
+    pull: Option<String>,
     started: Option<Instant>,
     /// What the runs watch, and its switch (until the job is finished).
     cancel: Option<(CancelOn, Canceller)>,
@@ -50,7 +52,8 @@ pub(super) struct JobRecord {
 /// What an executor takes to run a job.
 pub(super) struct Start {
     pub(super) spec: JobSpec,
-    pub(super) sandbox: Arc<Sandbox>,
+    /// The sandbox, or the image to pull before it can be had.
+    pub(super) sandbox: Result<Arc<Sandbox>, String>,
     /// What cancels the job's runs.
     pub(super) cancel: Option<CancelOn>,
 }
@@ -94,7 +97,8 @@ impl JobRecord {
     pub(super) fn new(
         id: String,
         spec: JobSpec,
-        sandbox: Arc<Sandbox>,
+        sandbox: Option<Arc<Sandbox>>,
+        pull: Option<String>,
         limits: Vec<Limits>,
         cancel: (CancelOn, Canceller),
     ) -> JobRecord {
@@ -102,6 +106,7 @@ impl JobRecord {
         let (view, _) = watch::channel(JobSnapshot {
             id: id.clone(),
             profile: profile.clone(),
+            image: spec.image.clone(),
             status: JobStatus::Queued,
             outcome: Arc::default(),
             created: Instant::now(),
@@ -120,7 +125,8 @@ impl JobRecord {
             ctl: Mutex::new(Control {
                 status: JobStatus::Queued,
                 spec: Some(spec),
-                sandbox: Some(sandbox),
+                sandbox,
+                pull,
                 started: None,
                 cancel: Some(cancel),
             }),
@@ -148,9 +154,14 @@ impl JobRecord {
         if c.status != JobStatus::Queued {
             return None;
         }
-        // Present: a queued job always holds both.
+        // Present: a queued job always holds its request, and its sandbox
+        // or the image to pull.
         let spec = c.spec.take()?;
-        let sandbox = c.sandbox.take()?;
+        let sandbox = match (c.sandbox.take(), c.pull.take()) {
+            (Some(sb), _) => Ok(sb),
+            (None, Some(image)) => Err(image),
+            (None, None) => return None,
+        };
         let now = Instant::now();
         c.status = JobStatus::Running;
         c.started = Some(now);
@@ -182,6 +193,7 @@ impl JobRecord {
                 c.status = JobStatus::Cancelled;
                 c.spec = None;
                 c.sandbox = None;
+                c.pull = None;
                 c.cancel = None;
                 drop(c);
                 let outcome = JobOutcome::default();

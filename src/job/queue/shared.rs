@@ -22,7 +22,9 @@ use super::metrics::Counters;
 use super::record::{Cancel, Final, JobRecord};
 use super::results::Results;
 use super::{JobStatus, LookupError, Metrics};
+use crate::image::AllowList;
 use crate::job::Caps;
+use crate::runner::Images;
 use crate::runner::cache::SandboxCache;
 
 /// How a [`LocalQueue`](super::LocalQueue) runs.
@@ -41,6 +43,12 @@ pub struct QueueConfig {
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
+    /// Where jobs' images come from (`None`: jobs cannot name one), opened
+    /// with [`crate::runner::PullPolicy::Never`]: a missing image is
+    /// pulled by the job's executor, never while a request waits.
+    pub images: Option<Arc<Images>>,
+    /// The images jobs may name (`sandbox serve --allow-image`).
+    pub allow_images: AllowList,
 }
 
 pub(super) struct Shared {
@@ -71,7 +79,10 @@ impl Shared {
             )),
             // As many containers prepared ahead as jobs can run at once; a
             // profile's pool goes only when an edit replaces it.
-            sandboxes: SandboxCache::new(cfg.workers.max(1), usize::MAX),
+            sandboxes: match &cfg.images {
+                Some(i) => SandboxCache::new(cfg.workers.max(1), usize::MAX).with_images(i.clone()),
+                None => SandboxCache::new(cfg.workers.max(1), usize::MAX),
+            },
             cfg,
             jobs: Mutex::new(HashMap::new()),
             counters: Counters::default(),
