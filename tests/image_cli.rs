@@ -19,60 +19,19 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The images, built once: `img` (an OCI layout with tags base and v2),
 /// `img.tar` (the same layout in a tar), `v2.tar` (a docker save archive of
 /// v2, as repo:v2). `None` (and a loud SKIPPED) without the tools.
 fn images() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
-        if !is_root() {
-            eprintln!("SKIPPED: needs root");
-            return None;
-        }
-        let missing: Vec<&str> = ["umoci", "skopeo", "busybox", "unshare"].into_iter().filter(|t| !have(t)).collect();
-        if !missing.is_empty() {
-            eprintln!("SKIPPED: missing {missing:?} (apt-get install umoci skopeo busybox-static)");
-            return None;
-        }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("image-cli");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let busybox = String::from_utf8(Command::new("sh").args(["-c", "command -v busybox"]).output().unwrap().stdout).unwrap();
-        let script = r#"
-set -eu
-umoci init --layout img
-umoci new --image img:base
-umoci unpack --image img:base b
-r=b/rootfs
-mkdir -p $r/bin $r/etc $r/home/app $r/tmp $r/data
-cp "$BUSYBOX" $r/bin/busybox
-for c in sh ls cat id; do ln -s busybox $r/bin/$c; done
-printf 'root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' > $r/etc/passwd
-printf 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n' > $r/etc/group
-echo hello > $r/etc/motd
-echo 1 > $r/data/one; echo 2 > $r/data/two
-chown 1000:1000 $r/home/app; chmod 1777 $r/tmp
-umoci repack --image img:base b
-umoci config --image img:base --config.user app --config.cmd /bin/sh --config.env PATH=/bin --config.workingdir /home/app
-rm -rf b
-umoci unpack --image img:base b
-rm $r/etc/motd; rm -rf $r/data; mkdir $r/data; echo 3 > $r/data/three; echo v2 > $r/v2
-umoci repack --image img:v2 b
-rm -rf b
-skopeo copy -q oci:img:v2 docker-archive:v2.tar:repo:v2
-tar -C img -cf img.tar .
-"#;
-        let out = Command::new("sh").args(["-c", script]).current_dir(&dir).env("BUSYBOX", busybox.trim()).output().unwrap();
-        assert!(out.status.success(), "building the images: {}", String::from_utf8_lossy(&out.stderr));
-        Some(dir)
+        busybox_images(
+            &dir,
+            &["unshare"],
+            "skopeo copy -q oci:img:v2 docker-archive:v2.tar:repo:v2\ntar -C img -cf img.tar .\n",
+        )
+        .then_some(dir)
     })
     .as_deref()
 }
