@@ -281,6 +281,7 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
     }
 }
 
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 struct PullArgs {
     creds: Option<PathBuf>,
     ca: Option<PathBuf>,
@@ -291,6 +292,7 @@ struct PullArgs {
 }
 
 /// `os/arch[/variant]`.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 fn parse_platform(s: &str) -> Option<crate::image::Platform> {
     let mut it = s.split('/');
     let (os, arch) = (it.next()?, it.next()?);
