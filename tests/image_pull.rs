@@ -794,3 +794,79 @@ fn tampered_blobs_in_the_registry() {
     assert!(err.contains(top) || err.contains("layer"), "{err}");
     assert_empty(store);
 }
+
+#[test]
+fn the_library_from_tokio_with_progress_events() {
+    use sandbox::image::Store;
+    use sandbox::image::pull::{PullEvent, PullOptions, pull, pull_async};
+    use std::sync::Mutex;
+    let Some(img) = images() else { return };
+    let reg = Registry::start(RegOpts::default());
+    reg.push(&img.join("img"), "base", "app:base", &[]);
+    reg.push(&img.join("img"), "v2", "app:v2", &[]);
+    let st = tempfile::tempdir().unwrap();
+    let store = Store::open(st.path().join("s")).unwrap();
+    let empty_creds = st.path().join("config.json");
+    std::fs::write(&empty_creds, r#"{"auths": {}}"#).unwrap();
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let ev = events.clone();
+    let opts = PullOptions {
+        // Never the machine's own ~/.docker/config.json.
+        credentials: Some(empty_creds.clone()),
+        progress: Some(Arc::new(move |e: &PullEvent<'_>| {
+            let s = match e {
+                PullEvent::Manifest { layers, .. } => format!("manifest {}", layers.len()),
+                PullEvent::LayerPresent { index, .. } => format!("present {index}"),
+                PullEvent::LayerStart { index, .. } => format!("start {index}"),
+                PullEvent::LayerBytes { .. } => return,
+                PullEvent::LayerDone { index, .. } => format!("done {index}"),
+            };
+            ev.lock().unwrap().push(s);
+        })),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = reg.host();
+    let base = rt
+        .block_on(pull_async(
+            store.clone(),
+            format!("{h}/app:base"),
+            opts.clone(),
+        ))
+        .unwrap();
+    assert_eq!(base.layers_fetched, 1);
+    // The blocking call from inside the runtime (it moves to a thread of its own).
+    let v2 = rt
+        .block_on(async { pull(&store, &format!("{h}/app:v2"), &opts) })
+        .unwrap();
+    assert_eq!((v2.layers_fetched, v2.layers_present), (1, 1));
+    assert_eq!(v2.name.as_deref(), Some(format!("{h}/app:v2").as_str()));
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "manifest 1",
+            "start 0",
+            "done 0",
+            "manifest 2",
+            "present 0",
+            "start 1",
+            "done 1"
+        ]
+    );
+    assert_eq!(
+        store.resolve(&format!("{h}/app:v2")).unwrap().layers.len(),
+        2
+    );
+    // Errors are typed and name the registry and repository.
+    let e = pull(&store, &format!("{h}/nothing:here"), &opts).unwrap_err();
+    assert!(
+        matches!(&e, sandbox::image::pull::PullError::ManifestUnknown { registry, repository, .. }
+            if *registry == h && repository == "nothing"),
+        "{e}"
+    );
+    assert!(!e.is_local_failure());
+}
