@@ -556,6 +556,37 @@ fn plain_http_to_a_non_loopback_registry_is_refused_before_connecting() {
     );
     // Refused from the reference alone: no resolver or connection timeout.
     assert!(t0.elapsed() < Duration::from_secs(5));
+    // Not a socket opened: no DNS query, no connection (where strace is
+    // installed; a loopback pull under the same trace shows its connects).
+    if have("strace") && have("docker-registry") {
+        let trace = st.path().join("trace");
+        let run = |r: &str| {
+            Command::new("strace")
+                .args([
+                    "-f",
+                    "-qq",
+                    "-e",
+                    "trace=socket,connect,sendto,sendmsg",
+                    "-o",
+                ])
+                .arg(&trace)
+                .arg(BIN)
+                .arg("--store")
+                .arg(store)
+                .args(["image", "pull", r])
+                .env("DOCKER_CONFIG", st.path().join("none"))
+                .output()
+                .unwrap();
+            std::fs::read_to_string(&trace).unwrap_or_default()
+        };
+        let t = run("http://registry.invalid:5000/app:v1");
+        assert!(!t.contains("socket(") && !t.contains("connect("), "{t}");
+        let reg = Registry::start(RegOpts::default());
+        let t = run(&format!("{}/nothing:here", reg.host()));
+        assert!(t.contains("connect("), "the trace sees connections: {t}");
+    } else {
+        eprintln!("(strace or docker-registry missing: the no-socket check is skipped)");
+    }
     // So is a name that is not loopback even if it resolves there, and the
     // flag for another registry does not allow it.
     let err = fails(
