@@ -901,3 +901,97 @@ fn the_library_from_tokio_with_progress_events() {
     );
     assert!(!e.is_local_failure());
 }
+
+/// A hostile registry on 127.0.0.1 (a thread answering each request from a
+/// table): what Debian's registry would never send. Stops with the test.
+fn hostile_registry() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let good = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(b"{}").to_string(), "size": 2},
+        "layers": [],
+    }))
+    .unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64) {
+            let Ok(mut c) = c else { continue };
+            let good = good.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") && req.len() < 16 << 10 {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    req.push(b[0]);
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let ct = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+                let _ = match path.as_str() {
+                    "/v2/" => c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"),
+                    // Announces 5 MiB, sends 10 bytes, then holds the line.
+                    "/v2/announced/manifests/v1" => {
+                        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\n{ct}Content-Length: {}\r\n\r\n0123456789", 5 << 20).as_bytes());
+                        std::thread::sleep(Duration::from_secs(30));
+                        Ok(())
+                    }
+                    // No length: chunks until the client hangs up (8 MiB at most).
+                    "/v2/endless/manifests/v1" => {
+                        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\n{ct}Transfer-Encoding: chunked\r\n\r\n").as_bytes());
+                        let chunk = vec![b' '; 64 << 10];
+                        for _ in 0..128 {
+                            if c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|()| c.write_all(&chunk)).and_then(|()| c.write_all(b"\r\n")).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    }
+                    // A manifest whose Docker-Content-Digest is another one.
+                    "/v2/lying/manifests/v1" => c.write_all(
+                        format!("HTTP/1.1 200 OK\r\n{ct}Docker-Content-Digest: sha256:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", "1".repeat(64), good.len())
+                            .as_bytes(),
+                    ).and_then(|()| c.write_all(&good)),
+                    "/v2/down/manifests/v1" => c.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\nConnection: close\r\n\r\n\x1b[31mdown\n!!"),
+                    _ => c.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                };
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn hostile_registry_answers() {
+    let st = tempfile::tempdir().unwrap();
+    let store = &st.path().join("s");
+    let port = hostile_registry();
+    let r = |repo: &str| format!("127.0.0.1:{port}/{repo}:v1");
+    // A manifest announced over the cap: refused before its body is read
+    // (the server would hold the line for 30 s).
+    let t0 = Instant::now();
+    let err = fails(store, &["pull", &r("announced")], 2);
+    assert!(
+        err.contains("manifest v1: more than 4194304 bytes"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // No length, endless: capped while read.
+    let err = fails(store, &["pull", &r("endless")], 2);
+    assert!(
+        err.contains("manifest v1: more than 4194304 bytes"),
+        "{err}"
+    );
+    // The registry says the content is another one.
+    let err = fails(store, &["pull", &r("lying")], 2);
+    assert!(
+        err.contains("Docker-Content-Digest") && err.contains("expected digest sha256:1111"),
+        "{err}"
+    );
+    // A 5xx: the machine's side (exit 1), its body on one line, escaped.
+    let err = fails(store, &["pull", &r("down")], 1);
+    assert!(err.contains("HTTP 503") && !err.contains('\u{1b}'), "{err}");
+    assert_empty(store);
+}
