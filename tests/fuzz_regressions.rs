@@ -58,3 +58,8 @@ fn image_manifest_inputs() {
 fn image_layer_inputs() {
     replay("image_layer", harness::image_layer);
 }
+
+#[test]
+fn registry_creds_inputs() {
+    replay("registry_creds", harness::registry_creds);
+}

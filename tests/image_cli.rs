@@ -19,10 +19,21 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 
-/// The images, built once (see [`image_common::busybox_images`]).
+/// The images, built once: `img` (an OCI layout with tags base and v2),
+/// `img.tar` (the same layout in a tar), `v2.tar` (a docker save archive of
+/// v2, as repo:v2). `None` (and a loud SKIPPED) without the tools.
 fn images() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| busybox_images("image-cli")).as_deref()
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("image-cli");
+        busybox_images(
+            &dir,
+            &["unshare"],
+            "skopeo copy -q oci:img:v2 docker-archive:v2.tar:repo:v2\ntar -C img -cf img.tar .\n",
+        )
+        .then_some(dir)
+    })
+    .as_deref()
 }
 
 fn sandbox(store: &Path, args: &[&str]) -> Output {

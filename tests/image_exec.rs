@@ -28,7 +28,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 fn store() -> Option<(tempfile::TempDir, PathBuf)> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     let img = DIR
-        .get_or_init(|| busybox_images("image-exec"))
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("image-exec");
+            let archive = "skopeo copy -q oci:img:v2 docker-archive:v2.tar:repo:v2\n";
+            busybox_images(&dir, &[], archive).then_some(dir)
+        })
         .as_deref()?;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");

@@ -362,3 +362,32 @@ fn make_writable(p: &Path) {
         }
     }
 }
+
+/// A Docker `config.json` credentials file (`sandbox image pull --creds
+/// FILE`, `$DOCKER_CONFIG/config.json`) as `image::pull::creds` decodes it,
+/// then looked up for a few registries; the input as a registry name
+/// through the scheme rule (`transport`). Errors are one line; a lookup
+/// never fails on a file that decoded (only on its entry).
+pub fn registry_creds(data: &[u8]) {
+    use sandbox::image::pull::{creds, transport};
+    match creds::parse(data) {
+        Ok(c) => {
+            for r in [
+                "docker.io",
+                "127.0.0.1:5000",
+                "[::1]:5000",
+                "registry.example",
+            ] {
+                if let Err(e) = c.lookup(r) {
+                    assert!(!e.contains(['\n', '\r']), "multi-line error: {e:?}");
+                }
+            }
+        }
+        Err(e) => assert!(!e.contains(['\n', '\r']), "multi-line error: {e:?}"),
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let (_, rest) = transport::split_scheme(s);
+        let plain = transport::choose(rest, Some(transport::Scheme::Http), &[]).is_ok();
+        assert_eq!(plain, transport::is_loopback(rest));
+    }
+}

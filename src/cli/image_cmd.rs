@@ -1,8 +1,10 @@
-//! `sandbox image import|ls|inspect|rm|prune|du`: thin over
-//! `crate::image::Store`. Exit codes: 0 done; 2 the request or the image
-//! was at fault (a bad reference, an unknown image, a hostile or broken
-//! image); 1 the store failed (I/O, permissions). Errors are one line on
-//! stderr; `--json` prints one JSON document on stdout.
+//! `sandbox image pull|import|ls|inspect|rm|prune|du`: thin over
+//! `crate::image::Store` and `crate::image::pull`. Exit codes: 0 done; 2
+//! the request or the image was at fault (a bad reference, an unknown
+//! image, a hostile or broken image, a registry's 401 or 404, plain HTTP
+//! refused); 1 the store or the machine failed (I/O, permissions; for a
+//! pull also an unreachable registry, TLS, a registry's 5xx). Errors are
+//! one line on stderr; `--json` prints one JSON document on stdout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,33 @@ macro_rules! out {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry (busybox, host:port/repo:tag, name@sha256:...).
+    ///
+    /// Loopback registries (127.0.0.0/8, ::1, localhost) are reached over plain HTTP, others over
+    /// TLS; prefix REF with https:// or http:// to choose (plain HTTP only where allowed).
+    Pull {
+        /// The image: a Docker-style reference, optionally prefixed with http:// or https://.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Credentials: a Docker config.json (default $DOCKER_CONFIG/config.json or
+        /// ~/.docker/config.json when present).
+        #[arg(long, value_name = "FILE")]
+        creds: Option<PathBuf>,
+        /// PEM certificates to trust besides the system's roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Allow plain HTTP to this registry (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registry: Vec<String>,
+        /// The platform an index is resolved to (default: this host's).
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+        /// No progress display, only the final line.
+        #[arg(long, short)]
+        quiet: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Import a `docker save` archive or an OCI image layout (a directory or a tar).
     Import {
         /// The archive or layout.
@@ -75,6 +104,26 @@ pub enum ImageCommand {
 }
 
 pub fn run(cmd: ImageCommand, store: Option<&Path>) -> i32 {
+    if let ImageCommand::Pull {
+        reference,
+        creds,
+        ca,
+        insecure_registry,
+        platform,
+        quiet,
+        json,
+    } = cmd
+    {
+        let opts = PullArgs {
+            creds,
+            ca,
+            insecure_registry,
+            platform,
+            quiet,
+            json,
+        };
+        return pull(store, &reference, opts);
+    }
     match exec(cmd, store) {
         Ok(code) => code,
         Err(e) => {
@@ -163,6 +212,7 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
             Ok(0)
         }
         ImageCommand::Inspect { reference, json } => inspect(&store, &reference, json),
+        ImageCommand::Pull { .. } => unreachable!("handled by run"),
         ImageCommand::Rm { references, json } => {
             let mut all = Vec::new();
             let mut code = 0;
@@ -227,6 +277,161 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
                 human(u.disk_bytes)
             );
             Ok(0)
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
+struct PullArgs {
+    creds: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    insecure_registry: Vec<String>,
+    platform: Option<String>,
+    quiet: bool,
+    json: bool,
+}
+
+/// `os/arch[/variant]`.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
+fn parse_platform(s: &str) -> Option<crate::image::Platform> {
+    let mut it = s.split('/');
+    let (os, arch) = (it.next()?, it.next()?);
+    let variant = it.next().map(str::to_string);
+    if os.is_empty() || arch.is_empty() || it.next().is_some() {
+        return None;
+    }
+    Some(crate::image::Platform {
+        os: os.into(),
+        architecture: arch.into(),
+        variant,
+        os_version: None,
+    })
+}
+
+#[cfg(not(feature = "registry"))]
+fn pull(_store: Option<&Path>, _reference: &str, _a: PullArgs) -> i32 {
+    eprintln!("sandbox: image pull: this build has no registry support (cargo feature `registry`)");
+    1
+}
+
+#[cfg(feature = "registry")]
+fn pull(store: Option<&Path>, reference: &str, a: PullArgs) -> i32 {
+    use crate::image::pull::{PullOptions, pull};
+    use std::io::IsTerminal;
+    let platform = match a.platform.as_deref().map(|p| (p, parse_platform(p))) {
+        None => None,
+        Some((_, Some(p))) => Some(p),
+        Some((p, None)) => {
+            eprintln!("sandbox: --platform {p:?}: expected OS/ARCH[/VARIANT] (linux/amd64)");
+            return 2;
+        }
+    };
+    let store = match Store::open(store_path(store)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            return if e.is_store_failure() { 1 } else { 2 };
+        }
+    };
+    let bars = (!a.quiet && !a.json && std::io::stderr().is_terminal()).then(progress::Bars::new);
+    let opts = PullOptions {
+        credentials: a.creds,
+        ca_file: a.ca,
+        insecure_registries: a.insecure_registry,
+        platform,
+        progress: bars.as_ref().map(progress::Bars::callback),
+    };
+    let res = pull(&store, reference, &opts);
+    drop(bars);
+    match res {
+        Ok(p) => {
+            if a.json {
+                print_json(&p);
+            } else {
+                out!(
+                    "pulled {} {}: {} layers, {} fetched ({}), {} present",
+                    p.name.as_deref().unwrap_or(&p.reference),
+                    p.digest,
+                    p.layers,
+                    p.layers_fetched,
+                    human(p.bytes_fetched),
+                    p.layers_present
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            if e.is_local_failure() { 1 } else { 2 }
+        }
+    }
+}
+
+/// The progress display of `sandbox image pull` on a terminal: one bar
+/// per fetched layer (bytes, speed), a line per layer already present.
+#[cfg(feature = "registry")]
+mod progress {
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    use crate::image::pull::{ProgressFn, PullEvent};
+
+    pub struct Bars {
+        mp: MultiProgress,
+        bars: Arc<Mutex<Vec<Option<ProgressBar>>>>,
+    }
+
+    impl Bars {
+        pub fn new() -> Bars {
+            Bars {
+                mp: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                bars: Arc::default(),
+            }
+        }
+
+        pub fn callback(&self) -> ProgressFn {
+            let mp = self.mp.clone();
+            let bars = self.bars.clone();
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            Arc::new(move |e: &PullEvent<'_>| {
+                let Ok(mut bars) = bars.lock() else { return };
+                match e {
+                    PullEvent::Manifest { digest, layers } => {
+                        let _ = mp.println(format!("manifest {digest}: {} layers", layers.len()));
+                        bars.resize(layers.len(), None);
+                    }
+                    PullEvent::LayerPresent { blob, .. } => {
+                        let _ = mp.println(format!("{}: already present", blob.short()));
+                    }
+                    PullEvent::LayerStart { index, blob, size } => {
+                        let b = mp.add(ProgressBar::new(*size));
+                        b.set_style(style.clone());
+                        b.set_prefix(blob.short().to_string());
+                        if let Some(slot) = bars.get_mut(*index) {
+                            *slot = Some(b);
+                        }
+                    }
+                    PullEvent::LayerBytes { index, done } => {
+                        if let Some(Some(b)) = bars.get(*index) {
+                            b.set_position(*done);
+                        }
+                    }
+                    PullEvent::LayerDone { index, fetched } => {
+                        if let Some(Some(b)) = bars.get(*index) {
+                            b.finish_with_message(if *fetched == 0 {
+                                "present (another pull)"
+                            } else {
+                                "done"
+                            });
+                        }
+                    }
+                }
+            })
         }
     }
 }
@@ -397,10 +602,103 @@ fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
-/// How runs pull a missing image (`sandbox exec --image`, the server):
-/// `None` until a registry client is built in.
+/// How `sandbox exec --image` pulls a missing image: in this process, with
+/// Docker's default credentials, a progress display on a terminal.
+#[cfg(feature = "registry")]
+pub fn fetch() -> Option<std::sync::Arc<crate::runner::images::Fetch>> {
+    use std::io::IsTerminal;
+    Some(std::sync::Arc::new(|store: &Store, reference: &str| {
+        let bars = std::io::stderr().is_terminal().then(progress::Bars::new);
+        let opts = crate::image::pull::PullOptions {
+            progress: bars.as_ref().map(progress::Bars::callback),
+            ..Default::default()
+        };
+        crate::image::pull::pull(store, reference, &opts)
+            .map(|_| ())
+            .map_err(Into::into)
+    }))
+}
+
+#[cfg(not(feature = "registry"))]
 pub fn fetch() -> Option<std::sync::Arc<crate::runner::images::Fetch>> {
     None
+}
+
+/// Options `sandbox serve` passes to the pulls it makes.
+#[derive(Debug, Clone, Default)]
+pub struct ChildPull {
+    pub creds: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    /// A pull still running after this long is killed.
+    pub timeout: std::time::Duration,
+}
+
+/// How `sandbox serve` pulls a missing image: `sandbox image pull` in a
+/// child process of its own. The registry client's threads, memory and
+/// hostile-input parsing stay out of the server, whose executors clone
+/// containers (a thread created mid-clone can hang the child: see
+/// job::queue::executor); a pull that hangs is killed at its timeout.
+pub fn fetch_in_child(
+    store_dir: PathBuf,
+    o: ChildPull,
+) -> std::sync::Arc<crate::runner::images::Fetch> {
+    std::sync::Arc::new(move |_store: &Store, reference: &str| {
+        use std::process::{Command, Stdio};
+        let mut c = Command::new("/proc/self/exe");
+        c.arg("--store")
+            .arg(&store_dir)
+            .args(["image", "pull", "--quiet"]);
+        if let Some(f) = &o.creds {
+            c.arg("--creds").arg(f);
+        }
+        if let Some(f) = &o.ca {
+            c.arg("--ca").arg(f);
+        }
+        for r in &o.insecure_registries {
+            c.arg("--insecure-registry").arg(r);
+        }
+        let err_file = tempfile::tempfile()?;
+        let mut child = c
+            .arg("--")
+            .arg(reference)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file.try_clone()?)
+            .spawn()?;
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if t0.elapsed() > o.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(
+                    format!("no answer within {:?}: the pull was stopped", o.timeout).into(),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if status.success() {
+            return Ok(());
+        }
+        let mut msg = String::new();
+        use std::io::{Read, Seek};
+        let mut f = err_file;
+        f.rewind()?;
+        f.take(64 * 1024).read_to_string(&mut msg)?;
+        let msg = msg
+            .trim()
+            .trim_start_matches("sandbox: ")
+            .replace('\n', "; ");
+        Err(if msg.is_empty() {
+            format!("sandbox image pull: {status}")
+        } else {
+            msg
+        }
+        .into())
+    })
 }
 
 #[cfg(test)]

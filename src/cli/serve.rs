@@ -62,6 +62,20 @@ pub struct ServeArgs {
     /// missing image is pulled once, by the first job that needs it.
     #[arg(long, value_name = "PATTERN")]
     pub allow_image: Vec<String>,
+    /// Credentials for pulls: a Docker config.json (default
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json when present).
+    #[arg(long, value_name = "FILE")]
+    pub registry_creds: Option<PathBuf>,
+    /// PEM certificates pulls trust besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
+    /// Let pulls use plain HTTP to this registry (repeatable; loopback
+    /// registries need no flag).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// A pull still running after this long is stopped (its jobs fail).
+    #[arg(long, default_value = "30m", value_name = "DUR")]
+    pub pull_timeout: String,
     /// Time a client has to send a request's headers, and the longest idle
     /// time between requests on a keep-alive connection; then it is closed.
     #[arg(long, default_value = "5s", value_name = "DUR")]
@@ -141,12 +155,20 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
     let images = if allow_images.is_empty() {
         None
     } else {
-        let store = crate::image::Store::open(crate::image::store_path(store))
-            .context("--allow-image: opening the image store")?;
+        let dir = crate::image::store_path(store);
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let store =
+            crate::image::Store::open(&dir).context("--allow-image: opening the image store")?;
+        let pulls = super::image_cmd::ChildPull {
+            creds: a.registry_creds.clone(),
+            ca: a.registry_ca.clone(),
+            insecure_registries: a.insecure_registry.clone(),
+            timeout: dur("--pull-timeout", &a.pull_timeout)?,
+        };
         Some(std::sync::Arc::new(crate::runner::Images::new(
             store,
             crate::runner::PullPolicy::Never,
-            super::image_cmd::fetch(),
+            Some(super::image_cmd::fetch_in_child(dir, pulls)),
         )))
     };
     Ok(Config {

@@ -310,7 +310,7 @@ impl Store {
     }
 }
 
-fn check_layers(m: &Manifest, diff_ids: usize, manifest: &Digest) -> Result<()> {
+pub(crate) fn check_layers(m: &Manifest, diff_ids: usize, manifest: &Digest) -> Result<()> {
     if m.layers.len() != diff_ids {
         return Err(ImageError::invalid(
             format!("image {manifest}"),

@@ -51,6 +51,7 @@ pub mod layer;
 pub mod limits;
 pub mod lock;
 pub mod manifest;
+pub mod pull;
 pub mod record;
 pub mod reference;
 pub mod report;

@@ -27,6 +27,82 @@ macro_rules! need_root {
     };
 }
 
+/// Whether `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Builds small images offline in `dir` (emptied first) with Debian's
+/// umoci from busybox-static: the OCI layout `img` with tags `base` (busybox,
+/// /etc/passwd with user app, /etc/motd, /data/{one,two}; user app, cmd
+/// /bin/sh) and `v2` (base plus a layer deleting /etc/motd and /data/*:
+/// whiteouts), then runs `extra` (sh) in `dir`. False, with a loud SKIPPED,
+/// without root, umoci, skopeo, busybox or one of `tools`.
+pub fn busybox_images(dir: &Path, tools: &[&str], extra: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return false;
+    }
+    let missing: Vec<&str> = ["umoci", "skopeo", "busybox"]
+        .iter()
+        .chain(tools)
+        .copied()
+        .filter(|t| !have(t))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("SKIPPED: missing {missing:?} (.ci/run installs them)");
+        return false;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let busybox = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let script = r#"
+set -eu
+umoci init --layout img
+umoci new --image img:base
+umoci unpack --image img:base b
+r=b/rootfs
+mkdir -p $r/bin $r/etc $r/home/app $r/tmp $r/data
+cp "$BUSYBOX" $r/bin/busybox
+for c in sh ls cat id; do ln -s busybox $r/bin/$c; done
+printf 'root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' > $r/etc/passwd
+printf 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n' > $r/etc/group
+echo hello > $r/etc/motd
+echo 1 > $r/data/one; echo 2 > $r/data/two
+chown 1000:1000 $r/home/app; chmod 1777 $r/tmp
+umoci repack --image img:base b
+umoci config --image img:base --config.user app --config.cmd /bin/sh --config.env PATH=/bin --config.workingdir /home/app
+rm -rf b
+umoci unpack --image img:base b
+rm $r/etc/motd; rm -rf $r/data; mkdir $r/data; echo 3 > $r/data/three; echo v2 > $r/v2
+umoci repack --image img:v2 b
+rm -rf b
+"#;
+    let out = Command::new("sh")
+        .args(["-c", &format!("{script}{extra}")])
+        .current_dir(dir)
+        .env("BUSYBOX", busybox.trim())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the images: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
 /// Writes `bytes` as a blob of the layout; returns its descriptor fields.
 pub fn blob(layout: &Path, bytes: &[u8]) -> (Digest, u64) {
     let d = Digest::of(bytes);
@@ -142,81 +218,4 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Busybox images made by real tools, offline, in `CARGO_TARGET_TMPDIR/NAME`:
-/// `img` (an OCI layout with tags base and v2: base has busybox, a user
-/// `app` (1000) with its home as the working directory, PATH=/bin, Cmd
-/// /bin/sh; v2 deletes /etc/motd and replaces /data: whiteouts and an opaque
-/// directory), `img.tar` (the layout in a tar), `v2.tar` (a docker save
-/// archive of v2, as repo:v2). `None` (and a loud SKIPPED) without root,
-/// umoci, skopeo, busybox or unshare.
-pub fn busybox_images(name: &str) -> Option<PathBuf> {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root");
-        return None;
-    }
-    let missing: Vec<&str> = ["umoci", "skopeo", "busybox", "unshare"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("SKIPPED: missing {missing:?} (apt-get install umoci skopeo busybox-static)");
-        return None;
-    }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let busybox = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v busybox"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let script = r#"
-    set -eu
-    umoci init --layout img
-    umoci new --image img:base
-    umoci unpack --image img:base b
-    r=b/rootfs
-    mkdir -p $r/bin $r/etc $r/home/app $r/tmp $r/data
-    cp "$BUSYBOX" $r/bin/busybox
-    for c in sh ls cat id; do ln -s busybox $r/bin/$c; done
-    printf 'root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' > $r/etc/passwd
-    printf 'root:x:0:\napp:x:1000:\nstaff:x:50:app\n' > $r/etc/group
-    echo hello > $r/etc/motd
-    echo 1 > $r/data/one; echo 2 > $r/data/two
-    chown 1000:1000 $r/home/app; chmod 1777 $r/tmp
-    umoci repack --image img:base b
-    umoci config --image img:base --config.user app --config.cmd /bin/sh --config.env PATH=/bin --config.workingdir /home/app
-    rm -rf b
-    umoci unpack --image img:base b
-    rm $r/etc/motd; rm -rf $r/data; mkdir $r/data; echo 3 > $r/data/three; echo v2 > $r/v2
-    umoci repack --image img:v2 b
-    rm -rf b
-    skopeo copy -q oci:img:v2 docker-archive:v2.tar:repo:v2
-    tar -C img -cf img.tar .
-    "#;
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .current_dir(&dir)
-        .env("BUSYBOX", busybox.trim())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the images: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(dir)
 }
