@@ -37,6 +37,18 @@ pub struct ServeArgs {
     /// The default keeps 16 jobs at the --max-job-output default.
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     pub results_budget: String,
+    /// Bytes of events kept per job for GET /v1/jobs/{id}/events (at
+    /// least 256K); beyond it the oldest are dropped and a late reader is
+    /// told of the gap. A finished job's events count against
+    /// --results-budget with its results.
+    #[arg(long, default_value = "4M", value_name = "SIZE")]
+    pub events_buffer: String,
+    /// Event streams (GET /v1/jobs/{id}/events) open at once; beyond, 429.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_event_streams: usize,
+    /// Time between keep-alive comments on an idle event stream.
+    #[arg(long, default_value = "15s", value_name = "DUR")]
+    pub event_keepalive: String,
     /// Base directory of job workspaces (default $TMPDIR/sandbox-jobs).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -129,6 +141,10 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     if max_connections == 0 {
         anyhow::bail!("--max-connections must be at least 1");
     }
+    let event_keepalive = dur("--event-keepalive", &a.event_keepalive)?;
+    if event_keepalive.is_zero() {
+        anyhow::bail!("--event-keepalive must be more than 0");
+    }
     Ok(Config {
         listen: a.listen,
         workers,
@@ -138,6 +154,9 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
         keep_jobs: a.keep_jobs,
         keep_for: dur("--keep-for", &a.keep_for)?,
         results_budget: size("--results-budget", &a.results_budget)?,
+        events_buffer: size("--events-buffer", &a.events_buffer)?,
+        max_event_streams: a.max_event_streams,
+        event_keepalive,
         work_dir: a
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),

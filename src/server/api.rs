@@ -27,12 +27,26 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
             error: error.into(),
             field: None,
             retry_after: None,
+        }
+    }
+    /// Names the offending field (or header).
+    pub(super) fn with_field(self, field: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field.into()),
+            ..self
+        }
+    }
+    /// Adds `Retry-After: secs`.
+    pub(super) fn with_retry_after(self, secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(secs),
+            ..self
         }
     }
     fn field(e: job::FieldError) -> ApiError {
@@ -69,6 +83,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/jobs", axum::routing::post(submit))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/jobs/{id}/events", get(super::events::job_events))
         .route("/v1/profiles", get(list_profiles))
         .route("/v1/profiles/{name}", get(get_profile))
         .route("/metrics", get(metrics))
@@ -234,7 +249,7 @@ fn submit_error(e: SubmitError) -> ApiError {
 /// The answer to an id the backend does not know: 410 if its results
 /// were evicted (so a client can tell that from a typo), 404 if it is
 /// unknown or expired.
-fn lookup_error(id: &str, e: LookupError) -> ApiError {
+pub(super) fn lookup_error(id: &str, e: LookupError) -> ApiError {
     match e {
         LookupError::Evicted { budget } => ApiError::new(
             StatusCode::GONE,

@@ -38,6 +38,9 @@ pub struct QueueConfig {
     /// Bytes the results of finished jobs may hold in all (captured output,
     /// copied-out files); beyond it the oldest are evicted.
     pub results_budget: u64,
+    /// Bytes of events kept per job (its live log); beyond it the oldest
+    /// are dropped (a late reader is told of the gap).
+    pub events_buffer: u64,
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
@@ -107,7 +110,7 @@ impl Shared {
     /// to those waiting: they find the accounts done.
     pub(super) fn ended(&self, job: &JobRecord, f: Final) {
         self.counters.finish(f.status, f.duration);
-        self.finished(&job.id, f.bytes);
+        self.finished(&job.id, job.charged_bytes(&f));
         job.publish(f);
     }
 
