@@ -31,7 +31,7 @@ use crate::job::events::EventLog;
 pub(super) const STALL: Duration = Duration::from_secs(60);
 
 /// Bytes of events sent in one piece at most (about: at least one event).
-const BATCH: usize = 256 << 10;
+const BATCH: usize = 64 << 10;
 
 /// The response body: whatever the stream's task hands over.
 struct EventBody(mpsc::Receiver<Bytes>);
