@@ -540,3 +540,63 @@ fn streams_are_capped_kept_alive_and_end_with_a_cancel() {
         assert!(sse.eof);
     }
 }
+
+#[test]
+fn a_client_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let s = Server::start(
+        &[
+            "--workers",
+            "1",
+            "--max-event-streams",
+            "1",
+            "--write-timeout",
+            "1s",
+            "--max-output",
+            "4M",
+        ],
+        None,
+    );
+    // 16 MB of output: more than the loopback socket buffers can hold.
+    let step = json!({"command": ["/bin/sh", "-c", "head -c 4000000 /dev/zero | tr '\\0' x"],
+                      "limits": {"output": "4M"}});
+    let id = submit(&s, &json!({"steps": [step, step, step, step]}));
+    let path = format!("/v1/jobs/{id}/events");
+    let mut stuck = Sse::open(&s, &path, None);
+    assert_eq!(stuck.status, 200);
+    let second = common_server::request(&s.addr, "GET", &path, None, None).expect("request");
+    assert_eq!(second.status, 429, "the stuck client holds the one slot");
+    let j = s.wait_job(&id, Duration::from_secs(30));
+    assert_eq!(j["steps"][0]["status"], "ok", "{j}");
+    // The one stream slot is the stuck client's until the server gives up
+    // on it (a write waiting 1 s), then it is free again.
+    let t0 = Instant::now();
+    let mut other = loop {
+        let c = Sse::open(&s, &path, None);
+        if c.status == 200 {
+            break c;
+        }
+        assert_eq!(c.status, 429);
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the slot was never freed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(s.log().contains("--write-timeout"), "{}", s.log());
+    let evs = other.rest();
+    assert_eq!(evs.last().map(|e| e.name.as_str()), Some("job.ended"));
+    // The stuck client, reading at last, finds its connection closed
+    // before the end of the stream.
+    stuck
+        .r
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut all = Vec::new();
+    let _ = stuck.r.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        !text.contains("event: job.ended"),
+        "it got the whole stream after all"
+    );
+}

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// request body; then 408 and the connection is closed.
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub body_timeout: String,
+    /// Time a response (an event stream above all) may wait on a client
+    /// that takes none of it; then the connection is closed.
+    #[arg(long, default_value = "60s", value_name = "DUR")]
+    pub write_timeout: String,
     /// Connections open at once; more wait in the accept queue (default:
     /// RLIMIT_NOFILE less 64, at least 16).
     #[arg(long, value_name = "N")]
@@ -135,6 +139,10 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
     if body_timeout.is_zero() {
         anyhow::bail!("--body-timeout must be more than 0");
     }
+    let write_timeout = dur("--write-timeout", &a.write_timeout)?;
+    if write_timeout.is_zero() {
+        anyhow::bail!("--write-timeout must be more than 0");
+    }
     let max_connections = a
         .max_connections
         .unwrap_or_else(server::default_max_connections);
@@ -163,6 +171,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
         caps,
         header_timeout,
         body_timeout,
+        write_timeout,
         max_connections,
     })
 }

@@ -7,8 +7,9 @@
 //! log (then it is told of a gap) and never holds more than a batch. The
 //! job's run never waits on it. An idle stream gets a `: keep-alive`
 //! comment every `--event-keepalive`; a client that takes nothing for
-//! [`STALL`] loses its stream (and its slot). Streams open at once are
-//! capped (`--max-event-streams`, 429 beyond).
+//! `--write-timeout` loses its connection (`conn`), and with it its stream
+//! and its slot. Streams open at once are capped (`--max-event-streams`,
+//! 429 beyond).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -25,10 +26,6 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::AppState;
 use super::api::{ApiError, lookup_error};
 use crate::job::events::EventLog;
-
-/// How long a batch may wait for the client to take it before the stream
-/// is given up (a reader that stopped reading).
-pub(super) const STALL: Duration = Duration::from_secs(60);
 
 /// Bytes of events sent in one piece at most (about: at least one event).
 const BATCH: usize = 64 << 10;
@@ -115,9 +112,11 @@ async fn pump(
     keepalive: Duration,
 ) {
     let mut tick = log.subscribe();
+    // Waits while the client is slow; fails once it is gone (hyper drops
+    // the body with the connection).
     let send = |b: Bytes| {
         let tx = tx.clone();
-        async move { matches!(tokio::time::timeout(STALL, tx.send(b)).await, Ok(Ok(()))) }
+        async move { tx.send(b).await.is_ok() }
     };
     loop {
         // Marked seen before reading: what is pushed after wakes us.

@@ -75,6 +75,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Time a client has, once its headers are in, to send the whole body.
     pub body_timeout: Duration,
+    /// Time a response may wait on a client that takes none of it (its
+    /// socket full); then the connection is closed.
+    pub write_timeout: Duration,
     /// Connections open at once; beyond that, new ones wait in the
     /// kernel's accept queue.
     pub max_connections: usize,
@@ -190,6 +193,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         listener,
         app,
         cfg.header_timeout,
+        cfg.write_timeout,
         cfg.max_connections,
         shutdown,
     )
