@@ -350,6 +350,13 @@ fn unknown_jobs_and_tokens_answer_as_other_job_endpoints() {
     assert_eq!(wrong.status, 401);
     let evs = Sse::open(&s, &path, None).rest();
     assert_eq!(stdout_text(&evs), "hi\n");
+    // Described in the OpenAPI document.
+    let o = s.get("/openapi.json").json();
+    let r = &o["paths"]["/v1/jobs/{id}/events"]["get"]["responses"];
+    for code in ["200", "204", "400", "401", "404", "410", "429"] {
+        assert!(r[code].is_object(), "{code}: {r}");
+    }
+    assert!(r["200"]["content"]["text/event-stream"].is_object());
     assert_eq!(evs.last().map(|e| e.name.as_str()), Some("job.ended"));
 }
 
@@ -503,6 +510,8 @@ fn streams_are_capped_kept_alive_and_end_with_a_cancel() {
     let third = common_server::request(&s.addr, "GET", &path, None, None).expect("request");
     assert_eq!(third.status, 429, "{}", third.text());
     assert!(third.header("retry-after").is_some());
+    assert_eq!(s.metric("sandbox_event_streams"), Some(2.0));
+    assert_eq!(s.metric("sandbox_event_streams_max"), Some(2.0));
     assert!(
         third.json()["error"]
             .as_str()

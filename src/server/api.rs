@@ -313,12 +313,16 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let mut text = super::metrics::render(&st.jobs.metrics());
+    let max = st.cfg.max_event_streams;
+    let open = max.saturating_sub(st.event_streams.available_permits());
+    super::metrics::render_streams(&mut text, open, max);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(&st.jobs.metrics()),
+        text,
     )
         .into_response()
 }

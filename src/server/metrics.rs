@@ -5,6 +5,17 @@ use std::fmt::Write;
 
 use crate::job::queue::Metrics;
 
+/// The event streams of `GET /v1/jobs/{id}/events`: open now, and the cap.
+pub fn render_streams(o: &mut String, open: usize, max: usize) {
+    let _ = writeln!(
+        o,
+        "# HELP sandbox_event_streams Event streams (GET /v1/jobs/{{id}}/events) open.\n\
+         # TYPE sandbox_event_streams gauge\nsandbox_event_streams {open}\n\
+         # HELP sandbox_event_streams_max Event streams open at most (--max-event-streams).\n\
+         # TYPE sandbox_event_streams_max gauge\nsandbox_event_streams_max {max}"
+    );
+}
+
 /// The Prometheus text of `m`.
 pub fn render(m: &Metrics) -> String {
     let mut o = String::new();
