@@ -78,12 +78,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The API's routes, with `more` (routes of other files, under the same
+/// authentication) merged in.
+pub(crate) fn router(state: Arc<AppState>, more: Router<Arc<AppState>>) -> Router {
     let max_body = state.cfg.max_body;
     Router::new()
+        .merge(more)
         .route("/v1/jobs", axum::routing::post(submit))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/v1/jobs/{id}/events", get(super::events::job_events))
         .route("/v1/profiles", get(list_profiles))
         .route("/v1/profiles/{name}", get(get_profile))
         .route("/metrics", get(metrics))

@@ -65,7 +65,12 @@ fn last_event_id(h: &HeaderMap) -> Result<u64, ApiError> {
     })
 }
 
-pub(super) async fn job_events(
+/// The route: `GET /v1/jobs/{id}/events`.
+pub(super) fn routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new().route("/v1/jobs/{id}/events", axum::routing::get(job_events))
+}
+
+async fn job_events(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,

@@ -182,7 +182,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
     });
-    let app = api::router(state);
+    let app = api::router(state, events::routes());
     let backend = jobs.clone();
     let shutdown = async move {
         shutdown_signal().await;
