@@ -609,3 +609,109 @@ fn a_client_that_takes_nothing_is_dropped_after_the_write_timeout() {
         "it got the whole stream after all"
     );
 }
+
+#[test]
+fn steps_and_tests_each_have_their_events_in_order() {
+    let s = Server::start(&["--workers", "1"], None);
+    let id = submit(
+        &s,
+        &json!({"steps": [
+            {"name": "prep", "command": ["/bin/sh", "-c", "echo ready; printf 'caf\\303\\251 \\377\\000' >&2"]},
+            {"name": "judge", "command": ["/bin/sh", "-c", "read x; [ \"$x\" = boom ] && exit 3; echo $x"],
+             "tests": [{"stdin": "1\n", "expected_stdout": "1\n"},
+                       {"stdin": "2\n", "expected_stdout": "3\n"},
+                       {"stdin": "boom\n"}]},
+            {"name": "never", "command": ["/bin/true"]}
+        ]}),
+    );
+    let evs = Sse::open(&s, &format!("/v1/jobs/{id}/events"), None).rest();
+    assert_consecutive(&evs, 1);
+    let seq: Vec<String> = evs
+        .iter()
+        .map(|e| {
+            let at = |k: &str| e.data.get(k).and_then(Value::as_u64).map(|n| n.to_string());
+            let place = [at("step"), at("test")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(".");
+            let status = e.data["status"].as_str().unwrap_or("");
+            [e.name.as_str(), &place, status]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.starts_with("output"))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "job.started",
+            "step.started 0",
+            "step.ended 0 ok",
+            "step.started 1",
+            "test.started 1.0",
+            "test.ended 1.0 ok",
+            "test.started 1.1",
+            "test.ended 1.1 wrong_answer",
+            "test.started 1.2",
+            "test.ended 1.2 runtime_error",
+            "step.ended 1 wrong_answer",
+            // Not run: no step.started, only its verdict.
+            "step.ended 2 skipped",
+            "job.ended completed",
+        ]
+    );
+    // Each run's output sits between its start and its end, tagged with it.
+    let output_of = |step: u64, test: Option<u64>, stream: &str| -> Vec<u8> {
+        use base64::Engine;
+        evs.iter()
+            .filter(|e| {
+                e.name == "output"
+                    && e.data["step"] == step
+                    && e.data.get("test").and_then(Value::as_u64) == test
+                    && e.data["stream"] == stream
+            })
+            .flat_map(|e| {
+                let d = e.data["data"].as_str().expect("data");
+                match e.data["encoding"].as_str() {
+                    Some("utf8") => d.as_bytes().to_vec(),
+                    Some("base64") => base64::engine::general_purpose::STANDARD
+                        .decode(d)
+                        .expect("base64"),
+                    other => panic!("encoding {other:?}"),
+                }
+            })
+            .collect()
+    };
+    assert_eq!(output_of(0, None, "stdout"), b"ready\n");
+    // Not UTF-8: sent as base64, byte for byte.
+    assert_eq!(output_of(0, None, "stderr"), b"caf\xc3\xa9 \xff\x00");
+    assert_eq!(output_of(1, Some(0), "stdout"), b"1\n");
+    assert_eq!(output_of(1, Some(1), "stdout"), b"2\n");
+    assert_eq!(output_of(1, Some(2), "stdout"), b"");
+    let pos = |name: &str, test: u64| {
+        evs.iter()
+            .position(|e| e.name == name && e.data["step"] == 1 && e.data["test"] == test)
+            .expect(name)
+    };
+    for t in 0..2 {
+        let out = evs
+            .iter()
+            .position(|e| e.name == "output" && e.data["step"] == 1 && e.data["test"] == t)
+            .expect("output");
+        assert!(pos("test.started", t) < out && out < pos("test.ended", t));
+    }
+    // The verdicts and figures agree with the job's results.
+    let j = s.get(&format!("/v1/jobs/{id}")).json();
+    let ended = &evs[pos("test.ended", 2)].data;
+    let res = &j["steps"][1]["tests"][2];
+    for k in ["status", "exit_code", "signal", "stdout_truncated"] {
+        assert_eq!(ended[k], res[k], "{k}: {ended} vs {res}");
+    }
+    assert_eq!(ended["exit_code"], 3);
+    assert_eq!(ended["usage"]["wall_ms"], res["usage"]["wall_ms"]);
+    let wa = &evs[pos("test.ended", 1)].data;
+    assert_eq!(wa["message"], "stdout differs from expected_stdout");
+}
