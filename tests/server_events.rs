@@ -715,3 +715,39 @@ fn steps_and_tests_each_have_their_events_in_order() {
     let wa = &evs[pos("test.ended", 1)].data;
     assert_eq!(wa["message"], "stdout differs from expected_stdout");
 }
+
+#[test]
+fn an_evicted_jobs_events_go_with_its_results() {
+    // A budget smaller than any job: every finished job is evicted at once.
+    let s = Server::start(&["--workers", "1", "--results-budget", "1K"], None);
+    let id = submit(
+        &s,
+        &json!({"steps": [{"command": ["/bin/sh", "-c", "sleep 0.5; echo hi"]}]}),
+    );
+    // A client following the job to its end still gets everything.
+    let mut sse = Sse::open(&s, &format!("/v1/jobs/{id}/events"), None);
+    assert_eq!(sse.status, 200);
+    let evs = sse.rest();
+    assert_eq!(stdout_text(&evs), "hi\n");
+    assert_eq!(evs.last().map(|e| e.name.as_str()), Some("job.ended"));
+    let t0 = Instant::now();
+    loop {
+        let r = s.get(&format!("/v1/jobs/{id}/events"));
+        if r.status == 410 {
+            assert!(
+                r.json()["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("--results-budget"))
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}: {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.get(&format!("/v1/jobs/{id}")).status, 410);
+}
