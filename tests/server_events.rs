@@ -751,3 +751,31 @@ fn an_evicted_jobs_events_go_with_its_results() {
     }
     assert_eq!(s.get(&format!("/v1/jobs/{id}")).status, 410);
 }
+
+#[test]
+fn finished_jobs_events_stay_within_the_events_budget() {
+    let s = Server::start(&["--workers", "1", "--events-budget", "200K"], None);
+    // About 150 KB of events each: two do not fit in 200K.
+    let job = json!({"steps": [{"command": ["/bin/sh", "-c",
+        "head -c 150000 /dev/zero | tr '\\0' x"]}]});
+    let first = s.run(&job)["id"].as_str().expect("id").to_string();
+    let full = Sse::open(&s, &format!("/v1/jobs/{first}/events"), None).rest();
+    assert_eq!(full[0].name, "job.started", "kept while within the budget");
+    let second = s.run(&job)["id"].as_str().expect("id").to_string();
+    // The oldest finished job's events are dropped but for its end ...
+    let old = Sse::open(&s, &format!("/v1/jobs/{first}/events"), None).rest();
+    let names: Vec<&str> = old.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["gap", "job.ended"]);
+    assert_eq!(old[1].id, full.last().map_or(0, |e| e.id));
+    assert_eq!(old[0].data["dropped"].as_u64(), Some(old[1].id - 1));
+    // ... its results are not,
+    let j = s.get(&format!("/v1/jobs/{first}")).json();
+    assert_eq!(
+        j["steps"][0]["stdout"].as_str().map(str::len),
+        Some(150_000)
+    );
+    // and the newest job's events are whole.
+    let new = Sse::open(&s, &format!("/v1/jobs/{second}/events"), None).rest();
+    assert_consecutive(&new, 1);
+    assert_eq!(stdout_text(&new).len(), 150_000);
+}

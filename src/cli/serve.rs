@@ -39,10 +39,13 @@ pub struct ServeArgs {
     pub results_budget: String,
     /// Bytes of events kept per job for GET /v1/jobs/{id}/events (at
     /// least 256K); beyond it the oldest are dropped and a late reader is
-    /// told of the gap. A finished job's events count against
-    /// --results-budget with its results.
+    /// told of the gap.
     #[arg(long, default_value = "4M", value_name = "SIZE")]
     pub events_buffer: String,
+    /// Bytes the events of finished jobs may hold in all; beyond it the
+    /// oldest finished jobs keep only their job.ended event.
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    pub events_budget: String,
     /// Event streams (GET /v1/jobs/{id}/events) open at once; beyond, 429.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub max_event_streams: usize,
@@ -163,6 +166,7 @@ fn config(a: ServeArgs) -> anyhow::Result<Config> {
         keep_for: dur("--keep-for", &a.keep_for)?,
         results_budget: size("--results-budget", &a.results_budget)?,
         events_buffer: size("--events-buffer", &a.events_buffer)?,
+        events_budget: size("--events-budget", &a.events_budget)?,
         max_event_streams: a.max_event_streams,
         event_keepalive,
         work_dir: a

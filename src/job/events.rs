@@ -16,8 +16,10 @@
 //! events is at most the job's output budget (`--max-job-output`), each
 //! run's stream at most its output limit (the supervisor passes on only
 //! what fits). The log belongs to the job's record: it goes when the job
-//! is forgotten (results evicted or expired), and its bytes are charged to
-//! the results budget with the job's results.
+//! is forgotten (results evicted or expired). Once the job has finished,
+//! its log counts against the events budget of all finished jobs
+//! (`--events-budget`, kept by the queue): over it, the oldest finished
+//! jobs' logs are compacted to their `job.ended` ([`EventLog::compact`]).
 //!
 //! Every event serializes to one line of JSON carrying its `id`, `event`
 //! name and `at` time with its fields ([`Stamped`]): the same text is the
@@ -369,6 +371,19 @@ impl EventLog {
         b
     }
 
+    /// Drops every event but the last (a finished job's `job.ended`); a
+    /// reader from an earlier id then gets a gap and the end. For the
+    /// finished jobs' events budget.
+    pub fn compact(&self) {
+        let mut g = lock(&self.inner);
+        while g.frames.len() > 1 {
+            if let Some(f) = g.frames.pop_front() {
+                g.bytes -= f.text.len() as u64 + FRAME_OVERHEAD;
+            }
+        }
+        g.frames.shrink_to_fit();
+    }
+
     /// Wakes when something is published (see [`watch::Receiver`]).
     pub fn subscribe(&self) -> watch::Receiver<(u64, bool)> {
         self.tick.subscribe()
@@ -549,6 +564,28 @@ mod tests {
         assert_eq!(gap.id, next - 1);
         assert_eq!(data_of(&b.frames[0]).id, next);
         assert_eq!(b.last, 200);
+    }
+
+    #[test]
+    fn compacted_a_finished_log_keeps_its_end() {
+        let log = EventLog::new(MIN_CAP, u64::MAX);
+        for i in 0..10 {
+            log.push(Event::TestStarted { step: 0, test: i });
+        }
+        log.push(Event::JobEnded {
+            status: "completed".into(),
+            error: None,
+            duration_ms: None,
+        });
+        let before = log.held_bytes();
+        log.compact();
+        assert!(log.held_bytes() < before);
+        let b = log.read_after(0, usize::MAX);
+        let gap = b.gap.expect("gap");
+        assert_eq!((gap.id, b.last, b.done), (10, 11, true));
+        assert_eq!(data_of(&b.frames[0]).event.name(), "job.ended");
+        // A reader that had everything but the end still gets it.
+        assert_eq!(log.read_after(10, usize::MAX).frames.len(), 1);
     }
 
     #[test]

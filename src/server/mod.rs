@@ -63,6 +63,8 @@ pub struct Config {
     pub results_budget: u64,
     /// Bytes of events kept per job for `GET /v1/jobs/{id}/events`.
     pub events_buffer: u64,
+    /// Bytes the events of finished jobs may hold in all.
+    pub events_budget: u64,
     /// Event streams open at once; beyond it, 429.
     pub max_event_streams: usize,
     /// Time between keep-alive comments on an idle event stream.
@@ -135,6 +137,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         keep_for: cfg.keep_for,
         results_budget: cfg.results_budget,
         events_buffer: cfg.events_buffer,
+        events_budget: cfg.events_budget,
         work_dir: cfg.work_dir.clone(),
         caps: cfg.caps.clone(),
     })

@@ -222,6 +222,7 @@ mod tests {
             keep_for: Duration::from_secs(60),
             results_budget: 1 << 20,
             events_buffer: 1 << 20,
+            events_budget: 1 << 20,
             work_dir: dir.join("jobs"),
             caps: Caps::default(),
         })

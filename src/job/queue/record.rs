@@ -253,12 +253,6 @@ impl JobRecord {
             duration_ms: ran.then_some(duration.as_secs_f64() * 1e3),
         });
     }
-
-    /// Bytes a finished job holds, as charged to the results budget: its
-    /// results and its event log (with room for `job.ended`).
-    pub(super) fn charged_bytes(&self, f: &Final) -> u64 {
-        f.bytes + self.events.held_bytes() + 1024
-    }
 }
 
 /// Bytes a finished job's results hold, as charged to the results budget.

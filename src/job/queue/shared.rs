@@ -23,6 +23,7 @@ use super::record::{Cancel, Final, JobRecord};
 use super::results::Results;
 use super::{JobStatus, LookupError, Metrics};
 use crate::job::Caps;
+use crate::job::events::EventLog;
 use crate::runner::cache::SandboxCache;
 
 /// How a [`LocalQueue`](super::LocalQueue) runs.
@@ -41,6 +42,9 @@ pub struct QueueConfig {
     /// Bytes of events kept per job (its live log); beyond it the oldest
     /// are dropped (a late reader is told of the gap).
     pub events_buffer: u64,
+    /// Bytes the event logs of finished jobs may hold in all; beyond it
+    /// the oldest finished jobs' logs keep only their `job.ended`.
+    pub events_budget: u64,
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
@@ -51,6 +55,8 @@ pub(super) struct Shared {
     jobs: Mutex<HashMap<String, Arc<JobRecord>>>,
     /// Which finished jobs are remembered, within the results budget.
     results: Mutex<Results>,
+    /// Finished jobs' event logs, oldest first, within the events budget.
+    events_kept: Mutex<EventsKept>,
     /// The pooled sandbox of every profile in use, kept fresh.
     pub(super) sandboxes: SandboxCache,
     pub(super) counters: Counters,
@@ -60,6 +66,14 @@ pub(super) struct Shared {
     pub(super) stopped: watch::Sender<bool>,
 }
 
+/// The finished jobs' event logs in the events budget: (job id, its log,
+/// the bytes it held when entered), oldest first, and their sum.
+#[derive(Default)]
+struct EventsKept {
+    logs: std::collections::VecDeque<(String, std::sync::Weak<EventLog>, u64)>,
+    held: u64,
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -67,6 +81,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(super) fn new(cfg: QueueConfig) -> Shared {
         Shared {
+            events_kept: Mutex::default(),
             results: Mutex::new(Results::new(
                 cfg.results_budget,
                 cfg.keep_jobs,
@@ -110,8 +125,46 @@ impl Shared {
     /// to those waiting: they find the accounts done.
     pub(super) fn ended(&self, job: &JobRecord, f: Final) {
         self.counters.finish(f.status, f.duration);
-        self.finished(&job.id, job.charged_bytes(&f));
+        self.finished(&job.id, f.bytes);
         job.publish(f);
+        self.keep_events(job);
+    }
+
+    /// Enters a finished job's event log into the events budget, and
+    /// compacts the oldest finished jobs' logs while over it. A job that
+    /// is already forgotten (its results evicted at once) is not entered.
+    fn keep_events(&self, job: &JobRecord) {
+        let compact = {
+            let jobs = lock(&self.jobs);
+            if !jobs.contains_key(&job.id) {
+                return;
+            }
+            let mut k = lock(&self.events_kept);
+            k.held += job.events.held_bytes();
+            k.logs.push_back((
+                job.id.clone(),
+                Arc::downgrade(&job.events),
+                job.events.held_bytes(),
+            ));
+            let mut over = Vec::new();
+            while k.held > self.cfg.events_budget {
+                let Some((_, log, bytes)) = k.logs.pop_front() else {
+                    break;
+                };
+                k.held -= bytes;
+                over.extend(log.upgrade());
+            }
+            over
+        };
+        if !compact.is_empty() {
+            tracing::debug!(
+                jobs = compact.len(),
+                "finished jobs' events dropped (--events-budget)"
+            );
+        }
+        for log in compact {
+            log.compact();
+        }
     }
 
     /// Enters a finished job holding `bytes` of results into the results
@@ -136,6 +189,17 @@ impl Shared {
             ids.iter().filter_map(|id| jobs.remove(id)).collect()
         };
         tracing::debug!(jobs = gone.len(), "finished jobs forgotten");
+        {
+            let ids: std::collections::HashSet<&String> = ids.iter().collect();
+            let mut k = lock(&self.events_kept);
+            let mut freed = 0;
+            k.logs.retain(|(id, _, bytes)| {
+                let keep = !ids.contains(id);
+                freed += if keep { 0 } else { *bytes };
+                keep
+            });
+            k.held -= freed;
+        }
         // Freed here, outside the lock (unless a waiting client still
         // holds one: then when it has its answer).
         drop(gone);
