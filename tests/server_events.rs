@@ -774,6 +774,14 @@ fn finished_jobs_events_stay_within_the_events_budget() {
         j["steps"][0]["stdout"].as_str().map(str::len),
         Some(150_000)
     );
+    let held = s
+        .metric("sandbox_events_bytes")
+        .expect("sandbox_events_bytes");
+    assert!(held > 100_000.0 && held <= 200_000.0, "{held}");
+    assert_eq!(
+        s.metric("sandbox_events_budget_bytes"),
+        Some(200.0 * 1024.0)
+    );
     // and the newest job's events are whole.
     let new = Sse::open(&s, &format!("/v1/jobs/{second}/events"), None).rest();
     assert_consecutive(&new, 1);

@@ -236,8 +236,12 @@ impl Shared {
             let r = lock(&self.results);
             (r.held(), r.budget(), r.evictions())
         };
-        self.counters
-            .snapshot(counts, self.cfg.queue, self.cfg.workers, results)
+        let mut m = self
+            .counters
+            .snapshot(counts, self.cfg.queue, self.cfg.workers, results);
+        m.events_bytes = lock(&self.events_kept).held;
+        m.events_budget = self.cfg.events_budget;
+        m
     }
 
     /// An executor is starting.
