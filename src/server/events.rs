@@ -130,7 +130,7 @@ async fn pump(
         if b.gap.is_some() || !b.frames.is_empty() {
             let mut out = Vec::with_capacity(b.frames.iter().map(|f| f.len()).sum::<usize>() + 256);
             if let Some(g) = &b.gap {
-                tracing::debug!(after, next = b.last + 1, "event stream: reader fell behind");
+                tracing::debug!(after, gap = ?g.event, "event stream: reader fell behind");
                 out.extend_from_slice(g.frame().as_bytes());
             }
             for f in &b.frames {
