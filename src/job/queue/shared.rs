@@ -66,6 +66,10 @@ pub(super) struct Shared {
     pub(super) stopped: watch::Sender<bool>,
 }
 
+/// Bytes of a `job.ended` event, about (it is pushed after the log is
+/// entered into the events budget).
+const JOB_ENDED: u64 = 256;
+
 /// The finished jobs' event logs in the events budget: (job id, its log,
 /// the bytes it held when entered), oldest first, and their sum.
 #[derive(Default)]
@@ -126,13 +130,14 @@ impl Shared {
     pub(super) fn ended(&self, job: &JobRecord, f: Final) {
         self.counters.finish(f.status, f.duration);
         self.finished(&job.id, f.bytes);
-        job.publish(f);
         self.keep_events(job);
+        job.publish(f);
     }
 
-    /// Enters a finished job's event log into the events budget, and
-    /// compacts the oldest finished jobs' logs while over it. A job that
-    /// is already forgotten (its results evicted at once) is not entered.
+    /// Enters a finished job's event log into the events budget (with room
+    /// for its `job.ended`, pushed when it is published), and compacts the
+    /// oldest finished jobs' logs while over it. A job that is already
+    /// forgotten (its results evicted at once) is not entered.
     fn keep_events(&self, job: &JobRecord) {
         let compact = {
             let jobs = lock(&self.jobs);
@@ -140,12 +145,10 @@ impl Shared {
                 return;
             }
             let mut k = lock(&self.events_kept);
-            k.held += job.events.held_bytes();
-            k.logs.push_back((
-                job.id.clone(),
-                Arc::downgrade(&job.events),
-                job.events.held_bytes(),
-            ));
+            let bytes = job.events.held_bytes() + JOB_ENDED;
+            k.held += bytes;
+            k.logs
+                .push_back((job.id.clone(), Arc::downgrade(&job.events), bytes));
             let mut over = Vec::new();
             while k.held > self.cfg.events_budget {
                 let Some((_, log, bytes)) = k.logs.pop_front() else {
