@@ -373,12 +373,17 @@ pub fn run_job(
 /// A run's end as events show it: its verdict and figures, and the
 /// message its JSON result would carry.
 fn run_end(r: &RunOutcome) -> RunEnd {
-    let message = match r.verdict {
-        Verdict::WrongAnswer => Some("stdout differs from expected_stdout".to_string()),
-        Verdict::Cancelled => Some("cancelled".to_string()),
-        _ => None,
-    };
+    let message = verdict_message(r.verdict).map(String::from);
     RunEnd::new(r.verdict.as_str(), r.result.as_ref(), message)
+}
+
+/// The message a verdict of the job engine's own puts on a run's result.
+fn verdict_message(v: Verdict) -> Option<&'static str> {
+    match v {
+        Verdict::WrongAnswer => Some("stdout differs from expected_stdout"),
+        Verdict::Cancelled => Some("cancelled"),
+        _ => None,
+    }
 }
 
 fn step_ended(ctx: &JobContext<'_>, i: usize, s: &StepOutcome) {
@@ -398,14 +403,8 @@ fn run_json(r: &RunOutcome) -> Value {
     };
     if let Some(m) = v.as_object_mut() {
         m.insert("status".into(), json!(r.verdict.as_str()));
-        if r.verdict == Verdict::WrongAnswer {
-            m.insert(
-                "message".into(),
-                json!("stdout differs from expected_stdout"),
-            );
-        }
-        if r.verdict == Verdict::Cancelled {
-            m.insert("message".into(), json!("cancelled"));
+        if let Some(msg) = verdict_message(r.verdict) {
+            m.insert("message".into(), json!(msg));
         }
     }
     v
