@@ -450,6 +450,7 @@ fn info_endpoints() {
     for path in [
         "/v1/jobs",
         "/v1/jobs/{id}",
+        "/v1/jobs/{id}/events",
         "/v1/profiles",
         "/v1/profiles/{name}",
         "/healthz",

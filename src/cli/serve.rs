@@ -37,6 +37,21 @@ pub struct ServeArgs {
     /// The default keeps 16 jobs at the --max-job-output default.
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     pub results_budget: String,
+    /// Bytes of events kept per job for GET /v1/jobs/{id}/events (at
+    /// least 256K); beyond it the oldest are dropped and a late reader is
+    /// told of the gap.
+    #[arg(long, default_value = "4M", value_name = "SIZE")]
+    pub events_buffer: String,
+    /// Bytes the events of finished jobs may hold in all; beyond it the
+    /// oldest finished jobs keep only their job.ended event.
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    pub events_budget: String,
+    /// Event streams (GET /v1/jobs/{id}/events) open at once; beyond, 429.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_event_streams: usize,
+    /// Time between keep-alive comments on an idle event stream.
+    #[arg(long, default_value = "15s", value_name = "DUR")]
+    pub event_keepalive: String,
     /// Base directory of job workspaces (default $TMPDIR/sandbox-jobs).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -84,6 +99,10 @@ pub struct ServeArgs {
     /// request body; then 408 and the connection is closed.
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub body_timeout: String,
+    /// Time a response (an event stream above all) may wait on a client
+    /// that takes none of it; then the connection is closed.
+    #[arg(long, default_value = "60s", value_name = "DUR")]
+    pub write_timeout: String,
     /// Connections open at once; more wait in the accept queue (default:
     /// RLIMIT_NOFILE less 64, at least 16).
     #[arg(long, value_name = "N")]
@@ -144,6 +163,10 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
     if body_timeout.is_zero() {
         anyhow::bail!("--body-timeout must be more than 0");
     }
+    let write_timeout = dur("--write-timeout", &a.write_timeout)?;
+    if write_timeout.is_zero() {
+        anyhow::bail!("--write-timeout must be more than 0");
+    }
     let max_connections = a
         .max_connections
         .unwrap_or_else(server::default_max_connections);
@@ -171,6 +194,10 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
             Some(super::image_cmd::fetch_in_child(dir, pulls)),
         )))
     };
+    let event_keepalive = dur("--event-keepalive", &a.event_keepalive)?;
+    if event_keepalive.is_zero() {
+        anyhow::bail!("--event-keepalive must be more than 0");
+    }
     Ok(Config {
         images,
         allow_images,
@@ -182,12 +209,17 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
         keep_jobs: a.keep_jobs,
         keep_for: dur("--keep-for", &a.keep_for)?,
         results_budget: size("--results-budget", &a.results_budget)?,
+        events_buffer: size("--events-buffer", &a.events_buffer)?,
+        events_budget: size("--events-budget", &a.events_budget)?,
+        max_event_streams: a.max_event_streams,
+        event_keepalive,
         work_dir: a
             .work_dir
             .unwrap_or_else(|| std::env::temp_dir().join("sandbox-jobs")),
         caps,
         header_timeout,
         body_timeout,
+        write_timeout,
         max_connections,
     })
 }

@@ -9,6 +9,7 @@
 //! following a symlink. [`queue`] holds jobs from their submission to their
 //! end, behind the interface a front door uses ([`queue::JobBackend`]).
 
+pub mod events;
 pub mod queue;
 pub mod request;
 pub mod workspace;
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::profile::{BindMount, Limits};
 use crate::runner::{CancelOn, JobIds, OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
+use events::{Event, EventLog, RunEnd, RunTap};
 pub use request::{Caps, FieldError, InputFile, JobSpec, StepSpec, TestSpec, parse_request};
 pub use workspace::{BOX, Workspace, WorkspaceError};
 
@@ -127,6 +129,17 @@ pub struct JobContext<'a> {
     /// The job's host ids ([`Sandbox::job_ids`]), which own the workspace:
     /// every step and test runs as them.
     pub ids: Arc<JobIds>,
+    /// The job's live log: steps, tests, their output as it comes, their
+    /// verdicts (`None`: nobody follows the job).
+    pub events: Option<Arc<EventLog>>,
+}
+
+impl JobContext<'_> {
+    fn event(&self, e: Event) {
+        if let Some(log) = &self.events {
+            log.push(e);
+        }
+    }
 }
 
 fn cancelled(c: &Option<CancelOn>) -> bool {
@@ -156,8 +169,12 @@ fn charge_output(r: &mut RunOutcome, left: &mut u64) {
     }
 }
 
+/// Which run of the job: step `.0`, test `.1` of it if any.
+type RunAt = (usize, Option<usize>);
+
 fn run_one(
     ctx: &JobContext<'_>,
+    at: RunAt,
     step: &StepSpec,
     limits: &Limits,
     stdin: &[u8],
@@ -196,7 +213,18 @@ fn run_one(
         job: Some(ctx.ids.clone()),
         ..RunSpec::default()
     };
+    let tap = ctx
+        .events
+        .as_ref()
+        .map(|log| Arc::new(RunTap::new(log.clone(), at.0, at.1)));
+    let spec = RunSpec {
+        tap: tap.clone().map(|t| t as Arc<dyn crate::runner::OutputTap>),
+        ..spec
+    };
     let r = ctx.sandbox.run(&spec);
+    if let Some(t) = tap {
+        t.flush();
+    }
     let was_cancelled = r.cancelled && cancelled(&ctx.cancel);
     let verdict = if was_cancelled {
         Verdict::Cancelled
@@ -239,6 +267,7 @@ pub fn run_job(
             } else {
                 "not run: an earlier step failed".into()
             });
+            step_ended(ctx, i, &so);
             out.steps.push(so);
             continue;
         }
@@ -247,6 +276,7 @@ pub fn run_job(
         // after it are skipped either way, whatever the timing.
         if cancelled(&ctx.cancel) {
             so.verdict = Verdict::Cancelled;
+            step_ended(ctx, i, &so);
             out.steps.push(so);
             out.cancelled = true;
             stop = true;
@@ -254,9 +284,15 @@ pub fn run_job(
         }
         let span = tracing::info_span!("step", n = i, name = %step.name);
         let _g = span.enter();
+        ctx.event(Event::StepStarted {
+            step: i,
+            name: step.name.clone(),
+            tests: step.tests.len(),
+        });
         if step.tests.is_empty() {
             let mut r = run_one(
                 ctx,
+                (i, None),
                 step,
                 &limits,
                 &step.stdin,
@@ -271,9 +307,22 @@ pub fn run_job(
         } else {
             so.verdict = Verdict::Run(Status::Ok);
             out.steps.push(so);
-            for t in &step.tests {
-                let mut r = run_one(ctx, step, &limits, &t.stdin, t.expected_stdout.as_deref());
+            for (k, t) in step.tests.iter().enumerate() {
+                ctx.event(Event::TestStarted { step: i, test: k });
+                let mut r = run_one(
+                    ctx,
+                    (i, Some(k)),
+                    step,
+                    &limits,
+                    &t.stdin,
+                    t.expected_stdout.as_deref(),
+                );
                 charge_output(&mut r, &mut budget);
+                ctx.event(Event::TestEnded {
+                    step: i,
+                    test: k,
+                    end: run_end(&r),
+                });
                 let last = out.steps.len() - 1;
                 let s = &mut out.steps[last];
                 if s.verdict.is_ok() && !r.verdict.is_ok() {
@@ -295,6 +344,7 @@ pub fn run_job(
         }
         let v = out.steps[last].verdict;
         tracing::info!(verdict = v.as_str(), "step finished");
+        step_ended(ctx, i, &out.steps[last]);
         if v == Verdict::Cancelled || cancelled(&ctx.cancel) {
             out.cancelled = true;
         }
@@ -322,6 +372,32 @@ pub fn run_job(
     out
 }
 
+/// A run's end as events show it: its verdict and figures, and the
+/// message its JSON result would carry.
+fn run_end(r: &RunOutcome) -> RunEnd {
+    let message = verdict_message(r.verdict).map(String::from);
+    RunEnd::new(r.verdict.as_str(), r.result.as_ref(), message)
+}
+
+/// The message a verdict of the job engine's own puts on a run's result.
+fn verdict_message(v: Verdict) -> Option<&'static str> {
+    match v {
+        Verdict::WrongAnswer => Some("stdout differs from expected_stdout"),
+        Verdict::Cancelled => Some("cancelled"),
+        _ => None,
+    }
+}
+
+fn step_ended(ctx: &JobContext<'_>, i: usize, s: &StepOutcome) {
+    ctx.event(Event::StepEnded {
+        step: i,
+        name: s.name.clone(),
+        status: s.verdict.as_str().to_string(),
+        message: s.message.clone(),
+        run: s.run.as_ref().map(run_end),
+    });
+}
+
 fn run_json(r: &RunOutcome) -> Value {
     let mut v = match &r.result {
         Some(res) => serde_json::to_value(res.to_json(true)).unwrap_or_else(|_| json!({})),
@@ -329,14 +405,8 @@ fn run_json(r: &RunOutcome) -> Value {
     };
     if let Some(m) = v.as_object_mut() {
         m.insert("status".into(), json!(r.verdict.as_str()));
-        if r.verdict == Verdict::WrongAnswer {
-            m.insert(
-                "message".into(),
-                json!("stdout differs from expected_stdout"),
-            );
-        }
-        if r.verdict == Verdict::Cancelled {
-            m.insert("message".into(), json!("cancelled"));
+        if let Some(msg) = verdict_message(r.verdict) {
+            m.insert("message".into(), json!(msg));
         }
     }
     v
@@ -552,6 +622,7 @@ mod tests {
             caps: &caps,
             cancel: None,
             ids,
+            events: None,
         };
         let out = run_job(&ctx, &spec, &mut |_| {});
         let res = |i: usize| out.steps[i].run.as_ref().and_then(|r| r.result.as_ref());
@@ -598,6 +669,7 @@ mod tests {
             caps: &caps,
             cancel: Some(on),
             ids: JobIds::fixed(uid, gid),
+            events: None,
         };
         let out = run_job(&ctx, &spec, &mut |_| {});
         let got: Vec<_> = out.steps.iter().map(|s| s.verdict.as_str()).collect();

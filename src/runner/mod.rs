@@ -47,7 +47,7 @@ pub use images::{Images, ImagesError, PullPolicy};
 pub use prepare::Prepared;
 pub use result::{JsonResult, RunResult, Status, Usage};
 pub use sandbox::Sandbox;
-pub use spec::{JobIds, OpenedBind, OutputSpec, RunSpec, StdinSpec};
+pub use spec::{JobIds, OpenedBind, OutputSpec, OutputStream, OutputTap, RunSpec, StdinSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -62,6 +62,26 @@ pub struct RunSpec {
     /// The job this run belongs to ([`Sandbox::job_ids`]): its runs share
     /// its host ids. `None`: the run is a job of its own.
     pub job: Option<Arc<JobIds>>,
+    /// Sees the program's output as it is read from its pipes, within the
+    /// output limit (a live log); `None`: nobody watches.
+    pub tap: Option<Arc<dyn OutputTap>>,
+}
+
+/// Which of the program's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// A live view of a run's output: [`OutputTap::output`] is called by the
+/// supervisor with each chunk as it is read from the program's pipe (at
+/// most 64 KiB; only what fits within the run's output limit), in order,
+/// on the supervising thread. It must return promptly and never wait on a
+/// consumer: the limits (wall time, CPU, cancellation) are enforced by the
+/// same loop.
+pub trait OutputTap: Send + Sync + std::fmt::Debug {
+    fn output(&self, stream: OutputStream, bytes: &[u8]);
 }
 
 /// The host ids of one job, which all its runs share (its workspace

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Status;
 use super::report::{Ended, SetupFailed};
-use super::spec::{OutputSpec, RunSpec};
+use super::spec::{OutputSpec, OutputStream, RunSpec};
 use crate::isolation::sys;
 use crate::limits::cgroup::RunCgroup;
 use crate::profile::Limits;
@@ -205,6 +205,16 @@ impl Supervisor<'_> {
                     } else {
                         self.spec.stderr
                     };
+                    if let Some(tap) = &self.spec.tap
+                        && !take.is_empty()
+                    {
+                        let stream = if k == 0 {
+                            OutputStream::Stdout
+                        } else {
+                            OutputStream::Stderr
+                        };
+                        tap.output(stream, take);
+                    }
                     match pass {
                         OutputSpec::Capture => o.output[k].extend_from_slice(take),
                         OutputSpec::PassThrough if regular[k] => {

@@ -27,12 +27,26 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
             error: error.into(),
             field: None,
             retry_after: None,
+        }
+    }
+    /// Names the offending field (or header).
+    pub(super) fn with_field(self, field: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field.into()),
+            ..self
+        }
+    }
+    /// Adds `Retry-After: secs`.
+    pub(super) fn with_retry_after(self, secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(secs),
+            ..self
         }
     }
     fn field(e: job::FieldError) -> ApiError {
@@ -64,9 +78,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The API's routes, with `more` (routes of other files, under the same
+/// authentication) merged in.
+pub(crate) fn router(state: Arc<AppState>, more: Router<Arc<AppState>>) -> Router {
     let max_body = state.cfg.max_body;
     Router::new()
+        .merge(more)
         .route("/v1/jobs", axum::routing::post(submit))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/profiles", get(list_profiles))
@@ -234,7 +251,7 @@ fn submit_error(e: SubmitError) -> ApiError {
 /// The answer to an id the backend does not know: 410 if its results
 /// were evicted (so a client can tell that from a typo), 404 if it is
 /// unknown or expired.
-fn lookup_error(id: &str, e: LookupError) -> ApiError {
+pub(super) fn lookup_error(id: &str, e: LookupError) -> ApiError {
     match e {
         LookupError::Evicted { budget } => ApiError::new(
             StatusCode::GONE,
@@ -298,12 +315,16 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let mut text = super::metrics::render(&st.jobs.metrics());
+    let max = st.cfg.max_event_streams;
+    let open = max.saturating_sub(st.event_streams.available_permits());
+    super::metrics::render_streams(&mut text, open, max);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(&st.jobs.metrics()),
+        text,
     )
         .into_response()
 }

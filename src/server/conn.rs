@@ -31,6 +31,7 @@ pub(super) async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     header_timeout: Duration,
+    write_timeout: Duration,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -107,7 +108,9 @@ pub(super) async fn serve_http(
         };
         let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
         tokio::spawn(async move {
-            serve_conn(stream, peer, service, header_timeout, &signal_tx, &ctl).await;
+            let stream = Watched::new(stream);
+            let timeouts = (header_timeout, write_timeout);
+            serve_conn(stream, peer, service, timeouts, &signal_tx, &ctl).await;
             // The socket is closed by now: the slot is free.
             drop(close_rx);
             drop(permit);
@@ -161,14 +164,109 @@ impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for Noting<S> 
     }
 }
 
+/// A connection's socket that notes since when a write has been waiting
+/// for room (the client takes nothing): see [`serve_conn`]'s write timeout.
+struct Watched {
+    io: tokio::net::TcpStream,
+    /// When the pending write began waiting, in ms after `epoch`, plus 1;
+    /// 0 while nothing waits.
+    stalled: Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
+}
+
+impl Watched {
+    fn new(io: tokio::net::TcpStream) -> Watched {
+        Watched {
+            io,
+            stalled: Arc::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn note<T>(&self, r: &std::task::Poll<std::io::Result<T>>) {
+        use std::task::Poll;
+        match r {
+            Poll::Pending => {
+                let now = self.epoch.elapsed().as_millis() as u64 + 1;
+                let _ = self
+                    .stalled
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.stalled.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// How long a write has been waiting (zero if none is).
+    fn stall(stalled: &std::sync::atomic::AtomicU64, epoch: Instant) -> Duration {
+        match stalled.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            t => epoch.elapsed().saturating_sub(Duration::from_millis(t - 1)),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.note(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.note(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// One HTTP/1.1 connection (keep-alive, upgrades) until it ends. On
 /// shutdown it finishes the request in flight, if any, and closes; asked
-/// to make room, it closes at once unless it has started a request.
+/// to make room, it closes at once unless it has started a request. A
+/// client that takes none of the response for `write_timeout` (a write
+/// waiting for room in its socket all that time) is dropped: otherwise a
+/// reader that never reads would hold the connection, its buffers and, for
+/// an event stream, a stream slot for ever, and keep shutdown waiting.
 async fn serve_conn<S>(
-    stream: tokio::net::TcpStream,
+    stream: Watched,
     peer: SocketAddr,
     service: S,
-    header_timeout: Duration,
+    (header_timeout, write_timeout): (Duration, Duration),
     signal_tx: &watch::Sender<()>,
     ctl: &ConnCtl,
 ) where
@@ -180,9 +278,14 @@ async fn serve_conn<S>(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
+    let (stalled, epoch) = (stream.stalled.clone(), stream.epoch);
     let conn = builder
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
         .with_upgrades();
+    // Checked a few times per write timeout.
+    let every = (write_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut check = tokio::time::interval(every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = std::pin::pin!(conn);
     let mut signalled = std::pin::pin!(signal_tx.closed());
     let mut draining = false;
@@ -197,6 +300,17 @@ async fn serve_conn<S>(
             _ = &mut signalled, if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            _ = check.tick() => {
+                let stall = Watched::stall(&stalled, epoch);
+                if stall >= write_timeout {
+                    tracing::info!(
+                        %peer,
+                        stalled_ms = stall.as_millis() as u64,
+                        "closing a connection whose client takes nothing (--write-timeout)"
+                    );
+                    return;
+                }
             }
             _ = ctl.evict.notified(), if !draining => {
                 if !ctl.started.load(Ordering::Relaxed) {

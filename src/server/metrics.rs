@@ -5,6 +5,17 @@ use std::fmt::Write;
 
 use crate::job::queue::Metrics;
 
+/// The event streams of `GET /v1/jobs/{id}/events`: open now, and the cap.
+pub fn render_streams(o: &mut String, open: usize, max: usize) {
+    let _ = writeln!(
+        o,
+        "# HELP sandbox_event_streams Event streams (GET /v1/jobs/{{id}}/events) open.\n\
+         # TYPE sandbox_event_streams gauge\nsandbox_event_streams {open}\n\
+         # HELP sandbox_event_streams_max Event streams open at most (--max-event-streams).\n\
+         # TYPE sandbox_event_streams_max gauge\nsandbox_event_streams_max {max}"
+    );
+}
+
 /// The Prometheus text of `m`.
 pub fn render(m: &Metrics) -> String {
     let mut o = String::new();
@@ -101,6 +112,20 @@ pub fn render(m: &Metrics) -> String {
     let _ = writeln!(o, "sandbox_results_evicted_total {}", m.results_evicted);
     g(
         &mut o,
+        "sandbox_events_bytes",
+        "Bytes held by the event logs of finished jobs (GET /v1/jobs/{id}/events).",
+        "gauge",
+    );
+    let _ = writeln!(o, "sandbox_events_bytes {}", m.events_bytes);
+    g(
+        &mut o,
+        "sandbox_events_budget_bytes",
+        "Most bytes the event logs of finished jobs may hold (--events-budget).",
+        "gauge",
+    );
+    let _ = writeln!(o, "sandbox_events_budget_bytes {}", m.events_budget);
+    g(
+        &mut o,
         "sandbox_job_duration_seconds",
         "Time from job start to finish.",
         "histogram",
@@ -139,6 +164,8 @@ mod tests {
             results_bytes: 1234,
             results_budget: 268435456,
             results_evicted: 3,
+            events_bytes: 4321,
+            events_budget: 64 << 20,
             duration: Histogram {
                 buckets: BUCKETS.iter().map(|b| (*b, 1)).collect(),
                 sum_seconds: 1.5,
@@ -161,6 +188,8 @@ mod tests {
             "sandbox_results_bytes 1234",
             "sandbox_results_budget_bytes 268435456",
             "sandbox_results_evicted_total 3",
+            "sandbox_events_bytes 4321",
+            "sandbox_events_budget_bytes 67108864",
             "# TYPE sandbox_job_duration_seconds histogram",
             "sandbox_job_duration_seconds_bucket{le=\"0.05\"} 1",
             "sandbox_job_duration_seconds_bucket{le=\"1\"} 1",

@@ -12,6 +12,7 @@
 
 mod api;
 mod conn;
+mod events;
 mod metrics;
 mod openapi;
 mod views;
@@ -60,6 +61,14 @@ pub struct Config {
     /// Bytes the results of finished jobs may hold in all (captured output,
     /// copied-out files); beyond it the oldest are evicted.
     pub results_budget: u64,
+    /// Bytes of events kept per job for `GET /v1/jobs/{id}/events`.
+    pub events_buffer: u64,
+    /// Bytes the events of finished jobs may hold in all.
+    pub events_budget: u64,
+    /// Event streams open at once; beyond it, 429.
+    pub max_event_streams: usize,
+    /// Time between keep-alive comments on an idle event stream.
+    pub event_keepalive: Duration,
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
@@ -68,6 +77,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Time a client has, once its headers are in, to send the whole body.
     pub body_timeout: Duration,
+    /// Time a response may wait on a client that takes none of it (its
+    /// socket full); then the connection is closed.
+    pub write_timeout: Duration,
     /// Connections open at once; beyond that, new ones wait in the
     /// kernel's accept queue.
     pub max_connections: usize,
@@ -93,6 +105,8 @@ pub fn default_max_connections() -> usize {
 pub(crate) struct AppState {
     cfg: Config,
     jobs: Arc<dyn JobBackend>,
+    /// One permit per event stream open (`--max-event-streams`).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 async fn shutdown_signal() {
@@ -126,6 +140,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         keep_jobs: cfg.keep_jobs,
         keep_for: cfg.keep_for,
         results_budget: cfg.results_budget,
+        events_buffer: cfg.events_buffer,
+        events_budget: cfg.events_budget,
         work_dir: cfg.work_dir.clone(),
         caps: cfg.caps.clone(),
         images: cfg.images.clone(),
@@ -170,8 +186,12 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     let state = Arc::new(AppState {
         cfg: cfg.clone(),
         jobs: jobs.clone(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            cfg.max_event_streams
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     });
-    let app = api::router(state);
+    let app = api::router(state, events::routes());
     let backend = jobs.clone();
     let shutdown = async move {
         shutdown_signal().await;
@@ -182,6 +202,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         listener,
         app,
         cfg.header_timeout,
+        cfg.write_timeout,
         cfg.max_connections,
         shutdown,
     )

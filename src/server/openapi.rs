@@ -36,6 +36,51 @@ pub fn document() -> Value {
             json!({"type": "array", "items": {"$ref": "#/components/schemas/RunResult"}}),
         );
     }
+    let events_path = json!({
+        "parameters": [
+            {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+            {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": "Resume after this event id (what an EventSource sends when it reconnects)"},
+        ],
+        "get": {
+            "summary": "The job's live events (Server-Sent Events)",
+            "description": "A text/event-stream: each event is `id:` (1, 2, ... per job), `event:` (its name) and one `data:` line of JSON (see the Event schema): job.started, step.started, test.started, output, output.truncated, test.ended, step.ended, job.ended (always last; the stream closes after it), and gap (events the reader had not read were dropped from the job's --events-buffer). Idle streams get `: keep-alive` comments. See docs/api.md.",
+            "responses": {
+                "200": {"description": "The event stream", "content": {"text/event-stream": {"schema": {"type": "string"}, "example": "id: 3\nevent: output\ndata: {\"id\":3,\"at\":1796690300.93,\"event\":\"output\",\"step\":0,\"stream\":\"stdout\",\"data\":\"compiling part 1\\n\",\"encoding\":\"utf8\"}\n\n"}}},
+                "204": {"description": "The job has ended and Last-Event-ID is its last event: nothing follows"},
+                "400": err_resp("Last-Event-ID is not a number (field Last-Event-ID)"),
+                "401": err_resp("Unauthorized"),
+                "404": err_resp("Unknown or expired job"),
+                "410": err_resp(EVICTED),
+                "429": {"description": "--max-event-streams streams are open; retry after the Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            }
+        },
+    });
+    let event_schema = json!({"type": "object", "required": ["id", "at", "event"], "description": "The data of one event: its id and time, its name, and the fields of that event (docs/api.md lists them per event)", "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "at": {"type": "number", "description": "Unix time, seconds"},
+        "event": {"type": "string", "enum": ["job.started", "step.started", "test.started", "output", "output.truncated", "test.ended", "step.ended", "job.ended", "gap"]},
+        "profile": {"type": "string"},
+        "steps": {"type": "integer"},
+        "step": {"type": "integer", "minimum": 0},
+        "test": {"type": "integer", "minimum": 0},
+        "tests": {"type": "integer"},
+        "name": {"type": "string"},
+        "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+        "data": {"type": "string"},
+        "encoding": {"type": "string", "enum": ["utf8", "base64"]},
+        "reason": {"type": "string"},
+        "status": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "signal": {"type": ["string", "null"]},
+        "message": {"type": ["string", "null"]},
+        "usage": {"$ref": "#/components/schemas/Usage"},
+        "stdout_truncated": {"type": "boolean"},
+        "stderr_truncated": {"type": "boolean"},
+        "run": {"type": "object", "description": "step.ended of a step without tests: its run's status, exit_code, signal, message, usage, *_truncated"},
+        "error": {"type": "string"},
+        "duration_ms": {"type": "number"},
+        "after": {"type": "integer"}, "next": {"type": "integer"}, "dropped": {"type": "integer"},
+    }});
     let auth = json!([{"bearer": []}]);
     json!({
         "openapi": "3.0.3",
@@ -66,6 +111,7 @@ pub fn document() -> Value {
                 "get": {"summary": "A job with its results so far", "responses": {"200": job_resp("The job"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job"), "410": err_resp(EVICTED)}},
                 "delete": {"summary": "Cancel a job (kills its running step)", "responses": {"200": job_resp("The job after cancellation (status cancelled, or completed if it had already finished)"), "401": err_resp("Unauthorized"), "404": err_resp("Unknown or expired job"), "410": err_resp(EVICTED)}},
             },
+            "/v1/jobs/{id}/events": events_path,
             "/v1/profiles": {"get": {"summary": "Available profiles", "responses": {"200": {"description": "Profiles", "content": {"application/json": {"schema": {"type": "object", "properties": {"profiles": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}}}}}}}, "401": err_resp("Unauthorized")}}},
             "/v1/profiles/{name}": {"get": {
                 "summary": "A resolved profile",
@@ -123,6 +169,7 @@ pub fn document() -> Value {
                     "content": {"type": "string"}, "encoding": {"type": "string", "enum": ["utf8", "base64"]},
                     "size": {"type": "integer"}, "error": {"type": "string"},
                 }},
+                "Event": event_schema,
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
                     "status": {"type": "string", "enum": ["queued", "running", "completed", "cancelled"]},

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::metrics::{add, sub};
 use super::record::{JobRecord, Start};
 use super::shared::{Shared, lock};
+use crate::job::events::Event;
 use crate::job::{self, InputFile, JobContext, JobOutcome, Workspace, WorkspaceError};
 
 pub(super) type Receiver = Arc<Mutex<mpsc::Receiver<Arc<JobRecord>>>>;
@@ -66,6 +67,10 @@ fn execute(q: &Shared, job: &JobRecord) {
     };
     add(&q.counters.running);
     tracing::info!(profile = %job.profile, steps = spec.steps.len(), "job started");
+    job.events.push(Event::JobStarted {
+        profile: job.profile.clone(),
+        steps: spec.steps.len(),
+    });
     let sb = match sandbox.or_else(|image| pulled(q, job, &spec, &image)) {
         Ok(sb) => sb,
         Err(e) => {
@@ -93,6 +98,7 @@ fn execute(q: &Shared, job: &JobRecord) {
                     caps: &q.cfg.caps,
                     cancel,
                     ids: ids.clone(),
+                    events: Some(job.events.clone()),
                 };
                 let out = job::run_job(&ctx, &spec, &mut |o| job.progress(o));
                 // The ids stay the job's until its files are gone.

@@ -27,6 +27,7 @@ use super::shared::{QueueConfig, Shared, lock};
 use super::{
     JobBackend, JobSnapshot, JobWatch, LookupError, Metrics, Stopped, SubmitError, Submitted,
 };
+use crate::job::events::EventLog;
 use crate::job::request::effective_limits;
 use crate::job::{JobSpec, WorkspaceError, workspace};
 use crate::runner::CancelOn;
@@ -145,7 +146,16 @@ impl JobBackend for LocalQueue {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cancel = CancelOn::pair().map_err(SubmitError::Pipe)?;
-        let job = Arc::new(JobRecord::new(new_id(), spec, sb, pull, limits, cancel));
+        let events = EventLog::new(sh.cfg.events_buffer, sh.cfg.caps.max_job_output);
+        let job = Arc::new(JobRecord::new(
+            new_id(),
+            spec,
+            sb,
+            pull,
+            limits,
+            cancel,
+            events,
+        ));
         let watch = job.watch();
         {
             // Held while sending: shutting down takes it, so no job slips
@@ -181,6 +191,10 @@ impl JobBackend for LocalQueue {
 
     fn watch(&self, id: &str) -> Result<JobWatch, LookupError> {
         Ok(self.shared.record(id)?.watch())
+    }
+
+    fn events(&self, id: &str) -> Result<Arc<EventLog>, LookupError> {
+        Ok(self.shared.record(id)?.events.clone())
     }
 
     fn cancel(&self, id: &str) -> Result<JobWatch, LookupError> {
@@ -267,6 +281,8 @@ mod tests {
             keep_jobs: 10,
             keep_for: Duration::from_secs(60),
             results_budget: 1 << 20,
+            events_buffer: 1 << 20,
+            events_budget: 1 << 20,
             work_dir: dir.join("jobs"),
             caps: Caps::default(),
             images: None,

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub results_bytes: u64,
     pub results_budget: u64,
     pub results_evicted: u64,
+    /// Bytes held by the event logs of finished jobs, and the most they
+    /// may hold (`--events-budget`).
+    pub events_bytes: u64,
+    pub events_budget: u64,
     /// Time from job start to finish.
     pub duration: Histogram,
 }
@@ -114,6 +118,8 @@ impl Counters {
             results_bytes,
             results_budget,
             results_evicted,
+            events_bytes: 0,
+            events_budget: 0,
             duration: Histogram {
                 buckets: BUCKETS
                     .iter()

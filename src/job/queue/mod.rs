@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::events::EventLog;
 use super::{FieldError, JobOutcome, JobSpec};
 use crate::runner::cache::CacheError;
 pub use local::{LocalQueue, StartError};
@@ -193,6 +194,10 @@ pub trait JobBackend: Send + Sync {
 
     /// The job's snapshots from now on (to wait for it to finish).
     fn watch(&self, id: &str) -> Result<JobWatch, LookupError>;
+
+    /// The job's live log: its events so far (within the log's buffer),
+    /// and a wake-up for the next ones. Freed with the job's results.
+    fn events(&self, id: &str) -> Result<Arc<EventLog>, LookupError>;
 
     /// Cancels the job: a queued one is cancelled at once, a running one
     /// is killed (it finishes moments later, cancelled), a finished one is

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::{JobSnapshot, JobStatus, JobWatch};
+use crate::job::events::{Event, EventLog};
 use crate::job::{JobOutcome, JobSpec};
 use crate::profile::Limits;
 use crate::runner::{CancelOn, Canceller, Sandbox};
@@ -45,6 +46,8 @@ pub(super) struct JobRecord {
     /// Per-step effective limits.
     pub(super) limits: Vec<Limits>,
     pub(super) span: tracing::Span,
+    /// Its live log (see [`EventLog`]): freed with the record.
+    pub(super) events: Arc<EventLog>,
     ctl: Mutex<Control>,
     view: watch::Sender<JobSnapshot>,
 }
@@ -101,6 +104,7 @@ impl JobRecord {
         pull: Option<String>,
         limits: Vec<Limits>,
         cancel: (CancelOn, Canceller),
+        events: EventLog,
     ) -> JobRecord {
         let profile = spec.profile.clone();
         let (view, _) = watch::channel(JobSnapshot {
@@ -119,6 +123,7 @@ impl JobRecord {
         });
         JobRecord {
             span: tracing::info_span!("job", id = %id),
+            events: Arc::new(events),
             id,
             profile,
             limits,
@@ -242,14 +247,22 @@ impl JobRecord {
         }
     }
 
-    /// Shows the job's end to everyone: snapshots, and those waiting.
+    /// Shows the job's end to everyone: snapshots, those waiting, then
+    /// the event log's readers (`job.ended`, the log's last event).
     pub(super) fn publish(&self, f: Final) {
+        let (status, error, duration) = (f.status, f.error.clone(), f.duration);
+        let ran = self.view.borrow().started.is_some();
         self.view.send_modify(|v| {
             v.status = f.status;
             v.outcome = Arc::new(f.outcome);
             v.error = f.error;
             v.finished = Some(f.finished);
             v.finished_at = Some(f.finished_at);
+        });
+        self.events.push(Event::JobEnded {
+            status: status.as_str().to_string(),
+            error,
+            duration_ms: ran.then_some(duration.as_secs_f64() * 1e3),
         });
     }
 }

@@ -24,6 +24,7 @@ use super::results::Results;
 use super::{JobStatus, LookupError, Metrics};
 use crate::image::AllowList;
 use crate::job::Caps;
+use crate::job::events::EventLog;
 use crate::runner::Images;
 use crate::runner::cache::SandboxCache;
 
@@ -40,6 +41,12 @@ pub struct QueueConfig {
     /// Bytes the results of finished jobs may hold in all (captured output,
     /// copied-out files); beyond it the oldest are evicted.
     pub results_budget: u64,
+    /// Bytes of events kept per job (its live log); beyond it the oldest
+    /// are dropped (a late reader is told of the gap).
+    pub events_buffer: u64,
+    /// Bytes the event logs of finished jobs may hold in all; beyond it
+    /// the oldest finished jobs' logs keep only their `job.ended`.
+    pub events_budget: u64,
     /// Base directory of the job workspaces (created 0711 if missing).
     pub work_dir: PathBuf,
     pub caps: Caps,
@@ -56,6 +63,8 @@ pub(super) struct Shared {
     jobs: Mutex<HashMap<String, Arc<JobRecord>>>,
     /// Which finished jobs are remembered, within the results budget.
     results: Mutex<Results>,
+    /// Finished jobs' event logs, oldest first, within the events budget.
+    events_kept: Mutex<EventsKept>,
     /// The pooled sandbox of every profile in use, kept fresh.
     pub(super) sandboxes: SandboxCache,
     pub(super) counters: Counters,
@@ -65,6 +74,18 @@ pub(super) struct Shared {
     pub(super) stopped: watch::Sender<bool>,
 }
 
+/// Bytes of a `job.ended` event, about (it is pushed after the log is
+/// entered into the events budget).
+const JOB_ENDED: u64 = 256;
+
+/// The finished jobs' event logs in the events budget: (job id, its log,
+/// the bytes it held when entered), oldest first, and their sum.
+#[derive(Default)]
+struct EventsKept {
+    logs: std::collections::VecDeque<(String, std::sync::Weak<EventLog>, u64)>,
+    held: u64,
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -72,6 +93,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(super) fn new(cfg: QueueConfig) -> Shared {
         Shared {
+            events_kept: Mutex::default(),
             results: Mutex::new(Results::new(
                 cfg.results_budget,
                 cfg.keep_jobs,
@@ -119,7 +141,44 @@ impl Shared {
     pub(super) fn ended(&self, job: &JobRecord, f: Final) {
         self.counters.finish(f.status, f.duration);
         self.finished(&job.id, f.bytes);
+        self.keep_events(job);
         job.publish(f);
+    }
+
+    /// Enters a finished job's event log into the events budget (with room
+    /// for its `job.ended`, pushed when it is published), and compacts the
+    /// oldest finished jobs' logs while over it. A job that is already
+    /// forgotten (its results evicted at once) is not entered.
+    fn keep_events(&self, job: &JobRecord) {
+        let compact = {
+            let jobs = lock(&self.jobs);
+            if !jobs.contains_key(&job.id) {
+                return;
+            }
+            let mut k = lock(&self.events_kept);
+            let bytes = job.events.held_bytes() + JOB_ENDED;
+            k.held += bytes;
+            k.logs
+                .push_back((job.id.clone(), Arc::downgrade(&job.events), bytes));
+            let mut over = Vec::new();
+            while k.held > self.cfg.events_budget {
+                let Some((_, log, bytes)) = k.logs.pop_front() else {
+                    break;
+                };
+                k.held -= bytes;
+                over.extend(log.upgrade());
+            }
+            over
+        };
+        if !compact.is_empty() {
+            tracing::debug!(
+                jobs = compact.len(),
+                "finished jobs' events dropped (--events-budget)"
+            );
+        }
+        for log in compact {
+            log.compact();
+        }
     }
 
     /// Enters a finished job holding `bytes` of results into the results
@@ -144,6 +203,17 @@ impl Shared {
             ids.iter().filter_map(|id| jobs.remove(id)).collect()
         };
         tracing::debug!(jobs = gone.len(), "finished jobs forgotten");
+        {
+            let ids: std::collections::HashSet<&String> = ids.iter().collect();
+            let mut k = lock(&self.events_kept);
+            let mut freed = 0;
+            k.logs.retain(|(id, _, bytes)| {
+                let keep = !ids.contains(id);
+                freed += if keep { 0 } else { *bytes };
+                keep
+            });
+            k.held -= freed;
+        }
         // Freed here, outside the lock (unless a waiting client still
         // holds one: then when it has its answer).
         drop(gone);
@@ -180,8 +250,12 @@ impl Shared {
             let r = lock(&self.results);
             (r.held(), r.budget(), r.evictions())
         };
-        self.counters
-            .snapshot(counts, self.cfg.queue, self.cfg.workers, results)
+        let mut m = self
+            .counters
+            .snapshot(counts, self.cfg.queue, self.cfg.workers, results);
+        m.events_bytes = lock(&self.events_kept).held;
+        m.events_budget = self.cfg.events_budget;
+        m
     }
 
     /// An executor is starting.
