@@ -32,12 +32,14 @@ pub struct GlobalArgs {
     pub store: Option<std::path::PathBuf>,
 }
 
+// Built once per process from argv: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one program in a fresh sandbox.
     Exec(exec::ExecArgs),
     /// Serve the HTTP job API.
-    Serve(Box<serve::ServeArgs>),
+    Serve(serve::ServeArgs),
     /// Keep containers ready for `sandbox exec` (a resident helper).
     Helper(helper_cmd::HelperArgs),
     /// Report the host settings the sandbox depends on or recommends.
@@ -95,7 +97,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Exec(a) => exec::run(a, cli.global.store.as_deref()),
         Command::CheckHost { json } => check_host::run(json),
-        Command::Serve(a) => serve::run(*a, cli.global.store.as_deref()),
+        Command::Serve(a) => serve::run(a, cli.global.store.as_deref()),
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),
