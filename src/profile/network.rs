@@ -199,7 +199,7 @@ pub fn format_rate(bits: u64) -> String {
         (1_000_000, "mbit"),
         (1_000, "kbit"),
     ] {
-        if bits % div == 0 {
+        if bits.is_multiple_of(div) {
             return format!("{}{unit}", bits / div);
         }
     }
