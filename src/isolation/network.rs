@@ -183,7 +183,17 @@ fn spawn_pasta(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe")(e.into()))?;
     let stderr = tempfile::tempfile().map_err(io("a file for pasta's messages"))?;
     let runas = match owner {
-        Some((uid, gid)) if tun_usable_by_others() => format!("{uid}:{gid}"),
+        Some((uid, gid)) if tun_usable_by_others() => {
+            // pasta opens the pipe again by its /proc/self/fd path once it
+            // is that uid: the pipe must be the uid's.
+            // SAFETY: fchown of a pipe we own, with integer ids.
+            if unsafe { libc::fchown(ready_w.as_raw_fd(), uid, gid) } != 0 {
+                return Err(io("handing the readiness pipe to the job's uid")(
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            format!("{uid}:{gid}")
+        }
         _ => "0:0".to_string(),
     };
     let (n, u, w) = (netns.as_raw_fd(), userns.as_raw_fd(), ready_w.as_raw_fd());
