@@ -140,11 +140,48 @@ fn serve(netns: &str, addr: &str, kind: Kind) -> Server {
     }
 }
 
+/// A UDP server on `addr` in the named namespace answering each datagram
+/// with "PONG:" and the datagram.
+fn serve_udp(netns: &str, addr: &str) -> Server {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, addr, st) = (
+        format!("/run/netns/{netns}"),
+        addr.to_string(),
+        stop.clone(),
+    );
+    let thread = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on this thread with a valid namespace fd.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        let u = std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        u.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 512];
+        while !st.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = u.recv_from(&mut buf) {
+                let mut reply = b"PONG:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = u.send_to(&reply, from);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("server ready");
+    Server {
+        stop,
+        thread: Some(thread),
+    }
+}
+
 /// Two network namespaces joined by a veth pair (see the module comment).
 /// Dropping it stops its servers and deletes both namespaces.
 struct Topo {
     outer: String,
     srv: String,
+    /// The servers' end of the veth pair.
+    srv_dev: String,
     servers: Vec<Server>,
     files: Vec<tempfile::NamedTempFile>,
 }
@@ -163,6 +200,7 @@ impl Topo {
         let t = Topo {
             outer: outer.clone(),
             srv: srv.clone(),
+            srv_dev: vs.clone(),
             servers: vec![],
             files: vec![],
         };
@@ -446,6 +484,58 @@ fn bandwidth_cap_both_directions() {
     assert!(
         up >= min_secs,
         "{up:.2} s < {min_secs:.2} s: {rate:.2} Mbit/s beats the cap"
+    );
+}
+
+#[test]
+fn dns_goes_to_the_hosts_resolver() {
+    root_net_or_skip!("dns_goes_to_the_hosts_resolver");
+    // pasta forwards to the first resolver of the host's /etc/resolv.conf:
+    // the test's "resolver" takes that address inside the test's own
+    // namespaces (the servers' namespace, or the outer one's loopback for a
+    // 127.x stub), so the query never leaves them.
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let first = conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .find_map(|a| a.parse::<std::net::IpAddr>().ok());
+    let Some(std::net::IpAddr::V4(resolver)) = first else {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: the host's first resolver is not IPv4 ({first:?}) !!!!!!!!\n"
+        );
+        return;
+    };
+    let mut t = Topo::new();
+    let ns = if resolver.is_loopback() {
+        t.outer.clone()
+    } else {
+        ip(&[
+            "-n",
+            &t.srv,
+            "addr",
+            "add",
+            &format!("{resolver}/32"),
+            "dev",
+            &t.srv_dev,
+        ]);
+        t.srv.clone()
+    };
+    let s = serve_udp(&ns, &format!("{resolver}:53"));
+    t.servers.push(s);
+    let p = t.profile("[network]\nmode = \"private\"\n");
+    let o = t.exec(
+        &p,
+        "read -r _ ns < /etc/resolv.conf; exec 3<>/dev/udp/$ns/53; printf query >&3; timeout 3 head -c 10 <&3; echo; \
+         exec 4<>/dev/udp/$ns/54; printf other >&4; timeout 2 head -c 10 <&4 || echo no-answer",
+    );
+    assert_eq!(o.status(), "ok", "{}\n{}", o.stdout_str(), o.stderr);
+    // Port 53 of the forwarder reaches the resolver; no other port of it does.
+    assert_eq!(
+        o.prog_stdout(),
+        "PONG:query\nno-answer\n",
+        "{}",
+        o.stdout_str()
     );
 }
 
