@@ -20,7 +20,8 @@
 //!    host's first resolver (`--dns-forward`).
 //! 2. The egress policy: an nftables table in the run's namespace (`nft -f`
 //!    run by the supervisor inside it). Its output hook accepts loopback
-//!    traffic (the run's own `lo`), DNS to the forwarder, then every
+//!    traffic (the run's own `lo`), IPv6 neighbour discovery, DNS to the
+//!    forwarder, then every
 //!    `network.allow` CIDR, and refuses (TCP reset, else ICMP
 //!    administratively prohibited) the default-denied ranges
 //!    ([`DENIED_BY_DEFAULT`]) and the host's own addresses. A filter rather
@@ -471,6 +472,9 @@ pub fn ruleset(allow: &[Cidr], host: &[IpAddr]) -> String {
     }
     s += "  chain output {\n    type filter hook output priority 0; policy accept;\n";
     s += "    oif \"lo\" accept\n";
+    // IPv6 neighbour discovery with pasta's link-local router (unicast
+    // probes go to fe80::/10): no data reaches a service that way.
+    s += "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept\n";
     s += &format!("    ip daddr {DNS_FORWARDER} udp dport 53 accept\n");
     let refuse = |s: &mut String, set: &str| {
         for (fam, n) in [("ip", "4"), ("ip6", "6")] {
