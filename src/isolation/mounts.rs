@@ -409,7 +409,7 @@ impl MountPlan {
                 Some(etc.to_path_buf())
             }
             RootSource::Dir(dir) => Some(dir.join("etc/resolv.conf")),
-            RootSource::Host => None,
+            RootSource::Host | RootSource::Image(_) => None,
         };
         let Some(host) = host else {
             tracing::warn!(
