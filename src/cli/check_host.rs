@@ -40,6 +40,7 @@ pub struct Check {
 const REQUIRED: &str = "Required";
 const ISOLATION: &str = "Namespaces and cgroups";
 const HARDENING: &str = "Kernel hardening (sysctl)";
+const NETWORK: &str = "Private network (network.mode = \"private\"; not needed otherwise)";
 const SIDE: &str = "Side channels (not addressed by the sandbox; see SECURITY.md)";
 
 fn check(section: &'static str, name: &'static str, level: Level, found: String) -> Check {
@@ -618,8 +619,64 @@ pub fn checks() -> Vec<Check> {
              consider `sysctl kernel.core_pattern=core`",
         ),
     );
+    network_checks(&mut out);
     side_channel_checks(&mut out);
     out
+}
+
+/// What a `private` run needs from the host: pasta and the tools the
+/// supervisor runs in the run's namespace; `/dev/net/tun` usable by the
+/// job's uid for pasta to run as it. Warnings only: other modes need none.
+fn network_checks(out: &mut Vec<Check>) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let find = |prog: &str| {
+        path.split(':')
+            .map(|d| std::path::Path::new(d).join(prog))
+            .find(|p| p.is_file())
+    };
+    for (name, prog, pkg) in [
+        ("pasta (user-mode NAT)", "pasta", "passt"),
+        ("nft (egress policy)", "nft", "nftables"),
+        ("ip (ingress device)", "ip", "iproute2"),
+        ("tc (bandwidth cap)", "tc", "iproute2"),
+    ] {
+        let found = find(prog);
+        out.push(
+            check(
+                NETWORK,
+                name,
+                if found.is_some() {
+                    Level::Ok
+                } else {
+                    Level::Warn
+                },
+                found.map_or("not found in PATH".into(), |p| p.display().to_string()),
+            )
+            .advise(format!(
+                "private runs fail without it: apt-get install {pkg}"
+            )),
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tun = std::fs::metadata("/dev/net/tun").map(|m| m.permissions().mode() & 0o777);
+    out.push(
+        check(
+            NETWORK,
+            "/dev/net/tun",
+            match tun {
+                Ok(m) if m & 0o006 == 0o006 => Level::Ok,
+                _ => Level::Warn,
+            },
+            match tun {
+                Ok(m) => format!("mode {m:04o}"),
+                Err(e) => e.to_string(),
+            },
+        )
+        .advise(
+            "pasta then runs as uid 0 confined to the run's user namespace instead of the job's \
+             uid (Debian's default is 0666: chmod 0666 /dev/net/tun, or a udev rule)",
+        ),
+    );
 }
 
 pub fn run(json: bool) -> i32 {

@@ -26,7 +26,9 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Validate profile files; prints "PATH: ok" or one error line each. Exit 0 if all pass, 2 otherwise.
+    /// Validate profile files; prints "PATH: ok" (then "PATH: warning: KEY: ..." lines for risky
+    /// but valid settings, such as the host's network) or one error line each. Exit 0 if all
+    /// pass, 2 otherwise.
     Check {
         #[arg(required = true)]
         paths: Vec<String>,
@@ -86,7 +88,7 @@ fn check(paths: &[String]) -> i32 {
     for path in paths {
         let res = profile::load(path).and_then(|p| {
             crate::security::seccomp::compile(&p.seccomp)
-                .map(|_| ())
+                .map(|_| p)
                 .map_err(|e| profile::ProfileError::Invalid {
                     file: path.clone(),
                     line: 1,
@@ -96,7 +98,13 @@ fn check(paths: &[String]) -> i32 {
                 })
         });
         match res {
-            Ok(()) => out!("{path}: ok"),
+            Ok(p) => {
+                out!("{path}: ok");
+                // Valid, but worth a second look: still exit 0.
+                for (key, msg) in p.warnings() {
+                    out!("{path}: warning: {key}: {msg}");
+                }
+            }
             Err(e) => {
                 out!("{e}");
                 code = 2;

@@ -388,15 +388,114 @@ impl MountPlan {
         )
     }
 
+    /// `/etc/resolv.conf` of the new root with `content` (a private run's
+    /// DNS forwarder). The program cannot create files in the root's `/etc`
+    /// (its owner is not mapped), so: a regular file there gets a read-only
+    /// file bound over it; a symlink of a host root (systemd-resolved's
+    /// `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`)
+    /// gets its target made in the writable layer when that lies outside
+    /// the system directories. Otherwise (an image, no `/etc`, a dangling
+    /// or absent file) the root keeps what it has, with a warning.
+    fn resolv_conf(
+        &mut self,
+        fs: &Filesystem,
+        layers: usize,
+        content: &str,
+    ) -> Result<(), MountPlanError> {
+        let etc = Path::new("/etc/resolv.conf");
+        let host = match &fs.root {
+            _ if layers > 0 => None,
+            RootSource::Host if fs.system_dirs.iter().any(|d| d == Path::new("/etc")) => {
+                Some(etc.to_path_buf())
+            }
+            RootSource::Dir(dir) => Some(dir.join("etc/resolv.conf")),
+            RootSource::Host | RootSource::Image(_) => None,
+        };
+        let Some(host) = host else {
+            tracing::warn!(
+                "network.mode = \"private\": this root has no /etc/resolv.conf of the host's to replace; DNS is as the root has it (the forwarder is {})",
+                super::network::DNS_FORWARDER
+            );
+            return Ok(());
+        };
+        let meta = std::fs::symlink_metadata(&host);
+        let target = if meta.as_ref().is_ok_and(|m| m.is_file()) {
+            etc.to_path_buf()
+        } else if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink())
+            && fs.root == RootSource::Host
+            && let Ok(link) = std::fs::read_link(&host)
+        {
+            // Lexically, from /etc: the run's root resolves it the same way.
+            let mut t = PathBuf::from("/etc");
+            for c in link.components() {
+                match c {
+                    Component::RootDir => t = PathBuf::from("/"),
+                    Component::ParentDir => {
+                        t.pop();
+                    }
+                    Component::Normal(n) => t.push(n),
+                    Component::CurDir | Component::Prefix(_) => {}
+                }
+            }
+            if !fs.system_dirs.iter().any(|d| t.starts_with(d)) && t.parent().is_some() {
+                let parent = t.parent().unwrap_or(Path::new("/"));
+                self.mkdir_p(NEWROOT, parent, 0o755)?;
+                self.push(
+                    format!("write {} (/etc/resolv.conf points there)", t.display()),
+                    MountOp::WriteFile {
+                        path: cstr(under(NEWROOT, &t))?,
+                        content: content.as_bytes().to_vec(),
+                    },
+                );
+                return Ok(());
+            }
+            if std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_file()) {
+                t
+            } else {
+                tracing::warn!(
+                    "network.mode = \"private\": /etc/resolv.conf points at {}, which cannot be replaced; DNS is as the host has it",
+                    t.display()
+                );
+                return Ok(());
+            }
+        } else {
+            tracing::warn!(
+                "network.mode = \"private\": {} is not a regular file; DNS is as the root has it",
+                host.display()
+            );
+            return Ok(());
+        };
+        let src = "/masks/resolv.conf";
+        self.push(
+            format!("write {src}"),
+            MountOp::WriteFile {
+                path: cstr(src)?,
+                content: content.as_bytes().to_vec(),
+            },
+        );
+        let dest = under(NEWROOT, &target);
+        self.mount(
+            format!("bind {src} on {}", target.display()),
+            Some(src),
+            &dest,
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+        self.remount_ro(format!("remount {} read-only", target.display()), &dest)
+    }
+
     /// Build the plan for a profile's filesystem plus run-specific binds.
     /// With `layers` > 0 the root is an image: that many layer mounts,
     /// lowest first, arrive as detached mounts ([`apply`]'s `attached`) and
-    /// are stacked as the overlay's lower directories.
+    /// are stacked as the overlay's lower directories. `resolv_conf`: the
+    /// content of the run's `/etc/resolv.conf` (a private network's DNS).
     pub fn build(
         fs: &Filesystem,
         extra_binds: &[BindMount],
         in_userns: bool,
         layers: usize,
+        resolv_conf: Option<&str>,
     ) -> Result<MountPlan, MountPlanError> {
         let mut p = MountPlan::default();
         let base = Path::new(BASE);
@@ -576,6 +675,9 @@ impl MountPlan {
                 None,
             )?;
             p.remount_ro(format!("remount {dest} read-only"), &target)?;
+        }
+        if let Some(content) = resolv_conf {
+            p.resolv_conf(fs, layers, content)?;
         }
 
         // A minimal /dev: a few harmless host nodes bound in, private shm and pts.

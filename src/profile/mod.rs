@@ -7,6 +7,7 @@ pub mod error;
 pub mod limits;
 pub mod load;
 pub mod names;
+pub mod network;
 pub mod schema;
 pub mod source;
 pub mod units;
@@ -16,6 +17,7 @@ pub mod view;
 pub use error::ProfileError;
 pub use limits::{LimitOverrides, LimitTooHigh};
 pub use load::{load, parse_str};
+pub use network::{Cidr, Network, NetworkMode};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +36,33 @@ pub struct Profile {
     pub capabilities: Capabilities,
     pub seccomp: Seccomp,
     pub limits: Limits,
+    /// `[network]`; `namespaces.network` is true exactly when `mode` is not `host`.
+    pub network: Network,
+}
+
+impl Profile {
+    /// What `sandbox profile check` warns about: settings that are valid but
+    /// give the program something of the host's, each as (key, message).
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        let mut w = Vec::new();
+        if self.network.mode == NetworkMode::Host {
+            w.push((
+                "network.mode",
+                "\"host\" (or namespaces.network = false) gives the program the HOST's network: its loopback services, the cloud metadata address, the whole LAN; \"private\" gives it the internet through NAT with private ranges refused".to_string(),
+            ));
+        }
+        if self.network.mode == NetworkMode::Private {
+            for c in &self.network.allow {
+                if c.prefix == 0 {
+                    w.push((
+                        "network.allow",
+                        format!("{c} allows every destination, the LAN and the cloud metadata address included"),
+                    ));
+                }
+            }
+        }
+        w
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,17 @@ pub struct RawProfile {
     pub capabilities: Option<RawCapabilities>,
     pub seccomp: Option<RawSeccomp>,
     pub limits: Option<RawLimits>,
+    pub network: Option<RawNetwork>,
+}
+
+/// `[network]`: `mode` ("none" | "private" | "host"), `allow` (CIDRs a
+/// private run may reach inside the default-denied ranges), `bandwidth`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub mode: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub bandwidth: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,7 +234,9 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "capabilities",
             "seccomp",
             "limits",
+            "network",
         ],
+        "network" => &["mode", "allow", "bandwidth"],
         "namespaces" => &["user", "pid", "mount", "network", "ipc", "uts", "cgroup"],
         "filesystem" => &[
             "root",
@@ -319,7 +332,29 @@ pub fn apply_adds(mut p: RawProfile) -> RawProfile {
 
 /// Apply `child` on top of `parent`: tables merge key by key (recursively),
 /// arrays and scalars in the child replace the parent's. `extends` is not inherited.
-pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
+///
+/// `namespaces.network` (the old key) and `network.mode` (the new one) say
+/// the same thing: the nearer file wins, so a child setting one of them
+/// drops what its parents set for the other (a profile extending `strict`
+/// may say `namespaces.network = false` as before, or `mode = "host"`).
+/// Only one file setting both can contradict itself (an error in validation).
+pub fn merge(mut parent: RawProfile, child: RawProfile) -> RawProfile {
+    let child_ns = child.namespaces.as_ref().and_then(|n| n.network).is_some();
+    let child_mode = child
+        .network
+        .as_ref()
+        .and_then(|n| n.mode.as_ref())
+        .is_some();
+    if child_ns && !child_mode {
+        if let Some(n) = parent.network.as_mut() {
+            n.mode = None;
+        }
+    } else if child_mode
+        && !child_ns
+        && let Some(n) = parent.namespaces.as_mut()
+    {
+        n.network = None;
+    }
     RawProfile {
         extends: child.extends,
         description: child.description.or(parent.description),
@@ -360,5 +395,10 @@ pub fn merge(parent: RawProfile, child: RawProfile) -> RawProfile {
                 cpu_time, wall_time, memory, output, file_size, stack, pids, open_files,
                 cpu_quota, pending_signals, message_queue, locked_memory)
         }),
+        network: merge_opt(
+            parent.network,
+            child.network,
+            |p, c| merged!(RawNetwork, p, c; mode, allow, bandwidth),
+        ),
     }
 }

@@ -272,14 +272,89 @@ fn valid_env_name(k: &str) -> bool {
     !k.is_empty() && !k.contains('=') && !k.contains('\0')
 }
 
+/// `[network]` and the old `namespaces.network`: `mode` when set, else
+/// `none` (own namespace) or `host` from `namespaces.network`. After the
+/// `extends` merge both are present only when one file set both.
+fn network(loc: &Locator, raw: RawNetwork, ns_network: Option<bool>) -> R<Network> {
+    let mode = match raw.mode.as_deref() {
+        None => match ns_network {
+            Some(false) => NetworkMode::Host,
+            _ => NetworkMode::None,
+        },
+        Some(m) => match NetworkMode::parse(m) {
+            Some(mode) => mode,
+            None => {
+                let dym = names::did_you_mean(m, ["none", "private", "host"]);
+                return Err(loc.error(
+                    "network.mode",
+                    format!(
+                        "unknown network mode \"{m}\" (valid: \"none\", \"private\", \"host\"){}",
+                        names::suggestion_suffix(dym)
+                    ),
+                ));
+            }
+        },
+    };
+    if let (Some(ns), Some(_)) = (ns_network, raw.mode.as_ref())
+        && ns != mode.own_namespace()
+    {
+        return Err(loc.error(
+            "network.mode",
+            format!(
+                "network.mode = \"{}\" contradicts namespaces.network = {ns} in the same profile (network.mode supersedes namespaces.network: remove namespaces.network)",
+                mode.as_str()
+            ),
+        ));
+    }
+    let mut allow = Vec::new();
+    for (i, a) in raw.allow.iter().flatten().enumerate() {
+        let c: Cidr = a
+            .parse()
+            .map_err(|e: String| loc.error(&format!("network.allow[{i}]"), e))?;
+        if !allow.contains(&c) {
+            allow.push(c);
+        }
+    }
+    let bandwidth = match &raw.bandwidth {
+        None => None,
+        Some(b) => {
+            Some(super::network::parse_rate(b).map_err(|e| loc.error("network.bandwidth", e))?)
+        }
+    };
+    if mode != NetworkMode::Private {
+        let key = if raw.allow.as_ref().is_some_and(|a| !a.is_empty()) {
+            Some("network.allow")
+        } else if bandwidth.is_some() {
+            Some("network.bandwidth")
+        } else {
+            None
+        };
+        if let Some(key) = key {
+            return Err(loc.error(
+                key,
+                format!(
+                    "{key} applies only to network.mode = \"private\" (the mode is \"{}\"); remove it or set the mode",
+                    mode.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(Network {
+        mode,
+        allow,
+        bandwidth,
+    })
+}
+
 pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
-    // ---- namespaces
+    // ---- namespaces and [network]
     let n = raw.namespaces.unwrap_or_default();
+    let network = network(loc, raw.network.unwrap_or_default(), n.network)?;
     let namespaces = Namespaces {
         user: n.user.unwrap_or(true),
         pid: n.pid.unwrap_or(true),
         mount: n.mount.unwrap_or(true),
-        network: n.network.unwrap_or(true),
+        network: network.mode.own_namespace(),
         ipc: n.ipc.unwrap_or(true),
         uts: n.uts.unwrap_or(true),
         cgroup: n.cgroup.unwrap_or(true),
@@ -659,6 +734,7 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         capabilities,
         seccomp,
         limits,
+        network,
     };
     check_contradictions(&profile, loc)?;
     Ok(profile)
@@ -736,12 +812,32 @@ fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
             ));
         }
     }
+    if p.network.mode == NetworkMode::Private {
+        if !ns.user {
+            return Err(loc.error(
+                "network.mode",
+                "network.mode = \"private\" needs a user namespace (namespaces.user = true): the NAT helper joins the run's user namespace, never the host's",
+            ));
+        }
+        for (i, c) in p.capabilities.keep.iter().enumerate() {
+            let s = c.to_string();
+            if matches!(
+                s.as_str(),
+                "CAP_NET_ADMIN" | "CAP_NET_RAW" | "CAP_SYS_ADMIN"
+            ) {
+                return Err(loc.error(
+                    &format!("capabilities.keep[{i}]"),
+                    format!("keeping {s} with network.mode = \"private\" would let the program remove its egress policy and bandwidth cap (or bypass them with packet sockets)"),
+                ));
+            }
+        }
+    }
     if !ns.network {
         for (i, c) in p.capabilities.keep.iter().enumerate() {
             if c.to_string().starts_with("CAP_NET_") {
                 return Err(loc.error(
                     &format!("capabilities.keep[{i}]"),
-                    format!("keeping {c} without a network namespace would grant power over the HOST network (set namespaces.network = true)"),
+                    format!("keeping {c} without a network namespace would grant power over the HOST network (set network.mode = \"none\" or \"private\")"),
                 ));
             }
         }

@@ -20,6 +20,15 @@ pub struct ProfileView {
     pub capabilities: CapabilitiesView,
     pub seccomp: SeccompView,
     pub limits: BTreeMap<String, toml::Value>,
+    pub network: NetworkView,
+}
+
+#[derive(Serialize)]
+pub struct NetworkView {
+    pub mode: &'static str,
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -283,6 +292,11 @@ impl From<&Profile> for ProfileView {
                     .collect(),
             },
             limits,
+            network: NetworkView {
+                mode: p.network.mode.as_str(),
+                allow: p.network.allow.iter().map(|c| c.to_string()).collect(),
+                bandwidth: p.network.bandwidth.map(super::network::format_rate),
+            },
         }
     }
 }

@@ -71,6 +71,8 @@ pub enum RunError {
     #[error("{0}")]
     HostIds(#[from] HostIdError),
     #[error("{0}")]
+    Network(#[from] crate::isolation::network::NetworkError),
+    #[error("{0}")]
     Layers(#[from] crate::isolation::layers::LayerError),
     #[error("{0}")]
     Image(#[from] ImagesError),

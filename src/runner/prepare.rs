@@ -14,9 +14,10 @@ use super::spec::JobIds;
 use super::{RunError, RunImage, go, io_err};
 use crate::isolation::hostids::Lease;
 use crate::isolation::mounts::MountPlan;
+use crate::isolation::network::PrivateNet;
 use crate::isolation::{namespaces, sys};
 use crate::limits::cgroup::{CgroupManager, RunCgroup, RunShape};
-use crate::profile::Profile;
+use crate::profile::{NetworkMode, Profile};
 use crate::security::caps::CapPlan;
 
 /// A container made before its run is known: init has its namespaces, its
@@ -49,6 +50,8 @@ pub struct Prepared {
     pub(super) background: Option<i32>,
     /// Supervisor-side moments (CLOCK_MONOTONIC ns), for the timeline.
     pub(super) marks: Marks,
+    /// A `private` run's pasta; dropped (killed) after init.
+    pub(super) net: Option<PrivateNet>,
 }
 
 /// When the supervisor did what, for the "run timeline" debug line.
@@ -188,7 +191,15 @@ impl Recipe<'_> {
             )));
         }
         let mounts = if ns.mount {
-            Some(MountPlan::build(&prof.filesystem, &[], ns.user, layers)?)
+            let dns = (prof.network.mode == NetworkMode::Private)
+                .then(|| format!("nameserver {}\n", crate::isolation::network::DNS_FORWARDER));
+            Some(MountPlan::build(
+                &prof.filesystem,
+                &[],
+                ns.user,
+                layers,
+                dns.as_deref(),
+            )?)
         } else {
             None
         };
@@ -327,6 +338,7 @@ impl Recipe<'_> {
             reaped: false,
             background: None,
             marks,
+            net: None,
         };
         if ns.user {
             // An image's ids 0.. map onto the job's block: its files keep
@@ -352,6 +364,15 @@ impl Recipe<'_> {
             p.cgroup = create_cgroup()?;
         }
         p.marks.cgroup = go::now_ns();
+        if prof.network.mode == NetworkMode::Private {
+            // While init builds its root; "go" waits for it. The namespace
+            // is the job's uid's when it owns the user namespace.
+            let owner = p
+                .lease
+                .is_exclusive()
+                .then(|| (p.lease.uid(), p.lease.gid()));
+            p.net = Some(PrivateNet::start(p.pid, &prof.network, owner)?);
+        }
         Ok(p)
     }
 }

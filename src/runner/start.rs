@@ -143,7 +143,16 @@ impl Sandbox {
             _ => Default::default(),
         };
         let t_go = t0.elapsed();
-        go::send_go(p.ctl.as_raw_fd(), &fds).map_err(RunError::Stale)?;
+        if let Err(e) = go::send_go(p.ctl.as_raw_fd(), &fds) {
+            // Init is gone. If it reported a failed setup step first (it
+            // had time to, e.g. while a private network was being set
+            // up), the supervisor below reads that report and the run
+            // gets its real error; otherwise it was killed from outside:
+            // the caller retries with a fresh container.
+            if !readable_now(p.err_r.as_raw_fd()) {
+                return Err(RunError::Stale(e));
+            }
+        }
         p.marks.go_sent = go::now_ns();
         let start = Instant::now();
         self.sweep_once();
@@ -265,4 +274,15 @@ impl Sandbox {
         );
         Ok(result)
     }
+}
+
+/// Whether `fd` has data to read right now.
+fn readable_now(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLIN != 0 }
 }
