@@ -26,7 +26,7 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Validate profile files; prints "PATH: ok" or one error line each. Exit 0 if all pass, 2 otherwise.
+    /// Validate profiles; prints each warning (FILE:LINE:COL: KEY: warning: ...) then "PATH: ok", or one error line. Exit 0 if all pass (warnings included), 2 otherwise.
     Check {
         #[arg(required = true)]
         paths: Vec<String>,
@@ -84,9 +84,9 @@ fn show(name: &str, json: bool) -> i32 {
 fn check(paths: &[String]) -> i32 {
     let mut code = 0;
     for path in paths {
-        let res = profile::load(path).and_then(|p| {
+        let res = profile::check(path).and_then(|(p, warnings)| {
             crate::security::seccomp::compile(&p.seccomp)
-                .map(|_| ())
+                .map(|_| warnings)
                 .map_err(|e| profile::ProfileError::Invalid {
                     file: path.clone(),
                     line: 1,
@@ -96,7 +96,12 @@ fn check(paths: &[String]) -> i32 {
                 })
         });
         match res {
-            Ok(()) => out!("{path}: ok"),
+            Ok(warnings) => {
+                for w in &warnings {
+                    out!("{w}");
+                }
+                out!("{path}: ok");
+            }
             Err(e) => {
                 out!("{e}");
                 code = 2;

@@ -13,9 +13,9 @@ pub mod units;
 pub mod validate;
 pub mod view;
 
-pub use error::ProfileError;
+pub use error::{ProfileError, ProfileWarning};
 pub use limits::{LimitOverrides, LimitTooHigh};
-pub use load::{load, parse_str};
+pub use load::{check, check_str, load, parse_str};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
