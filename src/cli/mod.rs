@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 pub mod check_host;
+pub mod docs_cmd;
 pub mod exec;
 pub mod helper_cmd;
 pub mod image_cmd;
@@ -52,6 +53,10 @@ pub enum Command {
     /// Import, list, inspect and remove OCI images.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the manual page sandbox(1) as roff, or write every page into a directory.
+    Man(docs_cmd::ManArgs),
     /// (testing only) Install PROFILE's seccomp filter (with no_new_privs)
     /// and exec CMD, without any other isolation.
     #[command(name = "__seccomp-test", hide = true)]
@@ -99,6 +104,8 @@ pub fn main() -> i32 {
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),
+        Command::Completions(a) => docs_cmd::completions(a),
+        Command::Man(a) => docs_cmd::man(a),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
 }
