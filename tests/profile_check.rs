@@ -272,7 +272,7 @@ fn list_and_show() {
         .args(["profile", "show", "strikt"])
         .output()
         .expect("run sandbox");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         e.contains("available: ci, net-bind, strict") && e.contains("\"strict\""),

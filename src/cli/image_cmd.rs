@@ -1,8 +1,9 @@
 //! `sandbox image import|ls|inspect|rm|prune|du`: thin over
-//! `crate::image::Store`. Exit codes: 0 done; 2 the request or the image
-//! was at fault (a bad reference, an unknown image, a hostile or broken
-//! image); 1 the store failed (I/O, permissions). Errors are one line on
-//! stderr; `--json` prints one JSON document on stdout.
+//! `crate::image::Store`. Exit codes: 0 done; 125 an error, whether the
+//! request or the image was at fault (a bad reference, an unknown image, a
+//! hostile or broken image) or the store failed (I/O, permissions). Errors
+//! are one line on stderr; `--json` prints one JSON document on stdout, an
+//! error included (`{"status": "sandbox_error", "error": ...}`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::exec::EXIT_SANDBOX_ERROR;
 use crate::image::{ImageError, Limits, Reference, RemoveReport, Store, store_path};
 use crate::profile::units::parse_size;
 
@@ -75,11 +77,29 @@ pub enum ImageCommand {
 }
 
 pub fn run(cmd: ImageCommand, store: Option<&Path>) -> i32 {
+    let json = cmd.json();
     match exec(cmd, store) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sandbox: {e}");
-            if e.is_store_failure() { 1 } else { 2 }
+            if json {
+                super::json_error(&e.to_string());
+            }
+            EXIT_SANDBOX_ERROR
+        }
+    }
+}
+
+impl ImageCommand {
+    /// Whether the command was asked for JSON.
+    fn json(&self) -> bool {
+        match self {
+            ImageCommand::Import { json, .. }
+            | ImageCommand::Ls { json }
+            | ImageCommand::Inspect { json, .. }
+            | ImageCommand::Rm { json, .. }
+            | ImageCommand::Prune { json }
+            | ImageCommand::Du { json } => *json,
         }
     }
 }
@@ -165,6 +185,7 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
         ImageCommand::Inspect { reference, json } => inspect(&store, &reference, json),
         ImageCommand::Rm { references, json } => {
             let mut all = Vec::new();
+            let mut errors = Vec::new();
             let mut code = 0;
             for r in &references {
                 match store.remove(r) {
@@ -176,12 +197,23 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
                     }
                     Err(e) => {
                         eprintln!("sandbox: {e}");
-                        code = code.max(if e.is_store_failure() { 1 } else { 2 });
+                        errors.push(e.to_string());
+                        code = EXIT_SANDBOX_ERROR;
                     }
                 }
             }
             if json {
-                print_json(&all);
+                if errors.is_empty() {
+                    print_json(&all);
+                } else {
+                    // One object still: what was removed, and why the rest was not.
+                    print_json(&serde_json::json!({
+                        "status": "sandbox_error",
+                        "error": errors.join("; "),
+                        "errors": errors,
+                        "removed": all,
+                    }));
+                }
             }
             Ok(code)
         }

@@ -18,7 +18,7 @@ use crate::profile::{self, bundled, view::ProfileView};
 pub enum ProfileCommand {
     /// List the bundled profiles (and those in $SANDBOX_PROFILE_DIR) with their descriptions.
     List,
-    /// Print a resolved profile (extends applied, defaults filled in).
+    /// Print a resolved profile (extends applied, defaults filled in). Exit 125 when it cannot be loaded.
     Show {
         /// Bundled name (e.g. strict) or path to a .toml file.
         profile: String,
@@ -56,12 +56,16 @@ fn list() -> i32 {
 }
 
 fn show(name: &str, json: bool) -> i32 {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("sandbox: {e}");
+        if json {
+            super::json_error(&e.to_string());
+        }
+        super::exec::EXIT_SANDBOX_ERROR
+    };
     let p = match profile::load(name) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(e) => return fail(&e),
     };
     let view = ProfileView::from(&p);
     let out = if json {
@@ -74,10 +78,7 @@ fn show(name: &str, json: bool) -> i32 {
             out!("{}", s.trim_end());
             0
         }
-        Err(e) => {
-            eprintln!("sandbox: cannot render profile: {e}");
-            1
-        }
+        Err(e) => fail(&format_args!("cannot render profile: {e}")),
     }
 }
 
