@@ -280,13 +280,7 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 
 pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
     let t0 = std::time::Instant::now();
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("sandbox: {e}");
-        if a.json {
-            super::json_error(&e.to_string());
-        }
-        EXIT_SANDBOX_ERROR
-    };
+    let fail = |e: &dyn std::fmt::Display| super::fail(a.json, e);
     let req = match request(&a, store) {
         Ok(r) => r,
         Err(e) => return fail(&e),

@@ -80,13 +80,7 @@ pub fn run(cmd: ImageCommand, store: Option<&Path>) -> i32 {
     let json = cmd.json();
     match exec(cmd, store) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("sandbox: {e}");
-            if json {
-                super::json_error(&e.to_string());
-            }
-            EXIT_SANDBOX_ERROR
-        }
+        Err(e) => super::fail(json, &e),
     }
 }
 

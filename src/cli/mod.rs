@@ -147,6 +147,16 @@ fn usage_error(e: clap::Error, json: bool) -> i32 {
     code
 }
 
+/// A command's error: one line on stderr, under `--json` also the JSON
+/// object of [`json_error`]; returns the exit code, 125.
+pub(crate) fn fail(json: bool, e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("sandbox: {e}");
+    if json {
+        json_error(&e.to_string());
+    }
+    exec::EXIT_SANDBOX_ERROR
+}
+
 /// The answer of a `--json` command that failed: one JSON object on stdout,
 /// `{"status": "sandbox_error", "error": "..."}` (the same `status` as a run
 /// the sandbox failed), beside the usual line on stderr.

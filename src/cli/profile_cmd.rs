@@ -56,13 +56,7 @@ fn list() -> i32 {
 }
 
 fn show(name: &str, json: bool) -> i32 {
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("sandbox: {e}");
-        if json {
-            super::json_error(&e.to_string());
-        }
-        super::exec::EXIT_SANDBOX_ERROR
-    };
+    let fail = |e: &dyn std::fmt::Display| super::fail(json, e);
     let p = match profile::load(name) {
         Ok(p) => p,
         Err(e) => return fail(&e),
