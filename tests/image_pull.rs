@@ -346,10 +346,10 @@ fn pull_share_base_by_digest_and_present_layers_not_fetched() {
     assert_eq!(rec["digest"], json!(d));
     // A digest the repository does not have.
     let wrong = format!("{h}/app@sha256:{}", "0".repeat(64));
-    let err = fails(store2, &["pull", &wrong], 2);
+    let err = fails(store2, &["pull", &wrong], 125);
     assert!(err.contains("manifest unknown"), "{err}");
     // An unknown tag.
-    let err = fails(store2, &["pull", &format!("{h}/app:nope")], 2);
+    let err = fails(store2, &["pull", &format!("{h}/app:nope")], 125);
     assert!(
         err.contains(&format!("{h}/app: manifest unknown: nope")),
         "{err}"
@@ -408,7 +408,7 @@ fn an_index_resolves_to_the_platform() {
             "--platform",
             "linux/s390x",
         ],
-        2,
+        125,
     );
     assert!(err.contains("no image for platform linux/s390x"), "{err}");
 }
@@ -438,7 +438,7 @@ fn htpasswd_basic_auth_with_a_docker_config() {
     let store = &d.path().join("s");
     let r = format!("{h}/app:base");
 
-    let err = fails(store, &["pull", &r], 2);
+    let err = fails(store, &["pull", &r], 125);
     assert!(
         err.contains("unauthorized (401)") && err.contains("no credentials file"),
         "{err}"
@@ -455,7 +455,11 @@ fn htpasswd_basic_auth_with_a_docker_config() {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let wrong = creds("wrong.json", &b64("user:nope"));
-    let err = fails(store, &["pull", &r, "--creds", wrong.to_str().unwrap()], 2);
+    let err = fails(
+        store,
+        &["pull", &r, "--creds", wrong.to_str().unwrap()],
+        125,
+    );
     assert!(
         err.contains("unauthorized (401)")
             && err.contains("user \"user\"")
@@ -469,13 +473,17 @@ fn htpasswd_basic_auth_with_a_docker_config() {
         r#"{"auths": {"elsewhere.example": {"auth": "dTpw"}}}"#,
     )
     .unwrap();
-    let err = fails(store, &["pull", &r, "--creds", other.to_str().unwrap()], 2);
+    let err = fails(
+        store,
+        &["pull", &r, "--creds", other.to_str().unwrap()],
+        125,
+    );
     assert!(err.contains("has none for"), "{err}");
     let missing = d.path().join("missing.json");
     let err = fails(
         store,
         &["pull", &r, "--creds", missing.to_str().unwrap()],
-        2,
+        125,
     );
     assert!(err.contains("credentials file"), "{err}");
     assert_empty(store);
@@ -526,20 +534,20 @@ openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.
     reg.push(&img.join("img"), "base", "app:base", &[]);
     let store = &d.path().join("s");
     let r = format!("https://{}/app:base", reg.host());
-    let err = fails(store, &["pull", &r], 1);
+    let err = fails(store, &["pull", &r], 125);
     assert!(
         err.contains("TLS") && err.contains("certificate") && err.contains("--ca"),
         "{err}"
     );
     // Plain HTTP to a TLS port: said as a TLS-less answer, not a hang.
-    let err = fails(store, &["pull", &format!("{}/app:base", reg.host())], 2);
+    let err = fails(store, &["pull", &format!("{}/app:base", reg.host())], 125);
     assert!(err.contains("HTTP 400") || err.contains("HTTPS"), "{err}");
     assert_empty(store);
     let ca = d.path().join("ca.crt");
     let p = pull_json(store, &[&r, "--ca", ca.to_str().unwrap()]);
     assert_eq!(p["name"], json!(format!("{}/app:base", reg.host())));
     let bad_ca = d.path().join("srv.csr");
-    let err = fails(store, &["pull", &r, "--ca", bad_ca.to_str().unwrap()], 2);
+    let err = fails(store, &["pull", &r, "--ca", bad_ca.to_str().unwrap()], 125);
     assert!(err.contains("CA file"), "{err}");
 }
 
@@ -548,7 +556,7 @@ fn plain_http_to_a_non_loopback_registry_is_refused_before_connecting() {
     let st = tempfile::tempdir().unwrap();
     let store = &st.path().join("s");
     let t0 = Instant::now();
-    let err = fails(store, &["pull", "http://registry.invalid:5000/app:v1"], 2);
+    let err = fails(store, &["pull", "http://registry.invalid:5000/app:v1"], 125);
     assert!(
         err.contains("registry.invalid:5000: plain HTTP refused")
             && err.contains("--insecure-registry registry.invalid:5000"),
@@ -597,7 +605,7 @@ fn plain_http_to_a_non_loopback_registry_is_refused_before_connecting() {
             "--insecure-registry",
             "other.invalid",
         ],
-        2,
+        125,
     );
     assert!(err.contains("plain HTTP refused"), "{err}");
 }
@@ -803,7 +811,7 @@ fn tampered_blobs_in_the_registry() {
         .replacen("amd64", "amd65", 1);
     assert_eq!(bad.len(), good.len());
     std::fs::write(&f, bad).unwrap();
-    let err = fails(store, &["pull", &r], 2);
+    let err = fails(store, &["pull", &r], 125);
     assert!(
         err.contains(&format!("expected digest {config}")) && err.contains("/app:"),
         "{err}"
@@ -821,7 +829,7 @@ fn tampered_blobs_in_the_registry() {
         *x ^= 0xff;
     }
     std::fs::write(&f, &b).unwrap();
-    let err = fails(store, &["pull", &r], 2);
+    let err = fails(store, &["pull", &r], 125);
     assert!(err.contains(top) || err.contains("layer"), "{err}");
     assert_empty(store);
 }
@@ -972,26 +980,26 @@ fn hostile_registry_answers() {
     // A manifest announced over the cap: refused before its body is read
     // (the server would hold the line for 30 s).
     let t0 = Instant::now();
-    let err = fails(store, &["pull", &r("announced")], 2);
+    let err = fails(store, &["pull", &r("announced")], 125);
     assert!(
         err.contains("manifest v1: more than 4194304 bytes"),
         "{err}"
     );
     assert!(t0.elapsed() < Duration::from_secs(10));
     // No length, endless: capped while read.
-    let err = fails(store, &["pull", &r("endless")], 2);
+    let err = fails(store, &["pull", &r("endless")], 125);
     assert!(
         err.contains("manifest v1: more than 4194304 bytes"),
         "{err}"
     );
     // The registry says the content is another one.
-    let err = fails(store, &["pull", &r("lying")], 2);
+    let err = fails(store, &["pull", &r("lying")], 125);
     assert!(
         err.contains("Docker-Content-Digest") && err.contains("expected digest sha256:1111"),
         "{err}"
     );
-    // A 5xx: the machine's side (exit 1), its body on one line, escaped.
-    let err = fails(store, &["pull", &r("down")], 1);
+    // A 5xx: its body on one line, escaped.
+    let err = fails(store, &["pull", &r("down")], 125);
     assert!(err.contains("HTTP 503") && !err.contains('\u{1b}'), "{err}");
     assert_empty(store);
 }

@@ -272,7 +272,7 @@ fn list_and_show() {
         .args(["profile", "show", "strikt"])
         .output()
         .expect("run sandbox");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         e.contains("available: ci, net-bind, strict") && e.contains("\"strict\""),
@@ -299,4 +299,170 @@ fn override_dir_wins() {
         dir.path().join("strict.toml").display()
     );
     assert!(s.starts_with(&expect), "{s}");
+}
+
+/// Writes `name` in `dir` and runs `sandbox profile check` on it.
+fn check_file(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write profile");
+    let out = sandbox()
+        .args(["profile", "check"])
+        .arg(&path)
+        .output()
+        .expect("run sandbox");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn bind_add_appends_to_the_inherited_binds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("add.toml");
+    let (code, out) = check_file(
+        dir.path(),
+        "add.toml",
+        "extends = \"ci\"\n[[filesystem.bind_add]]\nsource = \"/etc\"\ndest = \"/data\"\n\
+         [[filesystem.tmpfs_add]]\ndest = \"/scratch\"\nsize = \"8M\"\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, format!("{}: ok\n", path.display()), "no warnings");
+    let out = sandbox()
+        .args(["profile", "show", "--json"])
+        .arg(&path)
+        .output()
+        .expect("run sandbox");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let dests = |k: &str| -> Vec<String> {
+        v["filesystem"][k]
+            .as_array()
+            .expect(k)
+            .iter()
+            .map(|b| b["dest"].as_str().expect("dest").to_string())
+            .collect()
+    };
+    assert_eq!(dests("bind"), ["/workspace", "/data"]);
+    assert_eq!(dests("tmpfs"), ["/tmp", "/scratch"]);
+}
+
+#[test]
+fn replacing_an_inherited_bind_list_warns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = check_file(
+        dir.path(),
+        "replace.toml",
+        "extends = \"ci\"\n[[filesystem.bind]]\nsource = \"/etc\"\ndest = \"/data\"\n",
+    );
+    // A warning, not a failure.
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let prefix = format!(
+        "{}:2:14: filesystem.bind: warning: ",
+        dir.path().join("replace.toml").display()
+    );
+    assert!(lines[0].starts_with(&prefix), "{out}");
+    assert!(
+        lines[0].contains("dropping /workspace") && lines[0].contains("bind_add"),
+        "{out}"
+    );
+    assert!(lines[1].ends_with("replace.toml: ok"), "{out}");
+    // Keeping the inherited mount (or an explicit empty list) is meant.
+    let (_, out) = check_file(
+        dir.path(),
+        "keep.toml",
+        "extends = \"ci\"\n[[filesystem.bind]]\nsource = \"/etc\"\ndest = \"/workspace\"\n",
+    );
+    assert!(!out.contains("warning"), "{out}");
+    let (_, out) = check_file(
+        dir.path(),
+        "none.toml",
+        "extends = \"ci\"\n[filesystem]\nbind = []\n",
+    );
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn sizes_without_units_warn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = check_file(
+        dir.path(),
+        "sizes.toml",
+        "extends = \"strict\"\n[filesystem]\nwritable_layer_size = 4096\n\
+         [limits]\nmemory = 256\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let f = dir.path().join("sizes.toml");
+    let f = f.display();
+    assert!(
+        out.contains(&format!(
+            "{f}:3:1: filesystem.writable_layer_size: warning: 4096 bytes"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{f}:5:1: limits.memory: warning: 256 bytes"))
+            && out.contains("\"256M\""),
+        "{out}"
+    );
+    let (_, out) = check_file(
+        dir.path(),
+        "fine.toml",
+        "extends = \"strict\"\n[limits]\nmemory = \"256M\"\n",
+    );
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn decimal_modes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = check_file(
+        dir.path(),
+        "mode.toml",
+        "extends = \"strict\"\n[[filesystem.tmpfs]]\ndest = \"/tmp\"\nmode = 1777\n",
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(
+        out.trim_end(),
+        format!(
+            "{}:4:1: filesystem.tmpfs[0].mode: mode 1777 is a decimal integer (octal 3361): write modes in octal, 0o1777 or \"1777\"",
+            dir.path().join("mode.toml").display()
+        )
+    );
+    for ok in ["0o1777", "\"1777\"", "0"] {
+        let (code, out) = check_file(
+            dir.path(),
+            "ok.toml",
+            &format!("extends = \"strict\"\n[[filesystem.tmpfs]]\ndest = \"/tmp\"\nmode = {ok}\n"),
+        );
+        assert_eq!(code, Some(0), "{ok}: {out}");
+    }
+}
+
+#[test]
+fn missing_bind_sources_warn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-dir");
+    let (code, out) = check_file(
+        dir.path(),
+        "src.toml",
+        &format!(
+            "extends = \"strict\"\n[[filesystem.bind_add]]\nsource = \"{}\"\ndest = \"/data\"\n\
+             [[filesystem.bind_add]]\nsource = \"{}\"\ndest = \"/opt\"\noptional = true\n",
+            missing.display(),
+            missing.display()
+        ),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "only the non-optional bind: {out}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}:3:1: filesystem.bind_add[0].source: warning: bind source \"{}\" does not exist",
+            dir.path().join("src.toml").display(),
+            missing.display()
+        )),
+        "{out}"
+    );
 }

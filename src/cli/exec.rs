@@ -127,7 +127,16 @@ pub fn request(a: &ExecArgs, store: Option<&std::path::Path>) -> Result<ExecRequ
     };
     let size = |s: &Option<String>, flag: &'static str| {
         s.as_deref()
-            .map(|s| profile::units::parse_size(s).map_err(flag_err(flag)))
+            .map(
+                |s| match profile::units::parse_size(s).map_err(flag_err(flag))? {
+                    // (a zero limit would fail every run, and only at run time)
+                    0 => Err(ExecError::Flag {
+                        flag,
+                        msg: "must be greater than zero".into(),
+                    }),
+                    n => Ok(n),
+                },
+            )
             .transpose()
     };
     let mut limits = LimitOverrides {
@@ -271,12 +280,10 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 
 pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
     let t0 = std::time::Instant::now();
+    let fail = |e: &dyn std::fmt::Display| super::fail(a.json, e);
     let req = match request(&a, store) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("sandbox: {e}");
-            return EXIT_SANDBOX_ERROR;
-        }
+        Err(e) => return fail(&e),
     };
     let served = match crate::helper::client_socket() {
         Some(path) => match crate::helper::client::exec(&path, &req) {
@@ -296,10 +303,7 @@ pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
         None => {
             let (sb, spec) = match prepare(&req) {
                 Ok(x) => x,
-                Err(e) => {
-                    eprintln!("sandbox: {e}");
-                    return EXIT_SANDBOX_ERROR;
-                }
+                Err(e) => return fail(&e),
             };
             let t1 = std::time::Instant::now();
             let res = sb.run(&spec);
@@ -314,8 +318,7 @@ pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
     if let Some(path) = &a.report {
         let body = serde_json::to_string_pretty(&res.to_json(false)).unwrap_or_default();
         if let Err(e) = std::fs::write(path, body + "\n") {
-            eprintln!("sandbox: --report {}: {e}", path.display());
-            return EXIT_SANDBOX_ERROR;
+            return fail(&format_args!("--report {}: {e}", path.display()));
         }
     }
     if a.json {

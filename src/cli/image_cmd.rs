@@ -1,10 +1,11 @@
 //! `sandbox image pull|import|ls|inspect|rm|prune|du`: thin over
-//! `crate::image::Store` and `crate::image::pull`. Exit codes: 0 done; 2
-//! the request or the image was at fault (a bad reference, an unknown
-//! image, a hostile or broken image, a registry's 401 or 404, plain HTTP
-//! refused); 1 the store or the machine failed (I/O, permissions; for a
-//! pull also an unreachable registry, TLS, a registry's 5xx). Errors are
-//! one line on stderr; `--json` prints one JSON document on stdout.
+//! `crate::image::Store` and `crate::image::pull`. Exit codes: 0 done; 125
+//! an error, whether the request or the image was at fault (a bad
+//! reference, an unknown image, a hostile or broken image, a registry's 401
+//! or 404, plain HTTP refused) or the store, the machine or the registry
+//! failed (I/O, permissions, an unreachable registry, TLS, a 5xx). Errors
+//! are one line on stderr; `--json` prints one JSON document on stdout, an
+//! error included (`{"status": "sandbox_error", "error": ...}`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::exec::EXIT_SANDBOX_ERROR;
 use crate::image::{ImageError, Limits, Reference, RemoveReport, Store, store_path};
 use crate::profile::units::parse_size;
 
@@ -124,11 +126,24 @@ pub fn run(cmd: ImageCommand, store: Option<&Path>) -> i32 {
         };
         return pull(store, &reference, opts);
     }
+    let json = cmd.json();
     match exec(cmd, store) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("sandbox: {e}");
-            if e.is_store_failure() { 1 } else { 2 }
+        Err(e) => super::fail(json, &e),
+    }
+}
+
+impl ImageCommand {
+    /// Whether the command was asked for JSON.
+    fn json(&self) -> bool {
+        match self {
+            ImageCommand::Pull { json, .. }
+            | ImageCommand::Import { json, .. }
+            | ImageCommand::Ls { json }
+            | ImageCommand::Inspect { json, .. }
+            | ImageCommand::Rm { json, .. }
+            | ImageCommand::Prune { json }
+            | ImageCommand::Du { json } => *json,
         }
     }
 }
@@ -215,6 +230,7 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
         ImageCommand::Pull { .. } => unreachable!("handled by run"),
         ImageCommand::Rm { references, json } => {
             let mut all = Vec::new();
+            let mut errors = Vec::new();
             let mut code = 0;
             for r in &references {
                 match store.remove(r) {
@@ -226,12 +242,23 @@ fn exec(cmd: ImageCommand, store: Option<&Path>) -> Result<i32, ImageError> {
                     }
                     Err(e) => {
                         eprintln!("sandbox: {e}");
-                        code = code.max(if e.is_store_failure() { 1 } else { 2 });
+                        errors.push(e.to_string());
+                        code = EXIT_SANDBOX_ERROR;
                     }
                 }
             }
             if json {
-                print_json(&all);
+                if errors.is_empty() {
+                    print_json(&all);
+                } else {
+                    // One object still: what was removed, and why the rest was not.
+                    print_json(&serde_json::json!({
+                        "status": "sandbox_error",
+                        "error": errors.join("; "),
+                        "errors": errors,
+                        "removed": all,
+                    }));
+                }
             }
             Ok(code)
         }
@@ -309,9 +336,11 @@ fn parse_platform(s: &str) -> Option<crate::image::Platform> {
 }
 
 #[cfg(not(feature = "registry"))]
-fn pull(_store: Option<&Path>, _reference: &str, _a: PullArgs) -> i32 {
-    eprintln!("sandbox: image pull: this build has no registry support (cargo feature `registry`)");
-    1
+fn pull(_store: Option<&Path>, _reference: &str, a: PullArgs) -> i32 {
+    super::fail(
+        a.json,
+        &"image pull: this build has no registry support (cargo feature `registry`)",
+    )
 }
 
 #[cfg(feature = "registry")]
@@ -322,16 +351,15 @@ fn pull(store: Option<&Path>, reference: &str, a: PullArgs) -> i32 {
         None => None,
         Some((_, Some(p))) => Some(p),
         Some((p, None)) => {
-            eprintln!("sandbox: --platform {p:?}: expected OS/ARCH[/VARIANT] (linux/amd64)");
-            return 2;
+            return super::fail(
+                a.json,
+                &format_args!("--platform {p:?}: expected OS/ARCH[/VARIANT] (linux/amd64)"),
+            );
         }
     };
     let store = match Store::open(store_path(store)) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("sandbox: {e}");
-            return if e.is_store_failure() { 1 } else { 2 };
-        }
+        Err(e) => return super::fail(a.json, &e),
     };
     let bars = (!a.quiet && !a.json && std::io::stderr().is_terminal()).then(progress::Bars::new);
     let opts = PullOptions {
@@ -360,10 +388,7 @@ fn pull(store: Option<&Path>, reference: &str, a: PullArgs) -> i32 {
             }
             0
         }
-        Err(e) => {
-            eprintln!("sandbox: {e}");
-            if e.is_local_failure() { 1 } else { 2 }
-        }
+        Err(e) => super::fail(a.json, &e),
     }
 }
 

@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 pub mod check_host;
+pub mod docs_cmd;
 pub mod exec;
 pub mod helper_cmd;
 pub mod image_cmd;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Import, list, inspect and remove OCI images.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the manual page sandbox(1) as roff, or write every page into a directory.
+    Man(docs_cmd::ManArgs),
     /// (testing only) Install PROFILE's seccomp filter (with no_new_privs)
     /// and exec CMD, without any other isolation.
     #[command(name = "__seccomp-test", hide = true)]
@@ -87,12 +92,12 @@ pub fn main() -> i32 {
                 ))
             }) {
             Ok((a, g)) => exec::run(a, g.store.as_deref()),
-            Err(e) => usage_error(e),
+            Err(e) => usage_error(e, wants_json(&args)),
         };
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, wants_json(&args)),
     };
     match cli.command {
         Command::Exec(a) => exec::run(a, cli.global.store.as_deref()),
@@ -101,6 +106,8 @@ pub fn main() -> i32 {
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),
+        Command::Completions(a) => docs_cmd::completions(a),
+        Command::Man(a) => docs_cmd::man(a),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
 }
@@ -114,8 +121,17 @@ fn exec_command(bin: &str) -> clap::Command {
     ))
 }
 
+/// Whether the command line asks for JSON (`--json` before any `--`):
+/// then even a usage error is answered with a JSON object.
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
 /// Prints a clap error (or help/version) and returns the exit code.
-fn usage_error(e: clap::Error) -> i32 {
+fn usage_error(e: clap::Error, json: bool) -> i32 {
     // Usage errors are the sandbox's own errors: 125, like env(1) and timeout(1).
     let code = if e.use_stderr() {
         exec::EXIT_SANDBOX_ERROR
@@ -123,7 +139,34 @@ fn usage_error(e: clap::Error) -> i32 {
         0
     };
     let _ = e.print();
+    if json && e.use_stderr() {
+        // clap's text is several lines (the error, a tip, the usage): the
+        // object carries its first line, without clap's "error: ".
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        json_error(first.strip_prefix("error: ").unwrap_or(first));
+    }
     code
+}
+
+/// A command's error: one line on stderr, under `--json` also the JSON
+/// object of [`json_error`]; returns the exit code, 125.
+pub(crate) fn fail(json: bool, e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("sandbox: {e}");
+    if json {
+        json_error(&e.to_string());
+    }
+    exec::EXIT_SANDBOX_ERROR
+}
+
+/// The answer of a `--json` command that failed: one JSON object on stdout,
+/// `{"status": "sandbox_error", "error": "..."}` (the same `status` as a run
+/// the sandbox failed), beside the usual line on stderr.
+pub(crate) fn json_error(message: &str) {
+    use std::io::Write;
+    let v = serde_json::json!({ "status": "sandbox_error", "error": message });
+    // A closed stdout is the reader's choice, not another error.
+    let _ = writeln!(std::io::stdout().lock(), "{v}");
 }
 
 /// Long-running commands log at info level unless `SANDBOX_LOG` (set up

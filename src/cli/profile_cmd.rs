@@ -18,7 +18,7 @@ use crate::profile::{self, bundled, view::ProfileView};
 pub enum ProfileCommand {
     /// List the bundled profiles (and those in $SANDBOX_PROFILE_DIR) with their descriptions.
     List,
-    /// Print a resolved profile (extends applied, defaults filled in).
+    /// Print a resolved profile (extends applied, defaults filled in). Exit 125 when it cannot be loaded.
     Show {
         /// Bundled name (e.g. strict) or path to a .toml file.
         profile: String,
@@ -26,9 +26,10 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Validate profile files; prints "PATH: ok" (then "PATH: warning: KEY: ..." lines for risky
-    /// but valid settings, such as the host's network) or one error line each. Exit 0 if all
-    /// pass, 2 otherwise.
+    /// Validate profiles; prints each warning (FILE:LINE:COL: KEY: warning: ...
+    /// for a likely mistake, PATH: warning: KEY: ... for a risky but valid
+    /// setting such as the host's network) then "PATH: ok", or one error
+    /// line. Exit 0 if all pass (warnings included), 2 otherwise.
     Check {
         #[arg(required = true)]
         paths: Vec<String>,
@@ -58,12 +59,10 @@ fn list() -> i32 {
 }
 
 fn show(name: &str, json: bool) -> i32 {
+    let fail = |e: &dyn std::fmt::Display| super::fail(json, e);
     let p = match profile::load(name) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(e) => return fail(&e),
     };
     let view = ProfileView::from(&p);
     let out = if json {
@@ -76,19 +75,16 @@ fn show(name: &str, json: bool) -> i32 {
             out!("{}", s.trim_end());
             0
         }
-        Err(e) => {
-            eprintln!("sandbox: cannot render profile: {e}");
-            1
-        }
+        Err(e) => fail(&format_args!("cannot render profile: {e}")),
     }
 }
 
 fn check(paths: &[String]) -> i32 {
     let mut code = 0;
     for path in paths {
-        let res = profile::load(path).and_then(|p| {
+        let res = profile::check(path).and_then(|(p, warnings)| {
             crate::security::seccomp::compile(&p.seccomp)
-                .map(|_| p)
+                .map(|_| (p, warnings))
                 .map_err(|e| profile::ProfileError::Invalid {
                     file: path.clone(),
                     line: 1,
@@ -98,12 +94,15 @@ fn check(paths: &[String]) -> i32 {
                 })
         });
         match res {
-            Ok(p) => {
-                out!("{path}: ok");
+            Ok((p, warnings)) => {
+                for w in &warnings {
+                    out!("{w}");
+                }
                 // Valid, but worth a second look: still exit 0.
                 for (key, msg) in p.warnings() {
                     out!("{path}: warning: {key}: {msg}");
                 }
+                out!("{path}: ok");
             }
             Err(e) => {
                 out!("{e}");

@@ -242,7 +242,7 @@ pub fn run(args: ServeArgs, store: Option<&std::path::Path>) -> i32 {
         });
         if let Err(e) = private {
             eprintln!("sandbox serve: cannot enter a private mount namespace: {e}");
-            return 2;
+            return super::exec::EXIT_SANDBOX_ERROR;
         }
     }
     let res = config(args, store).and_then(|cfg| {
@@ -257,7 +257,7 @@ pub fn run(args: ServeArgs, store: Option<&std::path::Path>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("sandbox serve: {e:#}");
-            2
+            super::exec::EXIT_SANDBOX_ERROR
         }
     }
 }

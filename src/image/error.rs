@@ -97,8 +97,8 @@ impl ImageError {
 
     /// True when the store or the machine failed (I/O, permissions), false
     /// when the request or the image was at fault (a bad reference, an
-    /// unknown image, a hostile or broken image). The CLI exits 1 for the
-    /// former and 2 for the latter.
+    /// unknown image, a hostile or broken image). The CLI exits 125 for
+    /// both (docs/exec.md, "One exit-code contract").
     pub fn is_store_failure(&self) -> bool {
         matches!(self, ImageError::Io { .. } | ImageError::Store { .. })
     }

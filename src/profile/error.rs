@@ -56,6 +56,61 @@ pub enum ProfileError {
     },
 }
 
+/// A profile that loads but is surely not what its author meant (a size
+/// without a unit, an inherited list dropped by a child, a bind source that
+/// does not exist). `sandbox profile check` prints these; they never refuse
+/// the profile. `Display` is `FILE:LINE:COL: KEY.PATH: warning: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileWarning {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ProfileWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: warning: {}",
+            one_line(&self.file),
+            self.line,
+            self.col,
+            one_line(&self.key),
+            one_line(&self.message)
+        )
+    }
+}
+
+impl From<ProfileError> for ProfileWarning {
+    /// The place and text of a located error, as a warning.
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Invalid {
+                file,
+                line,
+                col,
+                key,
+                message,
+            } => ProfileWarning {
+                file,
+                line,
+                col,
+                key,
+                message,
+            },
+            other => ProfileWarning {
+                file: "(profile)".into(),
+                line: 1,
+                col: 1,
+                key: "(profile)".into(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 impl ProfileError {
     /// The `KEY.PATH` of an `Invalid` error.
     pub fn key(&self) -> Option<&str> {

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::Profile;
 use super::bundled;
-use super::error::ProfileError;
-use super::schema::{RawProfile, apply_adds, merge};
+use super::error::{ProfileError, ProfileWarning};
+use super::schema::{RawFilesystem, RawProfile, Scalar, apply_adds, merge};
 use super::source::{Locator, SourceFile, read_profile_file};
-use super::validate::validate;
+use super::validate::validate_linted;
 
 /// Maximum `extends` depth.
 const MAX_DEPTH: usize = 16;
@@ -40,6 +40,21 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
 /// for files read from disk; `strict.toml` for an embedded one): what a
 /// cache of loaded profiles must watch.
 pub fn load_with_sources(name_or_path: &str) -> Result<(Profile, Vec<String>), ProfileError> {
+    load_inner(name_or_path, None)
+}
+
+/// [`load`] for `sandbox profile check`: the profile and its warnings
+/// (located like errors), which never refuse it.
+pub fn check(name_or_path: &str) -> Result<(Profile, Vec<ProfileWarning>), ProfileError> {
+    let mut warnings = Vec::new();
+    let (p, _) = load_inner(name_or_path, Some(&mut warnings))?;
+    Ok((p, warnings))
+}
+
+fn load_inner(
+    name_or_path: &str,
+    mut lint: Option<&mut Vec<ProfileWarning>>,
+) -> Result<(Profile, Vec<String>), ProfileError> {
     let mut files = Vec::new();
     let raw = if is_path(name_or_path) {
         let path = PathBuf::from(name_or_path);
@@ -54,6 +69,7 @@ pub fn load_with_sources(name_or_path: &str) -> Result<(Profile, Vec<String>), P
             parent_dir(&path),
             &mut Vec::new(),
             &mut files,
+            lint.as_deref_mut(),
         )?
     } else {
         let b = bundled::get(name_or_path).map_err(|e| match e {
@@ -74,9 +90,10 @@ pub fn load_with_sources(name_or_path: &str) -> Result<(Profile, Vec<String>), P
             b.dir,
             &mut Vec::new(),
             &mut files,
+            lint.as_deref_mut(),
         )?
     };
-    let p = validate(raw, name_or_path, &Locator { files: &files })?;
+    let p = validate_linted(raw, name_or_path, &Locator { files: &files }, lint)?;
     Ok((p, files.into_iter().map(|f| f.display).collect()))
 }
 
@@ -84,6 +101,21 @@ pub fn load_with_sources(name_or_path: &str) -> Result<(Profile, Vec<String>), P
 /// the profile's name); relative `extends` paths are resolved against
 /// `origin`'s directory when it looks like a path, else the current directory.
 pub fn parse_str(src: &str, origin: &str) -> Result<Profile, ProfileError> {
+    parse_inner(src, origin, None)
+}
+
+/// [`parse_str`] with the warnings of [`check`].
+pub fn check_str(src: &str, origin: &str) -> Result<(Profile, Vec<ProfileWarning>), ProfileError> {
+    let mut warnings = Vec::new();
+    let p = parse_inner(src, origin, Some(&mut warnings))?;
+    Ok((p, warnings))
+}
+
+fn parse_inner(
+    src: &str,
+    origin: &str,
+    mut lint: Option<&mut Vec<ProfileWarning>>,
+) -> Result<Profile, ProfileError> {
     let mut files = Vec::new();
     let dir = if origin.contains('/') {
         parent_dir(Path::new(origin))
@@ -97,8 +129,9 @@ pub fn parse_str(src: &str, origin: &str) -> Result<Profile, ProfileError> {
         dir,
         &mut Vec::new(),
         &mut files,
+        lint.as_deref_mut(),
     )?;
-    validate(raw, origin, &Locator { files: &files })
+    validate_linted(raw, origin, &Locator { files: &files }, lint)
 }
 
 fn parent_dir(p: &Path) -> Option<PathBuf> {
@@ -121,9 +154,11 @@ fn load_rec(
     dir: Option<PathBuf>,
     stack: &mut Vec<(String, String)>,
     files: &mut Vec<SourceFile>,
+    mut lint: Option<&mut Vec<ProfileWarning>>,
 ) -> Result<RawProfile, ProfileError> {
     let (sf, raw): (SourceFile, RawProfile) = SourceFile::parse_into(display, text)?;
     check_names(&raw, &sf)?;
+    check_modes(&raw, &sf)?;
     stack.push((id, display.to_string()));
     let me = files.len();
     files.push(sf);
@@ -177,9 +212,141 @@ fn load_rec(
         chain.push(&pdisplay);
         return Err(ext_err(format!("extends cycle: {}", chain.join(" -> "))));
     }
-    let parent = load_rec(&pdisplay, pid, ptext, pdir, stack, files)?;
+    let parent = load_rec(
+        &pdisplay,
+        pid,
+        ptext,
+        pdir,
+        stack,
+        files,
+        lint.as_deref_mut(),
+    )?;
     stack.pop();
+    if let Some(w) = lint {
+        dropped_mounts(&parent, &raw, &pdisplay, &files[me], w);
+    }
     Ok(merge(parent, raw))
+}
+
+/// Warn when a child's `[[filesystem.bind]]` or `[[filesystem.tmpfs]]`
+/// replaces an inherited list and so drops a mount the parent had (a child
+/// of `ci` adding one bind would lose `/workspace`): `bind_add` and
+/// `tmpfs_add` append. A list set to `[]` is taken as meant.
+fn dropped_mounts(
+    parent: &RawProfile,
+    child: &RawProfile,
+    parent_name: &str,
+    sf: &SourceFile,
+    warnings: &mut Vec<ProfileWarning>,
+) {
+    let Some(cf) = &child.filesystem else {
+        return;
+    };
+    let none = RawFilesystem::default();
+    let pf = parent.filesystem.as_ref().unwrap_or(&none);
+    fn dests<'a>(l: impl Iterator<Item = Option<&'a String>>) -> Vec<&'a str> {
+        l.flatten().map(|d| d.trim_end_matches('/')).collect()
+    }
+    let default_tmp = ["/tmp".to_string()];
+    let cases = [
+        (
+            "bind",
+            cf.bind
+                .as_ref()
+                .map(|l| dests(l.iter().map(|b| b.dest.as_ref()))),
+            dests(
+                pf.bind
+                    .iter()
+                    .flatten()
+                    .chain(pf.bind_add.iter().flatten())
+                    .map(|b| b.dest.as_ref()),
+            ),
+        ),
+        (
+            "tmpfs",
+            cf.tmpfs
+                .as_ref()
+                .map(|l| dests(l.iter().map(|t| t.dest.as_ref()))),
+            match &pf.tmpfs {
+                // No file set it: the default /tmp.
+                None => dests(default_tmp.iter().map(Some)),
+                Some(l) => dests(l.iter().map(|t| t.dest.as_ref())),
+            }
+            .into_iter()
+            .chain(dests(
+                pf.tmpfs_add.iter().flatten().map(|t| t.dest.as_ref()),
+            ))
+            .collect(),
+        ),
+    ];
+    for (what, child_list, inherited) in cases {
+        let Some(child_list) = child_list else {
+            continue;
+        };
+        if child_list.is_empty() {
+            continue;
+        }
+        let lost: Vec<&str> = inherited
+            .iter()
+            .filter(|d| !child_list.contains(d))
+            .copied()
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        let key = format!("filesystem.{what}");
+        let off = sf
+            .offset_of(&key)
+            .or_else(|| sf.offset_of(&format!("{key}[0]")))
+            .unwrap_or(0);
+        let e = sf.error_at(
+            off,
+            &key,
+            &format!(
+                "this list replaces the {what} mounts inherited from {parent_name}, dropping {} (arrays replace in `extends`: to add to the inherited list use [[filesystem.{what}_add]])",
+                lost.join(", ")
+            ),
+        );
+        warnings.push(e.into());
+    }
+}
+
+/// Refuse a `mode` written as a decimal integer (`mode = 1777` is 1777,
+/// octal 3361, not the 1777 that was meant), in the file and at the element
+/// that has it. `0o1777` and `"1777"` are octal.
+fn check_modes(raw: &RawProfile, sf: &SourceFile) -> Result<(), ProfileError> {
+    let Some(f) = &raw.filesystem else {
+        return Ok(());
+    };
+    for (list, v) in [("tmpfs", &f.tmpfs), ("tmpfs_add", &f.tmpfs_add)] {
+        for (i, t) in v.iter().flatten().enumerate() {
+            let Some(Scalar::Int(n)) = t.mode else {
+                continue;
+            };
+            let key = format!("filesystem.{list}[{i}].mode");
+            let Some(text) = sf.value_text(&key) else {
+                continue;
+            };
+            let digits = text.trim().trim_start_matches('+').replace('_', "");
+            let decimal = digits.bytes().all(|b| b.is_ascii_digit());
+            if !decimal || n < 8 {
+                continue;
+            }
+            let meant = if digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                digits.trim_start_matches('0').to_string()
+            } else {
+                format!("{n:o}")
+            };
+            return Err(sf.error_at(
+                sf.offset_of(&key).unwrap_or(0),
+                &key,
+                &format!(
+                    "mode {digits} is a decimal integer (octal {n:o}): write modes in octal, 0o{meant} or \"{meant}\""
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Check the syscall names of one file before merging, so that a bad name in
@@ -269,6 +436,49 @@ memory = "1G"
         .unwrap();
         assert_eq!(p.seccomp.allow, ["read", "execve", "exit_group"]);
         assert_eq!(p.seccomp.default_action, SeccompAction::KillProcess);
+    }
+
+    #[test]
+    fn mount_adds_follow_the_list_they_extend() {
+        let dir = tempfile::tempdir().unwrap();
+        // No file sets `tmpfs`: adds go after the default /tmp, and a
+        // grandchild's adds after its parent's.
+        std::fs::write(
+            dir.path().join("base.toml"),
+            "[seccomp]\nenabled = false\n[[filesystem.tmpfs_add]]\ndest = \"/a\"\n",
+        )
+        .unwrap();
+        let dests = |p: &Profile| -> Vec<String> {
+            p.filesystem
+                .tmpfs
+                .iter()
+                .map(|t| t.dest.display().to_string())
+                .collect()
+        };
+        let child = |text: &str| {
+            let path = dir.path().join("child.toml");
+            std::fs::write(&path, text).unwrap();
+            check(path.to_str().unwrap()).unwrap()
+        };
+        let (p, w) = child("extends = \"base.toml\"\n[[filesystem.tmpfs_add]]\ndest = \"/b\"\n");
+        assert_eq!(dests(&p), ["/tmp", "/a", "/b"]);
+        assert!(w.is_empty(), "{w:?}");
+        // A child's own list replaces the parent's list and its adds.
+        let (p, w) = child(
+            "extends = \"base.toml\"\n[[filesystem.tmpfs]]\ndest = \"/c\"\n[[filesystem.tmpfs_add]]\ndest = \"/d\"\n",
+        );
+        assert_eq!(dests(&p), ["/c", "/d"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("dropping /tmp, /a"), "{}", w[0]);
+        // bind_add in a profile without extends appends to its own list.
+        let (p, _) = check_str(
+            "[seccomp]\nenabled = false\n[[filesystem.bind_add]]\nsource = \"/b\"\ndest = \"/b\"\n\
+             [[filesystem.bind]]\nsource = \"/a\"\ndest = \"/a\"\noptional = true\n",
+            "own.toml",
+        )
+        .unwrap();
+        let binds: Vec<_> = p.filesystem.binds.iter().map(|b| b.dest.clone()).collect();
+        assert_eq!(binds, [PathBuf::from("/a"), PathBuf::from("/b")]);
     }
 
     #[test]

@@ -14,9 +14,9 @@ pub mod units;
 pub mod validate;
 pub mod view;
 
-pub use error::ProfileError;
+pub use error::{ProfileError, ProfileWarning};
 pub use limits::{LimitOverrides, LimitTooHigh};
-pub use load::{load, parse_str};
+pub use load::{check, check_str, load, parse_str};
 pub use network::{Cidr, Network, NetworkMode};
 
 use std::collections::BTreeMap;

@@ -87,6 +87,12 @@ pub struct RawFilesystem {
     pub system_dirs: Option<Vec<String>>,
     pub bind: Option<Vec<RawBind>>,
     pub tmpfs: Option<Vec<RawTmpfs>>,
+    /// Appended to the inherited `bind` list (or this file's own). Kept
+    /// apart until validation, which appends them to `bind`.
+    pub bind_add: Option<Vec<RawBind>>,
+    /// Appended to the inherited `tmpfs` list (or to the default `/tmp`
+    /// when no file sets `tmpfs`), at validation.
+    pub tmpfs_add: Option<Vec<RawTmpfs>>,
     pub writable_layer_size: Option<Scalar>,
     pub dev_shm_size: Option<Scalar>,
     pub workdir: Option<String>,
@@ -243,13 +249,15 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "image",
             "system_dirs",
             "bind",
+            "bind_add",
             "tmpfs",
+            "tmpfs_add",
             "writable_layer_size",
             "dev_shm_size",
             "workdir",
         ],
-        "filesystem.bind" => &["source", "dest", "writable", "optional"],
-        "filesystem.tmpfs" => &["dest", "size", "mode"],
+        "filesystem.bind" | "filesystem.bind_add" => &["source", "dest", "writable", "optional"],
+        "filesystem.tmpfs" | "filesystem.tmpfs_add" => &["dest", "size", "mode"],
         "process" => &[
             "uid",
             "gid",
@@ -309,6 +317,22 @@ fn merge_opt<T>(p: Option<T>, c: Option<T>, f: impl FnOnce(T, T) -> T) -> Option
     }
 }
 
+/// The pending `*_add` list after a merge: the child's own adds go with a
+/// list the child sets; otherwise they follow the parent's pending adds.
+fn pending_adds<T>(
+    child_sets_list: bool,
+    parent: Option<Vec<T>>,
+    child: Option<Vec<T>>,
+) -> Option<Vec<T>> {
+    if child_sets_list {
+        return child;
+    }
+    merge_opt(parent, child, |mut p, c| {
+        p.extend(c);
+        p
+    })
+}
+
 fn append(list: &mut Option<Vec<String>>, add: Option<Vec<String>>) {
     if let Some(add) = add {
         let l = list.get_or_insert_with(Vec::new);
@@ -331,7 +355,8 @@ pub fn apply_adds(mut p: RawProfile) -> RawProfile {
 }
 
 /// Apply `child` on top of `parent`: tables merge key by key (recursively),
-/// arrays and scalars in the child replace the parent's. `extends` is not inherited.
+/// arrays and scalars in the child replace the parent's; `*_add` lists are
+/// appended to the inherited ones. `extends` is not inherited.
 ///
 /// `namespaces.network` (the old key) and `network.mode` (the new one) say
 /// the same thing: the nearer file wins, so a child setting one of them
@@ -363,9 +388,12 @@ pub fn merge(mut parent: RawProfile, child: RawProfile) -> RawProfile {
             child.namespaces,
             |p, c| merged!(RawNamespaces, p, c; user, pid, mount, network, ipc, uts, cgroup),
         ),
-        filesystem: merge_opt(parent.filesystem, child.filesystem, |p, c| {
+        filesystem: merge_opt(parent.filesystem, child.filesystem, |mut p, mut c| {
+            let bind_add = pending_adds(c.bind.is_some(), p.bind_add.take(), c.bind_add.take());
+            let tmpfs_add = pending_adds(c.tmpfs.is_some(), p.tmpfs_add.take(), c.tmpfs_add.take());
             merged!(RawFilesystem, p, c;
-                root, image, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir)
+                root, image, system_dirs, bind, tmpfs, writable_layer_size, dev_shm_size, workdir;
+                bind_add: bind_add, tmpfs_add: tmpfs_add)
         }),
         process: merge_opt(parent.process, child.process, |mut p, mut c| {
             let env = merge_opt(p.env.take(), c.env.take(), |mut pe, ce| {

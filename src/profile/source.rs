@@ -8,7 +8,7 @@ use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
-use super::error::ProfileError;
+use super::error::{ProfileError, ProfileWarning};
 use super::names::did_you_mean;
 use super::schema::allowed_keys;
 
@@ -151,6 +151,15 @@ impl SourceFile {
             .iter()
             .find(|e| e.path == path)
             .map(|e| e.key.start)
+    }
+
+    /// The source text of the value of `path` (e.g. `0o1777` for
+    /// `filesystem.tmpfs[0].mode`), if this file sets it.
+    pub fn value_text(&self, path: &str) -> Option<&str> {
+        self.entries()
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| self.text.get(e.value.clone()))
     }
 
     /// The element of array `list` (e.g. `seccomp.deny`) whose string value is `value`.
@@ -296,6 +305,11 @@ impl Locator<'_> {
             }
         }
         self.error(fallback_key, message)
+    }
+
+    /// A warning about `key`, placed as [`Locator::error`] places errors.
+    pub fn warning(&self, key: &str, message: impl Into<String>) -> ProfileWarning {
+        self.error(key, message).into()
     }
 
     /// An error about `key` (e.g. `seccomp.allow[3]`), reported in the file

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::error::ProfileError;
+use super::error::{ProfileError, ProfileWarning};
 use super::names;
 use super::schema::*;
 use super::source::Locator;
@@ -346,7 +346,50 @@ fn network(loc: &Locator, raw: RawNetwork, ns_network: Option<bool>) -> R<Networ
     })
 }
 
+/// Below this a memory limit is surely a size written without its unit
+/// (`memory = 256` is 256 bytes): no program starts in it.
+pub const MIN_MEMORY: u64 = MIB;
+/// Below this a tmpfs (the writable layer, `/dev/shm`, a `[[filesystem.tmpfs]]`)
+/// is surely a size written without its unit.
+pub const MIN_TMPFS: u64 = 64 << 10;
+
+/// A warning for a size under `min` bytes, when warnings are collected.
+fn tiny_size(loc: &Locator, lint: Option<&mut Vec<ProfileWarning>>, key: &str, n: u64, min: u64) {
+    if let Some(w) = lint
+        && n < min
+    {
+        w.push(loc.warning(
+            key,
+            format!(
+                "{n} bytes is surely a mistake (a size without a unit is in bytes; write e.g. \"{n}M\"; at least {} is expected)",
+                super::units::format_size(min)
+            ),
+        ));
+    }
+}
+
+/// The elements of the array `key` with their keys (`key[0]`, `key[1]`...).
+fn keyed<'a, T>(key: &'a str, list: Option<&'a [T]>) -> impl Iterator<Item = (String, &'a T)> + 'a {
+    list.unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(move |(i, t)| (format!("{key}[{i}]"), t))
+}
+
+/// Resolve a merged raw profile; errors are located with `loc`.
 pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
+    validate_linted(raw, name, loc, None)
+}
+
+/// [`validate`], collecting into `lint` (when given) the warnings of
+/// `sandbox profile check`: sizes that are surely mistakes, bind sources
+/// missing on this host.
+pub fn validate_linted(
+    raw: RawProfile,
+    name: &str,
+    loc: &Locator,
+    mut lint: Option<&mut Vec<ProfileWarning>>,
+) -> R<Profile> {
     // ---- namespaces and [network]
     let n = raw.namespaces.unwrap_or_default();
     let network = network(loc, raw.network.unwrap_or_default(), n.network)?;
@@ -393,8 +436,8 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
             .collect::<R<Vec<_>>>()?,
     };
     let mut binds = Vec::new();
-    for (i, b) in f.bind.iter().flatten().enumerate() {
-        let k = format!("filesystem.bind[{i}]");
+    let bind_list = keyed("filesystem.bind", f.bind.as_deref());
+    for (k, b) in bind_list.chain(keyed("filesystem.bind_add", f.bind_add.as_deref())) {
         let Some(source) = &b.source else {
             return Err(loc.error(
                 &k,
@@ -407,53 +450,69 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         if source.is_empty() {
             return Err(loc.error(&format!("{k}.source"), "source must not be empty"));
         }
+        let optional = b.optional.unwrap_or(false);
+        // Relative sources are bound per run against the run's base
+        // directory, so only absolute ones can be checked here.
+        if let Some(w) = lint.as_deref_mut()
+            && !optional
+            && source.starts_with('/')
+            && std::fs::symlink_metadata(source).is_err()
+        {
+            w.push(loc.warning(
+                &format!("{k}.source"),
+                format!("bind source \"{source}\" does not exist on this host: every run will fail (create it, or set optional = true to skip the bind when it is missing)"),
+            ));
+        }
         binds.push(BindMount {
             source: PathBuf::from(source),
             dest: abs_clean(loc, &format!("{k}.dest"), dest, "bind dest")?,
             writable: b.writable.unwrap_or(false),
-            optional: b.optional.unwrap_or(false),
+            optional,
         });
     }
-    let tmpfs = match &f.tmpfs {
-        None => vec![TmpfsMount {
+    let mut tmpfs = Vec::new();
+    if f.tmpfs.is_none() {
+        tmpfs.push(TmpfsMount {
             dest: "/tmp".into(),
             size: 64 * MIB,
             mode: 0o1777,
-        }],
-        Some(v) => {
-            let mut out = Vec::new();
-            for (i, t) in v.iter().enumerate() {
-                let k = format!("filesystem.tmpfs[{i}]");
-                let Some(dest) = &t.dest else {
-                    return Err(loc.error(
-                        &k,
-                        "a tmpfs needs `dest` (absolute path inside the sandbox)",
-                    ));
-                };
-                let size = nonzero(
-                    loc,
-                    &format!("{k}.size"),
-                    size(loc, &format!("{k}.size"), t.size.as_ref())?,
-                )?;
-                out.push(TmpfsMount {
-                    dest: abs_clean(loc, &format!("{k}.dest"), dest, "tmpfs dest")?,
-                    size: size.unwrap_or(64 * MIB),
-                    mode: parse_mode(loc, &format!("{k}.mode"), t.mode.as_ref())?,
-                });
-            }
-            out
+        });
+    }
+    let tmpfs_list = keyed("filesystem.tmpfs", f.tmpfs.as_deref());
+    for (k, t) in tmpfs_list.chain(keyed("filesystem.tmpfs_add", f.tmpfs_add.as_deref())) {
+        let Some(dest) = &t.dest else {
+            return Err(loc.error(
+                &k,
+                "a tmpfs needs `dest` (absolute path inside the sandbox)",
+            ));
+        };
+        let size_key = format!("{k}.size");
+        let size = nonzero(loc, &size_key, size(loc, &size_key, t.size.as_ref())?)?;
+        if let Some(n) = size {
+            tiny_size(loc, lint.as_deref_mut(), &size_key, n, MIN_TMPFS);
         }
-    };
+        tmpfs.push(TmpfsMount {
+            dest: abs_clean(loc, &format!("{k}.dest"), dest, "tmpfs dest")?,
+            size: size.unwrap_or(64 * MIB),
+            mode: parse_mode(loc, &format!("{k}.mode"), t.mode.as_ref())?,
+        });
+    }
     let wl_key = "filesystem.writable_layer_size";
     let writable_layer_size = nonzero(
         loc,
         wl_key,
         size(loc, wl_key, f.writable_layer_size.as_ref())?,
-    )?
-    .unwrap_or(64 * MIB);
+    )?;
+    if let Some(n) = writable_layer_size {
+        tiny_size(loc, lint.as_deref_mut(), wl_key, n, MIN_TMPFS);
+    }
+    let writable_layer_size = writable_layer_size.unwrap_or(64 * MIB);
     let shm_key = "filesystem.dev_shm_size";
-    let dev_shm_size =
-        nonzero(loc, shm_key, size(loc, shm_key, f.dev_shm_size.as_ref())?)?.unwrap_or(16 * MIB);
+    let dev_shm_size = nonzero(loc, shm_key, size(loc, shm_key, f.dev_shm_size.as_ref())?)?;
+    if let Some(n) = dev_shm_size {
+        tiny_size(loc, lint.as_deref_mut(), shm_key, n, MIN_TMPFS);
+    }
+    let dev_shm_size = dev_shm_size.unwrap_or(16 * MIB);
     let workdir = abs_clean(
         loc,
         "filesystem.workdir",
@@ -701,10 +760,14 @@ pub fn validate(raw: RawProfile, name: &str, loc: &Locator) -> R<Profile> {
         }
         q => q,
     };
+    let memory = sz("memory", l.memory.as_ref())?;
+    if let Some(n) = memory {
+        tiny_size(loc, lint, "limits.memory", n, MIN_MEMORY);
+    }
     let limits = Limits {
         cpu_time: dur("cpu_time", l.cpu_time.as_ref())?,
         wall_time: dur("wall_time", l.wall_time.as_ref())?,
-        memory: sz("memory", l.memory.as_ref())?,
+        memory,
         pids: count(loc, "limits.pids", l.pids)?,
         output: sz("output", l.output.as_ref())?,
         file_size: sz("file_size", l.file_size.as_ref())?,
