@@ -60,42 +60,86 @@ fn ready(test: &str, tools: &[&str]) -> bool {
     false
 }
 
-/// Copy `from` into `to` recursively; directories 0777 and files 0666 (0777
-/// when executable): the run's uid is not the files' owner, and a build
-/// writes into its checkout (npm rewrites package.json, make deletes its
-/// outputs).
-fn copy_tree(from: &Path, to: &Path) {
+/// The host user the checkouts belong to: a regular uid (and gid) outside
+/// the sandbox's range (0x70000000...), the tests' pinned uid (0x6F008000)
+/// and any login user.
+const OWNER: u32 = 0x6E00_1234;
+
+/// Copy `from` into `to` recursively, as a checkout: directories `dir`,
+/// files 0644 (0755 when executable), everything owned by `owner`.
+fn copy_tree(from: &Path, to: &Path, dir: u32, owner: u32) {
     for e in std::fs::read_dir(from).expect("read fixture dir") {
         let e = e.expect("fixture entry");
         let dest = to.join(e.file_name());
         if e.file_type().expect("file type").is_dir() {
             std::fs::create_dir(&dest).expect("mkdir");
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o777))
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(dir))
                 .expect("chmod dir");
-            copy_tree(&e.path(), &dest);
+            copy_tree(&e.path(), &dest, dir, owner);
         } else {
             std::fs::copy(e.path(), &dest).expect("copy fixture file");
             let mode = if is_executable(&e.path()) {
-                0o777
+                0o755
             } else {
-                0o666
+                0o644
             };
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
                 .expect("chmod file");
         }
+        std::os::unix::fs::lchown(&dest, Some(owner), Some(owner)).expect("chown");
     }
 }
 
-/// A fresh workspace holding a copy of the fixture project `name`.
-fn workspace(name: &str) -> tempfile::TempDir {
+/// A fresh checkout of the fixture project `name`, as git leaves one
+/// (0755, files 0644), owned by `owner`.
+fn checkout(name: &str, owner: u32) -> tempfile::TempDir {
     let ws = tempfile::Builder::new()
         .prefix(&format!("ci-tools-{name}-"))
         .tempdir()
         .expect("tempdir");
-    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777))
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod workspace");
-    copy_tree(&fixture(name), ws.path());
+    std::os::unix::fs::chown(ws.path(), Some(owner), Some(owner)).expect("chown workspace");
+    copy_tree(&fixture(name), ws.path(), 0o755, owner);
     ws
+}
+
+/// A fresh checkout of the fixture project `name`, owned by [`OWNER`].
+fn workspace(name: &str) -> tempfile::TempDir {
+    checkout(name, OWNER)
+}
+
+/// Every file and directory under `dir` (not following symlinks), with its
+/// host uid and gid.
+fn owners(dir: &Path) -> Vec<(PathBuf, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            let m = std::fs::symlink_metadata(&p).expect("lstat");
+            if m.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push((p, m.uid(), m.gid()));
+        }
+    }
+    out
+}
+
+/// Everything the build left in the checkout belongs to [`OWNER`] on the
+/// host (uid and gid): nothing is root's or a job's.
+#[track_caller]
+fn assert_owned_by_owner(dir: &Path) {
+    let all = owners(dir);
+    assert!(!all.is_empty());
+    let foreign: Vec<_> = all
+        .iter()
+        .filter(|(_, u, g)| (*u, *g) != (OWNER, OWNER))
+        .take(5)
+        .collect();
+    assert!(foreign.is_empty(), "not the owner's: {foreign:?}");
 }
 
 /// One build step: `sandbox exec --json --profile ci --bind WS:/src --cwd /src
@@ -189,11 +233,12 @@ fn make_builds_and_runs_its_tests() {
             "make: 'calc' is up to date.",
         ],
     );
-    // The program is a real file of the workspace.
+    // The program is a real file of the workspace, and the owner's.
     assert_eq!(
         host_output(&ws.path().join("calc"), &["12"]),
         "fib(12)=144 primes<=12: 5\n"
     );
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -226,6 +271,7 @@ fn make_parallel_jobs() {
         host_output(&ws.path().join("calc"), &["30"]),
         "fib(30)=832040 primes<=30: 10\n"
     );
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -254,6 +300,7 @@ fn cmake_and_ninja() {
         host_output(&ws.path().join("build/app"), &[]),
         "3 shapes, total area 46\n"
     );
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -273,6 +320,7 @@ fn gcc_and_gxx_shared_library() {
     assert_built(&o, &["dot=1001000"]);
     // $ORIGIN: the program finds its library on the host as well.
     assert_eq!(host_output(&ws.path().join("mixed"), &[]), "dot=1001000\n");
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -281,15 +329,14 @@ fn git_in_the_workspace() {
         return;
     }
     let ws = workspace("git");
-    // The checkout belongs to the host user who made it, not to the run's
-    // uid, so git needs it declared safe (as CI runners do for checkouts made
-    // by another user, e.g. actions/checkout); HOME is the workspace.
+    // The run acts as the checkout's owner, so git trusts the checkout
+    // without any safe.directory (its check compares the repository's
+    // owner with the run's euid); HOME is the workspace.
     let o = step(
         "git",
         ws.path(),
         &[],
-        "git config --global --add safe.directory /src \
-         && git init -q . && git config user.email ci@example.com && git config user.name CI \
+        "git init -q . && git config user.email ci@example.com && git config user.name CI \
          && git add -A && git commit -q -m first \
          && echo 'echo \"version 2\"' >> version.sh && git commit -q -am second \
          && git log --format='%an: %s' && git rev-list --count HEAD && git status --porcelain \
@@ -300,6 +347,7 @@ fn git_in_the_workspace() {
     // the second commit changed.
     assert_eq!(o.prog_stdout(), "CI: second\nCI: first\n2\nversion.sh\n");
     assert!(ws.path().join(".git/HEAD").is_file());
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -328,6 +376,7 @@ fn python_venv_and_pip_install() {
         ],
     );
     assert!(ws.path().join("venv/bin/greet").is_file());
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -352,6 +401,7 @@ fn node_npm_install_and_worker_threads() {
     let pkg = std::fs::read_to_string(ws.path().join("package.json")).expect("package.json");
     assert!(pkg.contains("\"sumlib\": \"file:lib\""), "{pkg}");
     assert!(ws.path().join("node_modules/sumlib").exists());
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -369,6 +419,7 @@ fn java_javac_jar() {
     assert_built(&o, &["java: sum of squares below 1000 = 332833500"]);
     assert!(ws.path().join("out/demo/Counter.class").is_file());
     assert!(ws.path().join("app.jar").is_file());
+    assert_owned_by_owner(ws.path());
 }
 
 /// The Rust toolchain that builds this project (rustup's, as a rule): its
@@ -431,6 +482,7 @@ fn cargo_offline_build_and_test() {
         host_output(&ws.path().join("target/release/ciapp"), &[]),
         "cargo: longest chain below 100000 starts at 77031 (350 steps)\n"
     );
+    assert_owned_by_owner(ws.path());
 }
 
 #[test]
@@ -475,4 +527,156 @@ fn go_standard_library_build() {
         "go: sum below 1000000 = 499999500000 (GOMAXPROCS>0: true)\n"
     );
     assert!(ws.path().join(".cache/go-build").is_dir(), "GOCACHE");
+    assert_owned_by_owner(ws.path());
+}
+
+// ---- issue #15, part 2: whose files a step leaves behind
+
+/// A checkout cloned on the host by its owner (`.git` and all belong to
+/// [`OWNER`], 0755): the step acts as the owner (uid 1000 inside is
+/// [`OWNER`] on the host), git works in it without any safe.directory, and
+/// everything it writes belongs to [`OWNER`].
+#[test]
+fn checkout_owner_owns_the_artifacts() {
+    if !ready("checkout_owner_owns_the_artifacts", &["git", "make", "cc"]) {
+        return;
+    }
+    let ws = checkout("make", 0);
+    // The host side of a CI job: clone (here: init and commit) as root,
+    // then hand the checkout to its user, as a runner does.
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=host", "-c", "user.email=host@example.com"])
+            .args(args)
+            .current_dir(ws.path())
+            .output()
+            .expect("git on the host");
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "checkout"]);
+    for (p, _, _) in owners(ws.path()) {
+        std::os::unix::fs::lchown(&p, Some(OWNER), Some(OWNER)).expect("chown");
+    }
+    std::os::unix::fs::chown(ws.path(), Some(OWNER), Some(OWNER)).expect("chown");
+    let o = step(
+        "checkout owner",
+        ws.path(),
+        &[],
+        "cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' && id -u && id -g \
+         && make -j2 test && git status --porcelain && echo calc >> .gitignore \
+         && git add .gitignore && git -c user.name=CI -c user.email=ci@example.com commit -q -m ignore \
+         && git status --porcelain && git log --format=%s",
+    );
+    assert_built(&o, &[]);
+    let out = o.prog_stdout();
+    // The maps (the owner's ids, not the job's), the ids inside.
+    let ids = format!(" 1000 {OWNER} 1\n 1000 {OWNER} 1\n1000\n1000\n");
+    assert!(out.starts_with(&ids), "{out}");
+    // make's outputs untracked, then calc ignored and committed.
+    assert!(
+        out.contains("fib(30)=832040 primes<=30: 10\n?? calc\n?? fib.o\n?? main.o\n?? primes.o\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("?? fib.o\n?? main.o\n?? primes.o\nignore\ncheckout\n"),
+        "{out}"
+    );
+    assert_owned_by_owner(ws.path());
+    // The host's own git agrees the commit happened.
+    let log = Command::new("git")
+        .args(["-c", "safe.directory=*", "log", "--format=%an %s"])
+        .current_dir(ws.path())
+        .output()
+        .expect("git log");
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "CI ignore\nhost checkout\n"
+    );
+}
+
+/// A root-owned checkout: the run is never host root: it keeps the job's
+/// uid from the range, and what it writes belongs to that uid.
+#[test]
+fn root_owned_checkout_never_runs_as_root() {
+    if !require_root("root_owned_checkout_never_runs_as_root") {
+        return;
+    }
+    let ws = checkout("make", 0);
+    // World-writable, or the job's uid could not write at all.
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let o = step(
+        "root-owned checkout",
+        ws.path(),
+        &[],
+        "cat /proc/self/uid_map | tr -s ' ' && mkdir out && echo built > out/artifact",
+    );
+    assert_built(&o, &[]);
+    let map: Vec<u32> = o
+        .prog_stdout()
+        .split_whitespace()
+        .map(|n| n.parse().expect("uid_map field"))
+        .collect();
+    assert_eq!((map[0], map[2]), (1000, 1), "{map:?}");
+    assert!(is_run_uid(map[1]) && map[1] != 0, "host uid {}", map[1]);
+    for (p, u, g) in owners(ws.path()) {
+        if p.starts_with(ws.path().join("out")) {
+            assert_eq!((u, g), (map[1], map[1]), "{}", p.display());
+        } else {
+            assert_eq!((u, g), (0, 0), "{}", p.display());
+        }
+    }
+}
+
+/// `/` or a home directory as the checkout, or as ci's implicit bind of
+/// the caller's directory, is refused before anything runs.
+#[test]
+fn root_and_home_directories_refused() {
+    if !require_root("root_and_home_directories_refused") {
+        return;
+    }
+    let refused = |o: &Out, what: &str| {
+        assert_eq!(o.code, 125, "{o:?}");
+        assert!(
+            o.stderr.contains(what) && o.stderr.contains("may not get it read-write"),
+            "{}",
+            o.stderr
+        );
+    };
+    let ws = checkout("make", OWNER);
+    // An explicit --bind of / as the checkout.
+    let mut c = sandbox_cmd(&[
+        "exec",
+        "--profile",
+        "ci",
+        "--bind",
+        "/:/src",
+        "--cwd",
+        "/src",
+        "--",
+        "/bin/true",
+    ]);
+    c.current_dir(ws.path());
+    refused(
+        &run_cmd(c),
+        "bind / on /src: / is the host's root directory",
+    );
+    // ci's implicit bind of the caller's directory: / and root's home.
+    for (dir, what) in [
+        ("/", "bind . on /workspace: / is the host's root directory"),
+        (
+            "/root",
+            "bind . on /workspace: /root is the home directory of root",
+        ),
+    ] {
+        let mut c = sandbox_cmd(&["exec", "--profile", "ci", "--", "/bin/true"]);
+        c.current_dir(dir);
+        refused(&run_cmd(c), what);
+    }
+    // A project inside a home is fine (here: a checkout; the home itself
+    // is what may not be bound).
+    let mut c = sandbox_cmd(&["exec", "--profile", "ci", "--", "/bin/true"]);
+    c.current_dir(ws.path());
+    assert_eq!(run_cmd(c).code, 0);
 }

@@ -4,6 +4,7 @@
 //! pivot_root) and the raw syscalls the child side needs.
 
 pub mod binds;
+pub mod checkout;
 pub mod hostids;
 pub mod layers;
 pub mod mounts;
