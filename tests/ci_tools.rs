@@ -680,3 +680,63 @@ fn root_and_home_directories_refused() {
     c.current_dir(ws.path());
     assert_eq!(run_cmd(c).code, 0);
 }
+
+/// Acting as the checkout's owner reaches nothing else of the owner's: a
+/// host process of [`OWNER`] is neither seen nor signalled (its own pid
+/// namespace), a file of [`OWNER`]'s outside the checkout is not there,
+/// no other id can be taken, and the run has no capability.
+#[test]
+fn checkout_owner_reaches_nothing_else_of_the_owners() {
+    if !require_root("checkout_owner_reaches_nothing_else_of_the_owners") {
+        return;
+    }
+    let ws = workspace("make");
+    // The owner's own host process and a private file of the owner's.
+    let mut host = Command::new("setpriv")
+        .args([
+            &format!("--reuid={OWNER}"),
+            &format!("--regid={OWNER}"),
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .expect("setpriv sleep");
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "owner's secret\n").expect("secret");
+    std::os::unix::fs::chown(&secret, Some(OWNER), Some(OWNER)).expect("chown");
+    std::os::unix::fs::chown(secret_dir.path(), Some(OWNER), Some(OWNER)).expect("chown");
+    let script = format!(
+        "id -u; kill -0 {pid} 2>/dev/null && echo SIGNALLED || echo no such process; \
+         ls /proc | grep -c '^[0-9]' ; cat {secret} 2>/dev/null || echo secret not there; \
+         grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status | tr '\\t' ' '; \
+         setpriv --reuid=0 true 2>/dev/null && echo BECAME ROOT || echo no root",
+        pid = host.id(),
+        secret = secret.display()
+    );
+    let o = step("owner's other processes", ws.path(), &[], &script);
+    let alive = host.try_wait().expect("try_wait").is_none();
+    let _ = host.kill();
+    let _ = host.wait();
+    assert_built(&o, &[]);
+    let out = o.prog_stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1000", "{out}");
+    assert_eq!(lines[1], "no such process", "{out}");
+    // Only the run's own processes: sh, ls, grep (and init at most).
+    let n: u32 = lines[2].parse().expect("count");
+    assert!(n <= 5, "{n} processes visible:\n{out}");
+    assert_eq!(lines[3], "secret not there", "{out}");
+    assert_eq!(
+        &lines[4..],
+        &[
+            "CapPrm: 0000000000000000",
+            "CapEff: 0000000000000000",
+            "CapBnd: 0000000000000000",
+            "no root",
+        ],
+        "{out}"
+    );
+    assert!(alive, "the owner's host process died during the run");
+}
