@@ -740,3 +740,49 @@ fn checkout_owner_reaches_nothing_else_of_the_owners() {
     );
     assert!(alive, "the owner's host process died during the run");
 }
+
+/// Everyday commands of build scripts that strict kills run under ci, or
+/// get a clean EPERM: `cp -a` and `tar --xattrs` (extended attributes),
+/// `ps` (NUMA policy), `ionice` (the real-time class refused), `chrt`
+/// (refused), user.* attributes set and trusted.* refused. strict still
+/// kills `cp -a`, `ps` and `ionice` ("Bad system call").
+#[test]
+fn everyday_commands_are_never_killed_under_ci() {
+    if !ready(
+        "everyday_commands_are_never_killed_under_ci",
+        &["python3", "ps", "ionice", "chrt"],
+    ) {
+        return;
+    }
+    let ws = workspace("make");
+    let o = step(
+        "everyday commands",
+        ws.path(),
+        &[],
+        "cp -a main.c copy.c && echo cp ok; tar --xattrs -cf t.tar copy.c && echo tar ok; \
+         ps -e -o comm= | grep -qx ps && echo ps ok; ionice -c3 true && echo ionice ok; \
+         ionice -c1 true 2>/dev/null || echo ionice rt refused; \
+         chrt -b 0 true 2>/dev/null || echo chrt refused; \
+         python3 -c 'import os; os.setxattr(\"copy.c\", \"user.ci\", b\"1\"); print(\"user xattr\", os.getxattr(\"copy.c\", \"user.ci\").decode())'; \
+         python3 -c 'import os; os.setxattr(\"copy.c\", \"trusted.ci\", b\"1\")' 2>/dev/null || echo trusted xattr refused",
+    );
+    assert_built(&o, &[]);
+    assert_eq!(
+        o.prog_stdout(),
+        "cp ok\ntar ok\nps ok\nionice ok\nionice rt refused\nchrt refused\nuser xattr 1\ntrusted xattr refused\n",
+        "{}",
+        o.prog_stderr()
+    );
+    assert_owned_by_owner(ws.path());
+    // strict: the same calls kill.
+    for cmd in ["cp -a /etc/hostname /tmp/h", "ps -e", "ionice -c3 true"] {
+        let o = run_cmd(sandbox_cmd(&["exec", "--json", "--", "/bin/sh", "-c", cmd]));
+        let j = o.j();
+        assert_eq!(j["exit_code"], 128 + 31, "{cmd}: {j}");
+        assert!(
+            o.prog_stderr().contains("Bad system call"),
+            "{cmd}: {}",
+            o.prog_stderr()
+        );
+    }
+}
