@@ -662,6 +662,24 @@ fn root_and_home_directories_refused() {
         &run_cmd(c),
         "bind / on /src: / is the host's root directory",
     );
+    // Next to a checkout the run acts as the owner of, no other writable
+    // bind may be a home either.
+    let mut c = sandbox_cmd(&[
+        "exec",
+        "--profile",
+        "ci",
+        "--bind",
+        "/root:/h",
+        "--cwd",
+        "/workspace",
+        "--",
+        "/bin/true",
+    ]);
+    c.current_dir(ws.path());
+    refused(
+        &run_cmd(c),
+        "bind /root on /h: /root is the home directory of root",
+    );
     // ci's implicit bind of the caller's directory: / and root's home.
     for (dir, what) in [
         ("/", "bind . on /workspace: / is the host's root directory"),

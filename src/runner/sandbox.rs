@@ -349,6 +349,24 @@ impl Sandbox {
             meta
         };
         let owner = checkout::owner_of(meta.uid(), meta.gid(), &p.process.host_ids);
+        if owner.is_some() {
+            // Acting as a user, the run gets no other writable bind that is
+            // `/` or a home either (e.g. `--bind ~:/h` next to the checkout:
+            // the owner's whole home, writable as the owner).
+            for b in path_binds.iter().filter(|b| b.writable) {
+                if let Ok(path) = std::fs::canonicalize(&b.source) {
+                    checkout::check_not_too_wide(&super::spec::bind_name(b), &path).map_err(chk)?;
+                }
+            }
+            for o in &spec.opened_binds {
+                let fd = o.fd.as_raw_fd();
+                let writable = nix::sys::statvfs::fstatvfs(&*o.fd)
+                    .is_ok_and(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+                if writable && let Ok(m) = std::fs::metadata(format!("/proc/self/fd/{fd}")) {
+                    checkout::check_fd_not_too_wide(&o.name, &m).map_err(chk)?;
+                }
+            }
+        }
         match owner {
             Some(o) => tracing::debug!(
                 uid = o.uid,
