@@ -251,6 +251,10 @@ impl Sandbox {
     /// Makes a container of this profile for host ids `lease` (see
     /// [`Recipe::prepare`]).
     pub fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
+        self.recipe().prepare(shape, lease, None)
+    }
+
+    fn recipe(&self) -> Recipe<'_> {
         Recipe {
             profile: &self.profile,
             filters: &self.filters,
@@ -258,7 +262,6 @@ impl Sandbox {
             cgroups: self.cgroups.as_ref(),
             image: self.image.as_ref(),
         }
-        .prepare(shape, lease, None)
     }
 
     fn prepare_for(&self, spec: &RunSpec, owner: Option<Owner>) -> Result<Prepared, RunError> {
@@ -266,14 +269,7 @@ impl Sandbox {
             Some(j) => j.lease.clone(),
             None => hostids::acquire(&self.profile.process.host_ids)?,
         };
-        Recipe {
-            profile: &self.profile,
-            filters: &self.filters,
-            caps: self.caps,
-            cgroups: self.cgroups.as_ref(),
-            image: self.image.as_ref(),
-        }
-        .prepare(self.shape_for(spec), lease, owner)
+        self.recipe().prepare(self.shape_for(spec), lease, owner)
     }
 
     /// Whom the program of `spec` acts as on the host instead of the job's
