@@ -1576,6 +1576,72 @@ case! {
 }
 
 case! {
+    /// set*uid/set*gid/setgroups, to root, to another id and to its own ids → strict kills every one (SIGSYS).
+    fn setid_calls_killed_under_strict(cli()) |c| {
+        kernel_expect(c, &[], &[
+            ("setresuid0", "signal 31"),
+            ("setreuid0", "signal 31"),
+            ("setgid0", "signal 31"),
+            ("setresgid0", "signal 31"),
+            ("setfsuid0", "signal 31"),
+            ("setfsgid0", "signal 31"),
+            ("setgroups_drop", "signal 31"),
+            ("setresuid_own", "signal 31"),
+            ("setresgid_own", "signal 31"),
+            ("setuid_own", "signal 31"),
+        ]);
+    }
+}
+
+case! {
+    /// Under ci, set*uid/set*gid to root or another id → EINVAL (not mapped), setfsuid/setfsgid(0) → unchanged, setgroups → EPERM; to its own ids → works (make's seteuid); namespaces, mount, sethostname still refused; still uid/gid 1000.
+    fn ci_identity_calls_gain_nothing(cli()) |c| {
+        // ci binds the directory it is started in at /workspace: a scratch one.
+        let ws = c.case.home.join(format!("ci-ws-{}", c.tag()));
+        std::fs::create_dir_all(&ws).expect("workspace");
+        std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let bind = KERNEL.bind();
+        let mut cmd = c.cmd(&["exec", "--json", "--profile", "ci", "--ro-bind", &bind, "--", "/bin/sh", "-c",
+            "/t/kernel setuid0 setresuid0 setreuid0 setuid_other setgid0 setresgid0 setfsuid0 setfsgid0 \
+             setgroups_drop setgroups_root setresuid_own setresgid_own setuid_own \
+             unshare_user clone_newuser setns mount_tmpfs sethostname kexec_load \
+             && id -u && id -g && id -G && grep -E '^CapEff' /proc/self/status"]);
+        cmd.current_dir(&ws);
+        let o = c.run(cmd);
+        let _ = std::fs::remove_dir_all(&ws);
+        verdict(&o, "ok", 0);
+        assert_lines(&o, &[
+            // Root and any other id are not even mapped in the run's user
+            // namespace (EINVAL); a mapped one it does not hold would be
+            // EPERM (no CAP_SETUID/CAP_SETGID), as setfsuid/setfsgid show.
+            "setuid0: errno EINVAL",
+            "setresuid0: errno EINVAL",
+            "setreuid0: errno EINVAL",
+            "setuid_other: errno EINVAL",
+            "setgid0: errno EINVAL",
+            "setresgid0: errno EINVAL",
+            "setfsuid0: errno EPERM",
+            "setfsgid0: errno EPERM",
+            "setgroups_drop: errno EPERM",
+            "setgroups_root: errno EPERM",
+            "setresuid_own: SUCCEEDED",
+            "setresgid_own: SUCCEEDED",
+            "setuid_own: SUCCEEDED",
+            "unshare_user: errno EPERM",
+            "clone_newuser: signal 31",
+            "setns: errno EPERM",
+            "mount_tmpfs: errno EPERM",
+            "sethostname: signal 31",
+            "kexec_load: signal 31",
+            "1000",
+            "1000",
+            "1000",
+            "CapEff:\t0000000000000000",
+        ]);
+    }
+}
+
+case! {
     /// AF_PACKET/AF_ALG/AF_VSOCK sockets, personality(ADDR_NO_RANDOMIZE), a host TCP listener, the internet → refused/unreachable.
     fn sockets_personality_network(cli()) |c| {
         kernel_expect(c, &[], &[

@@ -157,8 +157,12 @@ enum Outcome {
 }
 
 fn probe(bin: &Path, what: &str) -> Outcome {
+    probe_in("strict", bin, what)
+}
+
+fn probe_in(profile: &str, bin: &Path, what: &str) -> Outcome {
     let o = under_filter(
-        "strict",
+        profile,
         &[bin.to_str().unwrap_or("probe"), what],
         bin.parent().unwrap_or(Path::new("/")),
     );
@@ -182,6 +186,11 @@ fn strict_blocks_dangerous_syscalls() {
         return;
     };
     let eperm = Outcome::Errno(libc::EPERM);
+    // The identity calls ci allows are not strict's: a judged program has no
+    // use for them.
+    for what in SETID_PROBES.iter().chain(&["setgroups_empty"]) {
+        assert_eq!(probe(&bin, what), Outcome::Killed(SIGSYS), "{what}");
+    }
     // Sanity: the probe works and allowed calls pass.
     assert_eq!(probe(&bin, "getpid"), Outcome::Ok);
     assert_eq!(probe(&bin, "fork"), Outcome::Ok);
@@ -279,5 +288,146 @@ fn ci_runs_a_build() {
         assert_ok(&o, "built\n");
     } else {
         eprintln!("SKIPPED: cc is not installed; ci build test not run");
+    }
+}
+
+/// What ci allows beyond strict: the identity calls of build tools.
+const CI_ALLOWS_BEYOND_STRICT: [&str; 18] = [
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "get_mempolicy",
+    "set_mempolicy",
+    "ioprio_get",
+    "ioprio_set",
+];
+/// What ci refuses with EPERM beyond strict (strict kills it), sorted.
+const CI_REFUSES_BEYOND_STRICT: [&str; 4] = [
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "setgroups",
+];
+/// probe.c's calls of the set*id calls of [`CI_ALLOWS_BEYOND_STRICT`], each with ids the caller
+/// already holds.
+const SETID_PROBES: [&str; 8] = [
+    "setuid_self",
+    "setgid_self",
+    "setreuid_self",
+    "setregid_self",
+    "setresuid_self",
+    "setresgid_self",
+    "setfsuid_self",
+    "setfsgid_self",
+];
+
+/// A bundled profile, resolved, as JSON (`sandbox profile show NAME --json`).
+fn resolved(name: &str) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["profile", "show", name, "--json"])
+        .env_remove("SANDBOX_PROFILE_DIR")
+        .output()
+        .expect("sandbox profile show");
+    assert!(o.status.success(), "{}", describe(&o));
+    serde_json::from_slice(&o.stdout).expect("profile JSON")
+}
+
+fn names(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("syscall name").to_string())
+        .collect()
+}
+
+#[test]
+fn ci_seccomp_is_strict_plus_the_identity_calls() {
+    // Exactly: the same actions and argument rules, strict's allow and deny
+    // lists, plus the set*id calls allowed and setgroups refused.
+    let (strict, ci) = (resolved("strict"), resolved("ci"));
+    let (s, c) = (&strict["seccomp"], &ci["seccomp"]);
+    for key in ["enabled", "default_action", "deny_action", "rule"] {
+        assert_eq!(s[key], c[key], "seccomp.{key}");
+    }
+    assert_eq!(c["default_action"], "kill_process");
+    let (sa, ca) = (names(&s["allow"]), names(&c["allow"]));
+    let (sd, cd) = (names(&s["deny"]), names(&c["deny"]));
+    assert!(sa.is_subset(&ca) && sd.is_subset(&cd));
+    let added: Vec<&str> = ca.difference(&sa).map(String::as_str).collect();
+    let mut want = CI_ALLOWS_BEYOND_STRICT.to_vec();
+    want.sort_unstable();
+    assert_eq!(added, want, "ci's allow-list beyond strict's");
+    let refused: Vec<&str> = cd.difference(&sd).map(String::as_str).collect();
+    assert_eq!(
+        refused, CI_REFUSES_BEYOND_STRICT,
+        "ci's deny list beyond strict's"
+    );
+    // None of them is in strict at all (strict kills them).
+    for n in CI_ALLOWS_BEYOND_STRICT
+        .iter()
+        .chain(&CI_REFUSES_BEYOND_STRICT)
+    {
+        assert!(!sa.contains(*n) && !sd.contains(*n), "{n} is in strict");
+    }
+    // Nothing else opened: namespace creation, mount, ptrace, bpf, io_uring,
+    // keyrings stay refused under ci as under strict.
+    for n in [
+        "unshare",
+        "setns",
+        "mount",
+        "ptrace",
+        "bpf",
+        "io_uring_setup",
+        "keyctl",
+    ] {
+        assert!(cd.contains(n) && !ca.contains(n), "{n}");
+    }
+}
+
+#[test]
+fn ci_allows_the_identity_calls_and_refuses_the_rest() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(bin) = build_probe(tmp.path()) else {
+        return;
+    };
+    let ci = |what: &str| probe_in("ci", &bin, what);
+    // Allowed (this test runs as host root without a user namespace: the
+    // probes use ids the caller already holds).
+    for what in SETID_PROBES {
+        assert_eq!(ci(what), Outcome::Ok, "{what}");
+    }
+    // setgroups: EPERM from the filter (the kernel would let host root pass).
+    assert_eq!(ci("setgroups_empty"), Outcome::Errno(libc::EPERM));
+    // Everything strict refuses, ci refuses the same way.
+    for what in [
+        "unshare",
+        "mount",
+        "ptrace",
+        "keyctl",
+        "bpf",
+        "io_uring_setup",
+        "personality_set",
+        "settimeofday",
+        "tiocsti",
+    ] {
+        assert_eq!(ci(what), Outcome::Errno(libc::EPERM), "{what}");
+    }
+    for what in ["clone_newuser", "kexec_load"] {
+        assert_eq!(ci(what), Outcome::Killed(SIGSYS), "{what}");
+    }
+    assert_eq!(ci("socket_packet"), Outcome::Errno(libc::EAFNOSUPPORT));
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(ci("x32"), Outcome::Killed(SIGSYS), "x32");
     }
 }

@@ -475,6 +475,18 @@ fn serve_client(state: &State, conn: &UnixStream) {
             );
         }
     }
+    // Whose ids such a run is depends on the client's checkout (its binds
+    // and working directory, ci's "." is the client's own): decided where
+    // they are, in-process. Its containers are made for it anyway.
+    if sb.profile.process.run_as_checkout_owner {
+        return decline(
+            conn,
+            &format!(
+                "profile {} acts as the checkout's owner (process.run_as_checkout_owner): run in-process",
+                sb.profile.name
+            ),
+        );
+    }
     // A client that gave up while its request waited (Ctrl-C while queued)
     // must not have its command started at all.
     let mut pfd = libc::pollfd {

@@ -5,6 +5,7 @@
 //! cap) and the raw syscalls the child side needs.
 
 pub mod binds;
+pub mod checkout;
 pub mod hostids;
 pub mod layers;
 pub mod mounts;

@@ -42,6 +42,8 @@ pub enum MountPlanError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Checkout(#[from] super::checkout::CheckoutError),
 }
 
 /// One step of the plan. Paths are absolute in the child's view at the time
@@ -249,6 +251,15 @@ impl MountPlan {
             path: b.source.clone(),
             source: e,
         })?;
+        // A relative source is the directory the run is started from (ci's
+        // "." at /workspace): never a whole home or the host's root
+        // read-write because of where someone happened to type the command.
+        if b.writable && b.source.is_relative() {
+            super::checkout::check_not_too_wide(
+                &format!("bind {} on {}", b.source.display(), b.dest.display()),
+                &src_abs,
+            )?;
+        }
         let target = under(NEWROOT, &b.dest);
         if meta.is_dir() {
             self.mkdir_p(NEWROOT, &b.dest, 0o755)?;

@@ -1,6 +1,7 @@
 //! Namespaces: which clone flags a profile asks for, who owns a new user
 //! namespace, and the uid/gid maps written by the parent for it.
 
+use super::checkout::Owner;
 use super::hostids::Lease;
 use crate::profile::Namespaces;
 
@@ -34,14 +35,25 @@ pub enum IdMap {
     Block,
 }
 
-/// Writes the run's uid/gid maps onto the job's unprivileged host ids.
-/// Written by a privileged parent, so setgroups stays allowed: the child
-/// uses it to drop the supplementary groups it inherited from root.
-pub fn write_id_maps(pid: i32, map: IdMap, host: &Lease) -> std::io::Result<()> {
+/// Writes the run's uid/gid maps onto the job's unprivileged host ids, or
+/// (`One` only) onto the checkout's owner's (`process.run_as_checkout_owner`:
+/// the namespace stays the job's uid's, only the program's ids are the
+/// owner's). Written by a privileged parent, so setgroups stays allowed:
+/// the child uses it to drop the supplementary groups it inherited from
+/// root.
+pub fn write_id_maps(
+    pid: i32,
+    map: IdMap,
+    host: &Lease,
+    owner: Option<Owner>,
+) -> std::io::Result<()> {
     let (uid_map, gid_map) = match map {
         IdMap::One { uid, gid } => (
-            format!("{uid} {} 1\n", host.uid()),
-            format!("{gid} {} 1\n", host.gid()),
+            format!("{uid} {} 1\n", owner.map_or(host.uid(), |o| o.uid)),
+            format!(
+                "{gid} {} 1\n",
+                owner.and_then(|o| o.gid).unwrap_or(host.gid())
+            ),
         ),
         IdMap::Block => (
             format!("0 {} {}\n", host.uid(), host.ids()),

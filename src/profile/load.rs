@@ -616,6 +616,24 @@ action = "errno:EAFNOSUPPORT"
     }
 
     #[test]
+    fn run_as_checkout_owner_is_cis_and_needs_namespaces() {
+        assert!(load("ci").unwrap().process.run_as_checkout_owner);
+        assert!(!load("strict").unwrap().process.run_as_checkout_owner);
+        let ok = "extends = \"strict\"\n[process]\nrun_as_checkout_owner = true\n";
+        assert!(
+            parse_str(ok, "ok.toml")
+                .unwrap()
+                .process
+                .run_as_checkout_owner
+        );
+        // Without a pid namespace something could outlive the run as the
+        // owner (user and mount off are refused by other rules first).
+        let e = parse_str(&format!("{ok}[namespaces]\npid = false\n"), "bad.toml")
+            .expect_err("pid = false accepted");
+        assert_eq!(e.key(), Some("process.run_as_checkout_owner"), "{e}");
+    }
+
+    #[test]
     fn shown_toml_round_trips() {
         for name in ["strict", "ci", "net-bind"] {
             let p = load(name).unwrap();

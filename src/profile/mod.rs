@@ -138,6 +138,13 @@ pub struct Process {
     /// Names of host variables copied through when set (a whitelist).
     pub env_passthrough: Vec<String>,
     pub no_new_privs: bool,
+    /// When the run's working directory lies in a writable bind whose
+    /// source belongs to a regular host user (the checkout), the program's
+    /// uid/gid inside map to that user's host uid/gid instead of the job's
+    /// (as podman's `--userns=keep-id`): what the run creates there is the
+    /// owner's. Only for runs that are not jobs of `sandbox serve` and not
+    /// in an image; never for root, 65534 or an id of the range.
+    pub run_as_checkout_owner: bool,
 }
 
 /// Which host ids a run gets (`process.host_uid`).

@@ -170,6 +170,7 @@ pub struct RawProcess {
     pub env: Option<BTreeMap<String, String>>,
     pub env_passthrough: Option<Vec<String>>,
     pub no_new_privs: Option<bool>,
+    pub run_as_checkout_owner: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -267,6 +268,7 @@ pub fn allowed_keys(table_path: &str) -> Option<&'static [&'static str]> {
             "env",
             "env_passthrough",
             "no_new_privs",
+            "run_as_checkout_owner",
         ],
         "process.host_uid" => &["first", "count", "ids", "wait"],
         "process.env" => return None,
@@ -401,7 +403,8 @@ pub fn merge(mut parent: RawProfile, child: RawProfile) -> RawProfile {
                 pe
             });
             merged!(RawProcess, p, c;
-                uid, gid, host_uid, host_gid, hostname, env_passthrough, no_new_privs;
+                uid, gid, host_uid, host_gid, hostname, env_passthrough, no_new_privs,
+                run_as_checkout_owner;
                 env: env)
         }),
         capabilities: merge_opt(

@@ -593,6 +593,7 @@ pub fn validate_linted(
         env,
         env_passthrough,
         no_new_privs: p.no_new_privs.unwrap_or(true),
+        run_as_checkout_owner: p.run_as_checkout_owner.unwrap_or(false),
     };
 
     // ---- capabilities
@@ -849,6 +850,12 @@ fn check_contradictions(p: &Profile, loc: &Locator) -> R<()> {
                 "a PID namespace needs a mount namespace for its own /proc (otherwise /proc shows the host's processes); set namespaces.mount = true or namespaces.pid = false",
             ));
         }
+    }
+    if p.process.run_as_checkout_owner && !(ns.user && ns.mount && ns.pid) {
+        return Err(loc.error(
+            "process.run_as_checkout_owner",
+            "acting as the checkout's owner maps the program's uid inside a user namespace onto the owner's, the checkout is a bind, and nothing may outlive the run as the owner: it needs namespaces.user, namespaces.mount and namespaces.pid = true",
+        ));
     }
     if !ns.user {
         if p.process.uid == 0 {

@@ -81,6 +81,7 @@ pub struct ProcessView {
     pub hostname: String,
     pub env_passthrough: Vec<String>,
     pub no_new_privs: bool,
+    pub run_as_checkout_owner: bool,
     pub env: BTreeMap<String, String>,
 }
 
@@ -249,6 +250,7 @@ impl From<&Profile> for ProfileView {
                 hostname: p.process.hostname.clone(),
                 env_passthrough: p.process.env_passthrough.clone(),
                 no_new_privs: p.process.no_new_privs,
+                run_as_checkout_owner: p.process.run_as_checkout_owner,
                 env: p.process.env.clone(),
             },
             capabilities: CapabilitiesView {

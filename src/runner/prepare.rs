@@ -12,6 +12,7 @@ use super::child::{self, ChildPlan};
 use super::fds::pipe;
 use super::spec::JobIds;
 use super::{RunError, RunImage, go, io_err};
+use crate::isolation::checkout::Owner;
 use crate::isolation::hostids::Lease;
 use crate::isolation::mounts::MountPlan;
 use crate::isolation::network::PrivateNet;
@@ -37,6 +38,9 @@ pub struct Prepared {
     pub(super) shape: RunShape,
     /// The host ids the container is (its user namespace's owner and map).
     pub(super) lease: Arc<Lease>,
+    /// The checkout's owner the program's ids map to instead of the
+    /// lease's (`process.run_as_checkout_owner`); `None`: the lease's.
+    pub(super) owner: Option<Owner>,
     /// The job it was made for ahead of time (pool only); `None`: any job
     /// that takes it adopts its ids.
     pub(super) for_job: Option<std::sync::Weak<JobIds>>,
@@ -171,7 +175,12 @@ impl Recipe<'_> {
     /// clone3 into fresh namespaces, id maps, then (v1) the cgroup while
     /// init builds its root in parallel. Returns once init is on its way;
     /// it waits for "go" by itself.
-    pub(super) fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
+    pub(super) fn prepare(
+        &self,
+        shape: RunShape,
+        lease: Arc<Lease>,
+        owner: Option<Owner>,
+    ) -> Result<Prepared, RunError> {
         let mut marks = Marks {
             prepare: go::now_ns(),
             ..Marks::default()
@@ -332,6 +341,7 @@ impl Recipe<'_> {
             cgroup,
             shape,
             lease,
+            owner: owner.filter(|_| ns.user && self.image.is_none()),
             for_job: None,
             mount_steps: plan.mounts.map(|m| m.what).unwrap_or_default(),
             use_init: ns.pid,
@@ -347,7 +357,7 @@ impl Recipe<'_> {
                 Some(_) => namespaces::IdMap::Block,
                 None => namespaces::IdMap::One { uid, gid },
             };
-            namespaces::write_id_maps(p.pid, map, &p.lease).map_err(|e| RunError::Io {
+            namespaces::write_id_maps(p.pid, map, &p.lease, p.owner).map_err(|e| RunError::Io {
                 what: "writing uid/gid maps".into(),
                 source: e,
             })?;

@@ -3,7 +3,9 @@
 //! run's strings checked before any container is spent.
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,9 @@ use super::prepare::{Prepared, Recipe};
 use super::spec::{JobIds, RunSpec};
 use super::{Images, RunImage};
 use super::{RunError, RunResult, go, io_err, pool};
+use crate::isolation::checkout::{self, Owner};
 use crate::isolation::hostids::{self, Lease};
+use crate::isolation::mounts::MountPlanError;
 use crate::limits::cgroup::{CgroupManager, RunShape};
 use crate::profile::{Profile, RootSource};
 use crate::security::caps::CapPlan;
@@ -166,10 +170,11 @@ impl Sandbox {
 
     fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
         let strings = self.run_strings(spec)?;
+        let owner = self.checkout_owner(spec)?;
         let Some(pool) = &self.pool else {
             // Torn down before returning: a CLI exits right after.
             let t0 = Instant::now();
-            let mut p = self.prepare_for(spec)?;
+            let mut p = self.prepare_for(spec, owner)?;
             let prepared = t0.elapsed();
             let r = self.run_prepared_with(&mut p, spec, strings);
             let t1 = Instant::now();
@@ -191,7 +196,7 @@ impl Sandbox {
             return r;
         };
         pool.run_started();
-        let r = self.run_pooled(pool, spec, strings);
+        let r = self.run_pooled(pool, spec, strings, owner);
         pool.run_ended();
         r
     }
@@ -201,8 +206,16 @@ impl Sandbox {
         pool: &pool::Pool,
         spec: &RunSpec,
         strings: RunStrings,
+        owner: Option<Owner>,
     ) -> Result<RunResult, RunError> {
-        let ready = match pool.take(spec.job.as_ref()) {
+        // Containers made ahead map the job's ids: a run acting as its
+        // checkout's owner needs one made for it.
+        let take = if owner.is_none() {
+            pool.take(spec.job.as_ref())
+        } else {
+            None
+        };
+        let ready = match take {
             Some(p) if self.fits(&p, spec) => Some(p),
             Some(p) => {
                 pool.retire(p);
@@ -212,14 +225,14 @@ impl Sandbox {
         };
         let mut p = match ready {
             Some(p) => p,
-            None => self.prepare_for(spec)?,
+            None => self.prepare_for(spec, owner)?,
         };
         let mut r = self.run_prepared_with(&mut p, spec, strings.clone());
         if matches!(r, Err(RunError::Stale(_))) {
             // The waiting container died (e.g. killed from outside): once
             // more with a fresh one.
             pool.retire(p);
-            p = self.prepare_for(spec)?;
+            p = self.prepare_for(spec, owner)?;
             r = self.run_prepared_with(&mut p, spec, strings);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -260,6 +273,10 @@ impl Sandbox {
     /// Makes a container of this profile for host ids `lease` (see
     /// [`Recipe::prepare`]).
     pub fn prepare(&self, shape: RunShape, lease: Arc<Lease>) -> Result<Prepared, RunError> {
+        self.recipe().prepare(shape, lease, None)
+    }
+
+    fn recipe(&self) -> Recipe<'_> {
         Recipe {
             profile: &self.profile,
             filters: &self.filters,
@@ -267,15 +284,119 @@ impl Sandbox {
             cgroups: self.cgroups.as_ref(),
             image: self.image.as_ref(),
         }
-        .prepare(shape, lease)
     }
 
-    fn prepare_for(&self, spec: &RunSpec) -> Result<Prepared, RunError> {
+    fn prepare_for(&self, spec: &RunSpec, owner: Option<Owner>) -> Result<Prepared, RunError> {
         let lease = match &spec.job {
             Some(j) => j.lease.clone(),
             None => hostids::acquire(&self.profile.process.host_ids)?,
         };
-        self.prepare(self.shape_for(spec), lease)
+        self.recipe().prepare(self.shape_for(spec), lease, owner)
+    }
+
+    /// Whom the program of `spec` acts as on the host instead of the job's
+    /// uid (`process.run_as_checkout_owner`): the owner of the writable
+    /// bind its working directory lies in, when that is a regular user
+    /// ([`checkout::owner_of`]). Not for jobs (their workspace is already
+    /// the job's) nor runs in an image (its ids map onto the job's block).
+    /// A checkout that is `/`, a home directory or holds one is refused.
+    fn checkout_owner(&self, spec: &RunSpec) -> Result<Option<Owner>, RunError> {
+        let p = &self.profile;
+        if !p.process.run_as_checkout_owner
+            || spec.job.is_some()
+            || self.image.is_some()
+            || !p.namespaces.user
+        {
+            return Ok(None);
+        }
+        let cwd = spec.cwd.as_ref().unwrap_or(&p.filesystem.workdir);
+        // Every bind in mount order: the profile's, the run's, the opened.
+        let path_binds: Vec<&crate::profile::BindMount> =
+            p.filesystem.binds.iter().chain(&spec.binds).collect();
+        let dests: Vec<&std::path::Path> = path_binds
+            .iter()
+            .map(|b| b.dest.as_path())
+            .chain(
+                spec.opened_binds
+                    .iter()
+                    .map(|o| std::path::Path::new(std::ffi::OsStr::from_bytes(o.dest.as_bytes()))),
+            )
+            .collect();
+        let Some(i) = checkout::covering(dests, cwd) else {
+            return Ok(None);
+        };
+        let chk = |e: checkout::CheckoutError| RunError::Mount(MountPlanError::Checkout(e));
+        let meta = if let Some(b) = path_binds.get(i) {
+            if !b.writable {
+                return Ok(None);
+            }
+            let name = super::spec::bind_name(b);
+            let stat_err = |source| {
+                chk(checkout::CheckoutError::Stat {
+                    bind: name.clone(),
+                    path: b.source.clone(),
+                    source,
+                })
+            };
+            let path = match std::fs::canonicalize(&b.source) {
+                Ok(path) => path,
+                // An optional bind that is not there: nothing to act on.
+                Err(e) if b.optional && e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(stat_err(e)),
+            };
+            checkout::check_not_too_wide(&name, &path).map_err(chk)?;
+            std::fs::metadata(&path).map_err(stat_err)?
+        } else {
+            let o = &spec.opened_binds[i - path_binds.len()];
+            let fd = o.fd.as_raw_fd();
+            let stat_err = |source| {
+                chk(checkout::CheckoutError::Stat {
+                    bind: o.name.clone(),
+                    path: format!("/proc/self/fd/{fd}").into(),
+                    source,
+                })
+            };
+            let vfs = nix::sys::statvfs::fstatvfs(&*o.fd).map_err(|e| stat_err(e.into()))?;
+            if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                return Ok(None);
+            }
+            let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(stat_err)?;
+            checkout::check_fd_not_too_wide(&o.name, &meta).map_err(chk)?;
+            meta
+        };
+        let owner = checkout::owner_of(meta.uid(), meta.gid(), &p.process.host_ids);
+        if owner.is_some() {
+            // Acting as a user, the run gets no other writable bind that is
+            // `/` or a home either (e.g. `--bind ~:/h` next to the checkout:
+            // the owner's whole home, writable as the owner).
+            for b in path_binds.iter().filter(|b| b.writable) {
+                if let Ok(path) = std::fs::canonicalize(&b.source) {
+                    checkout::check_not_too_wide(&super::spec::bind_name(b), &path).map_err(chk)?;
+                }
+            }
+            for o in &spec.opened_binds {
+                let fd = o.fd.as_raw_fd();
+                let writable = nix::sys::statvfs::fstatvfs(&*o.fd)
+                    .is_ok_and(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+                if writable && let Ok(m) = std::fs::metadata(format!("/proc/self/fd/{fd}")) {
+                    checkout::check_fd_not_too_wide(&o.name, &m).map_err(chk)?;
+                }
+            }
+        }
+        match owner {
+            Some(o) => tracing::debug!(
+                uid = o.uid,
+                gid = ?o.gid,
+                "the run acts as its checkout's owner"
+            ),
+            None => tracing::debug!(
+                uid = meta.uid(),
+                "the checkout's owner is not a regular user: the run keeps the job's uid"
+            ),
+        }
+        Ok(owner)
     }
 
     /// Host ids for a new job, whose runs ([`RunSpec::job`]) will share

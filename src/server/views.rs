@@ -99,6 +99,7 @@ pub fn profile_json(p: &Profile) -> Value {
             "uid": pr.uid, "gid": pr.gid, "host_uid": host_uid, "host_gid": host_gid,
             "hostname": pr.hostname, "env": pr.env, "env_passthrough": pr.env_passthrough,
             "no_new_privs": pr.no_new_privs,
+            "run_as_checkout_owner": pr.run_as_checkout_owner,
         },
         "capabilities": {"keep": p.capabilities.keep.iter().map(|c| c.to_string()).collect::<Vec<_>>()},
         "seccomp": {

@@ -257,6 +257,37 @@ static long a_clock_adjtime(void) {
 }
 static long a_sethostname(void) { return sethostname("pwned", 5); }
 static long a_setuid0(void) { return setuid(0); }
+/* The identity calls ci allows (issue #15). Raw syscalls, so each probe is
+ * exactly the call named (glibc's seteuid is setresuid, for instance). */
+static long a_setresuid0(void) { return syscall(SYS_setresuid, 0, 0, 0); }
+static long a_setreuid0(void) { return syscall(SYS_setreuid, 0, 0); }
+static long a_setgid0(void) { return syscall(SYS_setgid, 0); }
+static long a_setresgid0(void) { return syscall(SYS_setresgid, 0, 0, 0); }
+/* setuid to an id the run does not hold (mapped or not) */
+static long a_setuid_other(void) { return syscall(SYS_setuid, 1001); }
+/* setfsuid/setfsgid report no error, only the previous id: refused means
+ * the id did not change (printed as EPERM). */
+static long a_setfsuid0(void) {
+    syscall(SYS_setfsuid, 0);
+    if (syscall(SYS_setfsuid, -1) == 0) return 0;
+    errno = EPERM;
+    return -1;
+}
+static long a_setfsgid0(void) {
+    syscall(SYS_setfsgid, 0);
+    if (syscall(SYS_setfsgid, -1) == 0) return 0;
+    errno = EPERM;
+    return -1;
+}
+static long a_setgroups_drop(void) { return syscall(SYS_setgroups, 0, NULL); }
+static long a_setgroups_root(void) {
+    gid_t g = 0;
+    return syscall(SYS_setgroups, 1, &g);
+}
+/* What make does around every job: seteuid/setegid to ids already held. */
+static long a_setresuid_own(void) { return syscall(SYS_setresuid, -1, getuid(), -1); }
+static long a_setresgid_own(void) { return syscall(SYS_setresgid, -1, getgid(), -1); }
+static long a_setuid_own(void) { return syscall(SYS_setuid, getuid()); }
 static long a_core_rlimit_zero(void) {
     struct rlimit r = {0, 0};
     return setrlimit(RLIMIT_CORE, &r);
@@ -343,6 +374,18 @@ static const struct attack ATTACKS[] = {
     {"clock_adjtime", a_clock_adjtime},
     {"sethostname", a_sethostname},
     {"setuid0", a_setuid0},
+    {"setresuid0", a_setresuid0},
+    {"setreuid0", a_setreuid0},
+    {"setgid0", a_setgid0},
+    {"setresgid0", a_setresgid0},
+    {"setuid_other", a_setuid_other},
+    {"setfsuid0", a_setfsuid0},
+    {"setfsgid0", a_setfsgid0},
+    {"setgroups_drop", a_setgroups_drop},
+    {"setgroups_root", a_setgroups_root},
+    {"setresuid_own", a_setresuid_own},
+    {"setresgid_own", a_setresgid_own},
+    {"setuid_own", a_setuid_own},
     {"core_rlimit_zero", a_core_rlimit_zero},
     {"core_prlimit_zero", a_core_prlimit_zero},
     {"core_prlimit_highptr", a_core_prlimit_highptr},

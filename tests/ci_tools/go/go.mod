@@ -1,0 +1,3 @@
+module example.com/ciapp
+
+go 1.19

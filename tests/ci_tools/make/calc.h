@@ -1,0 +1,2 @@
+long fib(int n);
+int primes_upto(int n);

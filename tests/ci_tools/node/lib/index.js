@@ -1,0 +1,6 @@
+// Sum of the integers in [from, to).
+exports.rangeSum = (from, to) => {
+  let s = 0;
+  for (let i = from; i < to; i++) s += i;
+  return s;
+};
