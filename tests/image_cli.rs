@@ -9,11 +9,12 @@
 mod image_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use image_common::*;
+use image_common::{image_cmd as sandbox, image_ok as ok};
 use sandbox::image::Store;
 use serde_json::{Value, json};
 
@@ -34,26 +35,6 @@ fn images() -> Option<&'static Path> {
         .then_some(dir)
     })
     .as_deref()
-}
-
-fn sandbox(store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .arg("image")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(store: &Path, args: &[&str]) -> String {
-    let o = sandbox(store, args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 fn json_of(store: &Path, args: &[&str]) -> Value {

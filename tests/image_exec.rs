@@ -11,7 +11,6 @@
 
 mod image_common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,7 +18,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use image_common::*;
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 
@@ -345,24 +343,6 @@ fn serve(store: &Path, extra: &[&str]) -> Server {
         port,
         _work: work,
     }
-}
-
-/// POSTs a job and waits for it: (HTTP status, body).
-fn post_job(port: u16, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /v1/jobs?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp[9..12].parse().unwrap();
-    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
-    // Chunked or not, the JSON object is the text between the braces.
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    (status, serde_json::from_str(json).unwrap())
 }
 
 #[test]

@@ -16,12 +16,13 @@ mod image_common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use image_common::*;
+use image_common::{image_cmd as sandbox, image_ok as ok};
 use sandbox::image::Digest;
 use serde_json::{Value, json};
 
@@ -217,29 +218,6 @@ fn manifest_of(port: u16, repo: &str, tag: &str) -> (Vec<u8>, Digest) {
     assert_eq!(st, 200, "{head}");
     let d = Digest::of(&body);
     (body, d)
-}
-
-fn sandbox(store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .arg("image")
-        .args(args)
-        // Never the machine's own ~/.docker/config.json.
-        .env("DOCKER_CONFIG", store.with_extension("no-docker-config"))
-        .env_remove("HOME")
-        .output()
-        .unwrap()
-}
-
-fn ok(store: &Path, args: &[&str]) -> String {
-    let o = sandbox(store, args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 fn pull_json(store: &Path, args: &[&str]) -> Value {
@@ -1065,23 +1043,6 @@ fn exec_pulls_a_missing_image_then_runs_it_offline() {
     drop(reg);
     let o = exec(&[]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\nv2\nthree\n");
-}
-
-/// POSTs a job to 127.0.0.1:PORT and waits for it: (status, JSON).
-fn post_job(port: u16, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /v1/jobs?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp[9..12].parse().unwrap();
-    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    (status, serde_json::from_str(json).unwrap())
 }
 
 #[test]

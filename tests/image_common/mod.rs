@@ -219,3 +219,48 @@ pub fn entries(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `sandbox --store STORE image ARGS...`, never with the machine's own
+/// `~/.docker/config.json`.
+pub fn image_cmd(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .arg("--store")
+        .arg(store)
+        .arg("image")
+        .args(args)
+        .env("DOCKER_CONFIG", store.with_extension("no-docker-config"))
+        .env_remove("HOME")
+        .output()
+        .unwrap()
+}
+
+/// [`image_cmd`], which must succeed: its stdout.
+pub fn image_ok(store: &Path, args: &[&str]) -> String {
+    let o = image_cmd(store, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// POSTs a job to `sandbox serve` on 127.0.0.1:PORT and waits for it:
+/// (HTTP status, the JSON answer).
+pub fn post_job(port: u16, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/jobs?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp[9..12].parse().unwrap();
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    // Chunked or not, the JSON object is the text between the braces.
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    (status, serde_json::from_str(json).unwrap())
+}
