@@ -947,3 +947,35 @@ fn helper_stop_cancels_runs_at_a_second_signal() {
     assert!(st.success(), "{st:?}");
     assert!(!running(&tag), "the run outlived the helper");
 }
+
+#[test]
+fn helper_sighup_reloads_and_keeps_serving() {
+    if !require_root("helper_sighup_reloads_and_keeps_serving") {
+        return;
+    }
+    let h = Helper::start("helper-hup", &["--profile", "strict"]);
+    let echo = |word: &str| {
+        let r = run_with(
+            h.cmd(&["exec", "--", "/bin/echo", word], Path::new("/")),
+            None,
+        );
+        assert!(served(&r), "{}", r.stderr);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        String::from_utf8_lossy(&r.stdout).trim().to_string()
+    };
+    assert_eq!(echo("before"), "before");
+    let pid = h.child.as_ref().expect("running").id() as i32;
+    for i in 1..=2 {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        let t0 = Instant::now();
+        while h.log().matches("SIGHUP: profiles reloaded").count() < i {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{}", h.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(echo("after"), "after");
+    let mut h = h;
+    assert!(h.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(h.stop().success());
+}

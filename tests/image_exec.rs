@@ -376,12 +376,13 @@ fn jobs_name_images_the_server_allows() {
     );
     assert_eq!((code, j["field"].as_str()), (400, Some("image")), "{j}");
     // Allowed but in no store and no registry holds it: the job ends with
-    // an error naming the image.
+    // status failed and an error naming the image.
     let (code, j) = post_job(
         srv.port,
         r#"{"image":"local/bb:v9","steps":[{"command":["true"]}]}"#,
     );
     assert_eq!(code, 200, "{j}");
+    assert_eq!(j["status"], "failed", "{j}");
     let err = j["error"].as_str().unwrap_or_default();
     assert!(err.contains("docker.io/local/bb:v9"), "{j}");
     drop(srv);

@@ -1115,6 +1115,7 @@ fn concurrent_jobs_wait_for_one_pull_of_their_image() {
         reg.gets()
     );
     assert_eq!(code, 200, "{missing}");
+    assert_eq!(missing["status"], "failed", "{missing}");
     let err = missing["error"].as_str().unwrap_or_default();
     assert!(err.contains("nope"), "{missing}");
 }

@@ -589,7 +589,8 @@ fn each_job_has_its_own_host_uid() {
 
 #[test]
 fn graceful_shutdown_cancels_and_cleans_up() {
-    let mut s = Server::start(&[], None);
+    // A running job past the drain timeout is cancelled.
+    let mut s = Server::start(&["--drain-timeout", "1s"], None);
     let r = s.post(
         "/v1/jobs",
         &json!({"steps": [{"command": ["/bin/sleep", "60"]}]}),
@@ -605,7 +606,9 @@ fn graceful_shutdown_cancels_and_cleans_up() {
     let st = s.stop().expect("status");
     assert!(st.success(), "{st}: {}", s.log());
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(!s.work_dir.exists(), "work dir left behind");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "drained first");
+    let left = common_server::left_in(&s.work_dir);
+    assert!(left.is_empty(), "work dir left behind: {left:?}");
     assert_no_leftovers(pid);
     assert!(s.log().contains(&id), "log lines carry the job id");
 }
@@ -706,7 +709,7 @@ fn two_hundred_jobs_at_once() {
     let pid = s.pid();
     let st = s.stop().expect("status");
     assert!(st.success());
-    assert!(!s.work_dir.exists());
+    assert!(common_server::left_in(&s.work_dir).is_empty());
     assert_no_leftovers(pid);
     eprintln!("accepted {ok}, rejected {rejected}");
 }

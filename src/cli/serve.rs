@@ -107,6 +107,12 @@ pub struct ServeArgs {
     /// RLIMIT_NOFILE less 64, at least 16).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// On SIGTERM/SIGINT, how long running jobs may go on finishing (no
+    /// new ones are taken, queued ones are cancelled); then they are
+    /// cancelled. A second signal cancels them at once. SIGHUP never
+    /// stops the server: it reloads the profiles.
+    #[arg(long, default_value = "30s", value_name = "DUR")]
+    pub drain_timeout: String,
     /// Caps on the request: files, steps, tests per step, argv entries.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
@@ -221,6 +227,7 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
         body_timeout,
         write_timeout,
         max_connections,
+        drain_timeout: dur("--drain-timeout", &a.drain_timeout)?,
     })
 }
 

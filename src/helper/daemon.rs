@@ -90,7 +90,7 @@ impl Drop for Slot {
 /// How long a client has to send its request, and to take its reply.
 const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs the helper until SIGINT/SIGTERM (or stdin's EOF with
+/// Runs the helper until SIGINT/SIGTERM (SIGHUP reloads profiles; or stdin's EOF with
 /// `lifeline_stdin`); returns once every client is done and every pooled
 /// container is torn down.
 pub fn serve(o: Options) -> Result<(), HelperError> {
@@ -179,8 +179,23 @@ fn serve_state(
     }
     tracing::info!(socket = %o.socket.display(), pool = state.pool, "helper listening");
     eprintln!("sandbox helper: listening on {}", o.socket.display());
-    if let Ok(sig) = set.wait() {
-        tracing::info!("{sig}: stopping");
+    // SIGHUP reloads the profiles (the cached sandboxes are dropped: the
+    // next run of each profile loads it fresh); it never stops the helper.
+    loop {
+        match set.wait() {
+            Ok(nix::sys::signal::SIGHUP) => {
+                let n = state.sandboxes.clear();
+                tracing::info!(dropped = n, "SIGHUP: profiles reloaded");
+            }
+            Ok(sig) => {
+                tracing::info!("{sig}: stopping");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("sigwait: {e}; stopping");
+                break;
+            }
+        }
     }
     stop(state, lfd, &o.socket);
     // Runs in progress may finish within the grace; then (or at a second
@@ -205,14 +220,16 @@ fn serve_state(
     Ok(())
 }
 
-/// Waits up to `d` for one of `set`'s signals (blocked in every thread).
+/// Waits up to `d` for one of `set`'s signals (blocked in every thread)
+/// other than SIGHUP (taken and ignored while stopping).
 fn signalled(set: &nix::sys::signal::SigSet, d: Duration) -> bool {
     let ts = libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
     };
     // SAFETY: a valid signal set and timespec; no siginfo wanted.
-    unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) > 0 }
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    sig > 0 && sig != libc::SIGHUP
 }
 
 /// Starts a thread that accepts and serves clients, one at a time. Threads

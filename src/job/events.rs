@@ -150,7 +150,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run: Option<RunEnd>,
     },
-    /// The job's end: `completed` or `cancelled`; always the last event.
+    /// The job's end: `completed`, `cancelled` or `failed` (with its
+    /// `error`); always the last event.
     #[serde(rename = "job.ended")]
     JobEnded {
         status: String,

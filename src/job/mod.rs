@@ -10,6 +10,7 @@
 //! end, behind the interface a front door uses ([`queue::JobBackend`]).
 
 pub mod events;
+pub mod instance;
 pub mod queue;
 pub mod request;
 pub mod workspace;

@@ -217,6 +217,18 @@ impl SandboxCache {
         }
     }
 
+    /// Forgets every cached sandbox (SIGHUP): the next use of a profile
+    /// loads it fresh from its files. Their pools are torn down behind,
+    /// once the runs holding them finish. Returns how many went.
+    pub fn clear(&self) -> usize {
+        let all: Vec<Entry> = lock(&self.entries).drain().map(|(_, e)| e).collect();
+        let n = all.len();
+        for e in all {
+            self.retire(e.sandbox);
+        }
+        n
+    }
+
     /// Waits for the replaced pools' teardown, then tears down every pool
     /// still held (runs in progress on them finish first). Blocks.
     pub fn shutdown(&self) {

@@ -143,6 +143,16 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
+    // A few stats: what jobs need (work directory, cgroups) is still there.
+    let failed = st.jobs.health();
+    if !failed.is_empty() {
+        tracing::warn!(failed = ?failed, "health check failed");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unhealthy", "failed": failed})),
+        )
+            .into_response();
+    }
     axum::Json(json!({"status": "ok"})).into_response()
 }
 

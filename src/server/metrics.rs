@@ -47,6 +47,18 @@ pub fn render(m: &Metrics) -> String {
         "sandbox_jobs_finished_total{{status=\"cancelled\"}} {}",
         m.cancelled
     );
+    let _ = writeln!(
+        o,
+        "sandbox_jobs_finished_total{{status=\"failed\"}} {}",
+        m.failed
+    );
+    g(
+        &mut o,
+        "sandbox_jobs_failed_total",
+        "Jobs the engine failed to run (workspace, host ids, image): status failed.",
+        "counter",
+    );
+    let _ = writeln!(o, "sandbox_jobs_failed_total {}", m.failed);
     g(
         &mut o,
         "sandbox_jobs_submitted_total",
@@ -155,6 +167,7 @@ mod tests {
             jobs: JobStatus::ALL.map(|s| (s, s as u64)),
             completed: 5,
             cancelled: 6,
+            failed: 4,
             submitted: 7,
             rejected: 8,
             queue_depth: 9,
@@ -179,6 +192,9 @@ mod tests {
             "sandbox_jobs{status=\"cancelled\"} 3",
             "sandbox_jobs_finished_total{status=\"completed\"} 5",
             "sandbox_jobs_finished_total{status=\"cancelled\"} 6",
+            "sandbox_jobs_finished_total{status=\"failed\"} 4",
+            "sandbox_jobs{status=\"failed\"} 4",
+            "sandbox_jobs_failed_total 4",
             "sandbox_jobs_submitted_total 7",
             "sandbox_jobs_rejected_total 8",
             "sandbox_queue_depth 9",

@@ -87,6 +87,8 @@ pub struct Config {
     pub images: Option<Arc<crate::runner::Images>>,
     /// The images jobs may name (`--allow-image`).
     pub allow_images: crate::image::AllowList,
+    /// How long running jobs may finish once SIGTERM/SIGINT came.
+    pub drain_timeout: Duration,
 }
 
 /// File descriptors kept out of the default connection cap: job pipes,
@@ -109,23 +111,73 @@ pub(crate) struct AppState {
     event_streams: Arc<tokio::sync::Semaphore>,
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// The signals the server acts on, watched from start (before the first
+/// job), so none of them ever takes the default action (ending the
+/// process with its jobs' workspaces and cgroups left behind).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT; meanwhile every SIGHUP reloads the
+    /// profiles.
+    async fn stop(&mut self, jobs: &dyn JobBackend) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
+                    let dropped = jobs.reload_profiles();
+                    tracing::info!(dropped, "SIGHUP: profiles reloaded");
+                }
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
-/// Run the server until SIGINT/SIGTERM. Call inside a tokio runtime.
+/// Drains the backend: no new jobs, queued ones cancelled, running ones
+/// given `grace` to finish (a second SIGTERM/SIGINT ends it early), then
+/// cancelled. Returns once every job has ended.
+async fn drain(jobs: &dyn JobBackend, signals: &mut Signals, grace: Duration) {
+    let stopped = jobs.drain();
+    let running = jobs.metrics().running;
+    tracing::info!(
+        running,
+        grace_ms = grace.as_millis() as u64,
+        "draining: no new jobs, queued ones cancelled, running ones finish"
+    );
+    let early = async {
+        loop {
+            tokio::select! {
+                _ = signals.term.recv() => return,
+                _ = signals.int.recv() => return,
+                _ = signals.hup.recv() => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = stopped.wait() => return,
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!("drain timeout: cancelling the jobs still running");
+        }
+        _ = early => tracing::warn!("second signal: cancelling the jobs still running"),
+    }
+    jobs.shutdown().wait().await;
+}
+
+/// Run the server until SIGINT/SIGTERM (then drained, see [`drain`]);
+/// SIGHUP reloads the profiles. Call inside a tokio runtime.
 pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     if cfg.token.is_none() && !cfg.listen.ip().is_loopback() {
         return Err(ServerError::NoToken(cfg.listen));
@@ -165,6 +217,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         source,
     })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
+    let mut signals = Signals::new().map_err(ServerError::Serve)?;
     queue.start().map_err(start_err)?;
     let jobs: Arc<dyn JobBackend> = queue;
     tracing::info!(
@@ -193,10 +246,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     });
     let app = api::router(state, events::routes());
     let backend = jobs.clone();
+    let grace = cfg.drain_timeout;
+    // The HTTP side goes on during the drain (new jobs get 503, results
+    // can be fetched, waiting clients get theirs); it stops once every job
+    // has ended.
     let shutdown = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: cancelling jobs");
-        backend.shutdown();
+        let sig = signals.stop(backend.as_ref()).await;
+        tracing::info!("{sig}: shutting down");
+        drain(backend.as_ref(), &mut signals, grace).await;
     };
     conn::serve_http(
         listener,
@@ -208,7 +265,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     )
     .await;
     // Every job ended, the containers prepared ahead and the finished runs
-    // torn down, the work directory removed (when no other server uses it).
+    // torn down, this server's instance directory removed.
     jobs.shutdown().wait().await;
     tracing::info!("stopped");
     Ok(())

@@ -118,7 +118,7 @@ pub fn document() -> Value {
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "The resolved profile (namespaces, filesystem, process, capabilities, seccomp, limits)", "content": {"application/json": {"schema": {"type": "object"}}}}, "401": err_resp("Unauthorized"), "404": err_resp("Unknown profile")}
             }},
-            "/healthz": {"get": {"summary": "Liveness (no auth)", "security": [], "responses": {"200": {"description": "{\"status\":\"ok\"}"}, "503": {"description": "Shutting down"}}}},
+            "/healthz": {"get": {"summary": "Liveness (no auth)", "security": [], "responses": {"200": {"description": "{\"status\":\"ok\"}"}, "503": {"description": "Shutting down ({\"status\":\"shutting_down\"}), or something jobs need is missing: {\"status\":\"unhealthy\",\"failed\":[\"work directory: …\", \"cgroups: …\"]}"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": err_resp("Unauthorized")}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
@@ -172,7 +172,7 @@ pub fn document() -> Value {
                 "Event": event_schema,
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
-                    "status": {"type": "string", "enum": ["queued", "running", "completed", "cancelled"]},
+                    "status": {"type": "string", "enum": ["queued", "running", "completed", "cancelled", "failed"]},
                     "profile": {"type": "string"},
                     "created_at": {"type": "number"}, "started_at": {"type": ["number", "null"]}, "finished_at": {"type": ["number", "null"]},
                     "duration_ms": {"type": "number"}, "queue_ms": {"type": "number"},

@@ -28,8 +28,19 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_with_env(extra: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Server::start_in(None, extra, token, env)
+    }
+
+    /// [`Server::start_with_env`] on a given work directory (default: one
+    /// of its own).
+    pub fn start_in(
+        work_dir: Option<&std::path::Path>,
+        extra: &[&str],
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let work_dir = dir.path().join("jobs");
+        let work_dir = work_dir.map_or_else(|| dir.path().join("jobs"), |w| w.to_path_buf());
         let addr = format!("127.0.0.1:{}", free_port());
         // As tests/common's SANDBOX: the static build when scripts/test says so.
         let bin = std::env::var("SANDBOX_TEST_BIN")
@@ -129,7 +140,7 @@ impl Server {
             let r = self.get(&format!("/v1/jobs/{id}"));
             assert_eq!(r.status, 200, "{}", r.text());
             let j = r.json();
-            if j["status"] == "completed" || j["status"] == "cancelled" {
+            if j["status"] == "completed" || j["status"] == "cancelled" || j["status"] == "failed" {
                 return j;
             }
             assert!(t0.elapsed() < timeout, "job {id} did not finish: {j}");
@@ -153,6 +164,18 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// What is left in a work directory (a stopped server leaves nothing: its
+/// instance directory goes, the base stays for the other servers).
+pub fn left_in(work_dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(work_dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -240,7 +240,7 @@ impl Srv {
         let t0 = Instant::now();
         loop {
             let j = self.get(&format!("/v1/jobs/{id}")).json();
-            if j["status"] == "completed" || j["status"] == "cancelled" {
+            if j["status"] == "completed" || j["status"] == "cancelled" || j["status"] == "failed" {
                 return j;
             }
             assert!(t0.elapsed() < timeout, "job {id} did not finish: {j}");

@@ -44,7 +44,7 @@ fn prepare_workspace(
     files: Vec<InputFile>,
 ) -> Result<Workspace, WorkspaceError> {
     let ws = Workspace::create(
-        &q.cfg.work_dir,
+        &q.workspaces,
         id,
         owner.0,
         owner.1,

@@ -28,8 +28,9 @@ use super::{
     JobBackend, JobSnapshot, JobWatch, LookupError, Metrics, Stopped, SubmitError, Submitted,
 };
 use crate::job::events::EventLog;
+use crate::job::instance::InstanceDir;
 use crate::job::request::effective_limits;
-use crate::job::{JobSpec, WorkspaceError, workspace};
+use crate::job::{JobSpec, WorkspaceError};
 use crate::runner::CancelOn;
 
 /// Why a queue could not start.
@@ -62,10 +63,10 @@ impl LocalQueue {
     /// A queue with its base directory made, not running jobs yet (see
     /// [`LocalQueue::start`]).
     pub fn new(cfg: QueueConfig) -> Result<Arc<LocalQueue>, StartError> {
-        workspace::prepare_base(&cfg.work_dir)?;
+        let instance = InstanceDir::create(&cfg.work_dir)?;
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         Ok(Arc::new(LocalQueue {
-            shared: Arc::new(Shared::new(cfg)),
+            shared: Arc::new(Shared::new(cfg, instance)),
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(Some(rx)),
             shutting_down: AtomicBool::new(false),
@@ -207,22 +208,47 @@ impl JobBackend for LocalQueue {
         self.shared.metrics()
     }
 
+    fn health(&self) -> Vec<String> {
+        self.shared.health()
+    }
+
     fn shutdown(&self) -> Stopped {
+        self.stop(true)
+    }
+
+    fn drain(&self) -> Stopped {
+        self.stop(false)
+    }
+
+    fn reload_profiles(&self) -> usize {
+        self.shared.sandboxes.clear()
+    }
+}
+
+impl LocalQueue {
+    /// Stops taking jobs (the queue closed under the lock submitting
+    /// takes, so no job slips in after), cancels the queued jobs and, with
+    /// `running`, the running ones. Executors finish what they hold, drain
+    /// the rest (all cancelled) and stop; the last one winds everything
+    /// down.
+    fn stop(&self, running: bool) -> Stopped {
         let stopped = Stopped::new(self.shared.stopped.subscribe());
-        {
-            let _tx = lock(&self.tx);
-            if self.shutting_down.swap(true, Ordering::SeqCst) {
-                return stopped;
-            }
+        let first = {
+            let mut tx = lock(&self.tx);
+            tx.take();
+            !self.shutting_down.swap(true, Ordering::SeqCst)
+        };
+        if running {
+            self.shared.cancel_all();
+        } else {
+            self.shared.cancel_queued();
         }
-        self.shared.cancel_all();
-        // Executors finish what they hold (cancelled), drain the rest (all
-        // cancelled) and stop; the last one winds everything down.
-        lock(&self.tx).take();
-        lock(&self.ticker).take();
-        if lock(&self.rx).take().is_some() {
-            // Never started: nothing to wait for.
-            self.shared.wind_down();
+        if first {
+            lock(&self.ticker).take();
+            if lock(&self.rx).take().is_some() {
+                // Never started: nothing to wait for.
+                self.shared.wind_down();
+            }
         }
         stopped
     }
@@ -304,6 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let q = queue(dir.path());
         assert!(dir.path().join("jobs").is_dir());
+        assert_eq!(q.health(), Vec::<String>::new());
         assert_eq!(q.get("nope").err(), Some(LookupError::NotFound));
         assert_eq!(q.cancel("nope").err(), Some(LookupError::NotFound));
         assert!(matches!(
@@ -342,7 +369,12 @@ mod tests {
             Err(SubmitError::ShuttingDown)
         ));
         assert!(*stopped.0.borrow(), "stopped at once");
-        assert!(!dir.path().join("jobs").exists(), "base directory removed");
+        assert!(dir.path().join("jobs").is_dir(), "the base directory stays");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("jobs"))
+            .expect("read_dir")
+            .collect();
+        assert!(left.is_empty(), "its instance directory removed: {left:?}");
+        assert!(!q.health().is_empty(), "unhealthy once shut down");
         // Again: the same end.
         assert!(*q.shutdown().0.borrow());
     }

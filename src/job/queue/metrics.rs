@@ -25,10 +25,12 @@ pub struct Histogram {
 pub struct Metrics {
     /// Jobs currently known (queued, running, or finished and remembered),
     /// for each status of [`JobStatus::ALL`].
-    pub jobs: [(JobStatus, u64); 4],
-    /// Jobs finished since start, completed and cancelled.
+    pub jobs: [(JobStatus, u64); 5],
+    /// Jobs finished since start, completed, cancelled and failed (the
+    /// engine's own failures: workspace, host ids, image).
     pub completed: u64,
     pub cancelled: u64,
+    pub failed: u64,
     /// Jobs accepted into the queue since start.
     pub submitted: u64,
     /// Jobs refused since start because the queue was full.
@@ -59,6 +61,7 @@ pub(super) struct Counters {
     pub(super) rejected: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
+    failed: AtomicU64,
     pub(super) queued: AtomicU64,
     pub(super) running: AtomicU64,
     /// Histogram of job durations (seconds): bucket counts, sum (µs), count.
@@ -84,6 +87,7 @@ impl Counters {
     pub(super) fn finish(&self, s: JobStatus, d: Duration) {
         match s {
             JobStatus::Completed => add(&self.completed),
+            JobStatus::Failed => add(&self.failed),
             _ => add(&self.cancelled),
         };
         let secs = d.as_secs_f64();
@@ -100,7 +104,7 @@ impl Counters {
     /// The counters, with the gauges only the queue can read.
     pub(super) fn snapshot(
         &self,
-        jobs: [(JobStatus, u64); 4],
+        jobs: [(JobStatus, u64); 5],
         queue_capacity: usize,
         workers: usize,
         (results_bytes, results_budget, results_evicted): (u64, u64, u64),
@@ -109,6 +113,7 @@ impl Counters {
             jobs,
             completed: get(&self.completed),
             cancelled: get(&self.cancelled),
+            failed: get(&self.failed),
             submitted: get(&self.submitted),
             rejected: get(&self.rejected),
             queue_depth: get(&self.queued),
@@ -142,11 +147,12 @@ mod tests {
         let c = Counters::default();
         c.finish(JobStatus::Completed, Duration::from_millis(300));
         c.finish(JobStatus::Cancelled, Duration::from_secs(90));
-        let m = c.snapshot([(JobStatus::Queued, 0); 4], 1, 1, (0, 0, 0));
-        assert_eq!((m.completed, m.cancelled), (1, 1));
+        c.finish(JobStatus::Failed, Duration::from_secs(1000));
+        let m = c.snapshot([(JobStatus::Queued, 0); 5], 1, 1, (0, 0, 0));
+        assert_eq!((m.completed, m.cancelled, m.failed), (1, 1, 1));
         let h = &m.duration;
-        assert_eq!(h.count, 2);
-        assert!((h.sum_seconds - 90.3).abs() < 1e-9);
+        assert_eq!(h.count, 3);
+        assert!((h.sum_seconds - 1090.3).abs() < 1e-9);
         assert_eq!(h.buckets[2], (0.25, 0));
         assert_eq!(h.buckets[3], (0.5, 1));
         assert_eq!(h.buckets[9], (60.0, 1));

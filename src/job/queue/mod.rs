@@ -40,14 +40,18 @@ pub enum JobStatus {
     Running,
     Completed,
     Cancelled,
+    /// The engine itself failed (workspace, host ids, image): the job's
+    /// `error` says how. Never a verdict on the program.
+    Failed,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Cancelled,
+        JobStatus::Failed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,12 +60,16 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Failed => "failed",
         }
     }
 
-    /// Completed or cancelled: nothing more will change.
+    /// Completed, cancelled or failed: nothing more will change.
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed
+        )
     }
 }
 
@@ -113,7 +121,7 @@ impl JobWatch {
         self.0.borrow().clone()
     }
 
-    /// Waits until the job is completed or cancelled, and returns it then.
+    /// Waits until the job is completed, cancelled or failed, and returns it then.
     pub async fn finished(&mut self) -> JobSnapshot {
         // An error means the job is gone: its last snapshot is all there is.
         let _ = self.0.wait_for(|s| s.status.is_final()).await;
@@ -207,8 +215,28 @@ pub trait JobBackend: Send + Sync {
     /// Counters, gauges and the duration histogram, as of now.
     fn metrics(&self) -> Metrics;
 
+    /// What the backend needs and lacks now (empty: healthy), each a
+    /// sentence naming the part (`work directory: …`, `cgroups: …`).
+    fn health(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Stops taking jobs and cancels every job (queued ones at once,
     /// running ones killed); the rest winds down behind. Idempotent: each
-    /// call returns a [`Stopped`] for the same end.
+    /// call returns a [`Stopped`] for the same end. After [`Self::drain`]
+    /// it cancels the jobs still running.
     fn shutdown(&self) -> Stopped;
+
+    /// Stops taking jobs and cancels the queued ones, but lets the running
+    /// ones finish; then winds down. The [`Stopped`] is the same end as
+    /// [`Self::shutdown`]'s (call that to cancel the running jobs too).
+    fn drain(&self) -> Stopped {
+        self.shutdown()
+    }
+
+    /// Reloads the profiles: sandboxes prepared from them are dropped, so
+    /// the next job of each loads it fresh. Returns how many were dropped.
+    fn reload_profiles(&self) -> usize {
+        0
+    }
 }

@@ -225,7 +225,9 @@ impl JobRecord {
     /// Ends a job that ran: its cancel pipe is closed, its outcome ready to
     /// account for and publish.
     pub(super) fn finish(&self, mut outcome: JobOutcome, error: Option<String>) -> Final {
-        let status = if outcome.cancelled {
+        let status = if error.is_some() {
+            JobStatus::Failed
+        } else if outcome.cancelled {
             JobStatus::Cancelled
         } else {
             JobStatus::Completed

@@ -25,6 +25,7 @@ use super::{JobStatus, LookupError, Metrics};
 use crate::image::AllowList;
 use crate::job::Caps;
 use crate::job::events::EventLog;
+use crate::job::instance::InstanceDir;
 use crate::runner::Images;
 use crate::runner::cache::SandboxCache;
 
@@ -72,6 +73,13 @@ pub(super) struct Shared {
     executors: AtomicUsize,
     /// Turns true once wound down.
     pub(super) stopped: watch::Sender<bool>,
+    /// This queue's own directory in the work directory (its workspaces
+    /// go in it), locked; removed when wound down.
+    instance: Mutex<Option<InstanceDir>>,
+    /// Where this queue's workspaces are made (the instance directory).
+    pub(super) workspaces: PathBuf,
+    /// The cgroup base directories found at start (checked by `health`).
+    cgroup_bases: Option<Vec<PathBuf>>,
 }
 
 /// Bytes of a `job.ended` event, about (it is pushed after the log is
@@ -91,8 +99,14 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(super) fn new(cfg: QueueConfig) -> Shared {
+    pub(super) fn new(cfg: QueueConfig, instance: InstanceDir) -> Shared {
+        let cgroup_bases = crate::limits::cgroup::CgroupManager::detect()
+            .ok()
+            .map(|m| m.base_dirs());
         Shared {
+            workspaces: instance.path().to_path_buf(),
+            instance: Mutex::new(Some(instance)),
+            cgroup_bases,
             events_kept: Mutex::default(),
             results: Mutex::new(Results::new(
                 cfg.results_budget,
@@ -230,6 +244,18 @@ impl Shared {
         }
     }
 
+    /// Cancels the jobs still waiting for an executor (draining).
+    pub(super) fn cancel_queued(&self) {
+        let jobs: Vec<Arc<JobRecord>> = lock(&self.jobs)
+            .values()
+            .filter(|j| j.status() == JobStatus::Queued)
+            .cloned()
+            .collect();
+        for j in jobs {
+            self.cancel(&j);
+        }
+    }
+
     pub(super) fn cancel_all(&self) {
         let jobs: Vec<Arc<JobRecord>> = lock(&self.jobs).values().cloned().collect();
         for j in jobs {
@@ -277,11 +303,36 @@ impl Shared {
 
     /// Once no executor runs: whatever is still queued never ran (it was
     /// cancelled already), the prepared containers and finished runs are
-    /// torn down, the base directory goes when no other queue uses it.
+    /// torn down, this queue's instance directory removed (never the
+    /// base: other servers may share it).
     pub(super) fn wind_down(&self) {
         self.cancel_all();
         self.sandboxes.shutdown();
-        let _ = std::fs::remove_dir(&self.cfg.work_dir);
+        if let Some(mut dir) = lock(&self.instance).take()
+            && let Err(e) = dir.remove()
+        {
+            tracing::warn!("{e}");
+        }
         self.stopped.send_replace(true);
+    }
+
+    /// What the queue needs and lacks now: its instance directory (there,
+    /// its lock held), the cgroup hierarchies it found at start.
+    pub(super) fn health(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        match lock(&self.instance).as_ref() {
+            Some(dir) => {
+                if let Err(e) = dir.check() {
+                    bad.push(format!("work directory: {e}"));
+                }
+            }
+            None => bad.push("work directory: removed (shut down)".into()),
+        }
+        for b in self.cgroup_bases.iter().flatten() {
+            if !std::fs::symlink_metadata(b).is_ok_and(|m| m.is_dir()) {
+                bad.push(format!("cgroups: {} is gone", b.display()));
+            }
+        }
+        bad
     }
 }
