@@ -1232,7 +1232,15 @@ case! {
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(200));
-        let ws = c.srv().work_dir.join(&id);
+        // The workspace is in the server's instance directory.
+        let instance = std::fs::read_dir(&c.srv().work_dir)
+            .expect("work dir")
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("instance-"))
+            .expect("an instance directory")
+            .path();
+        let ws = instance.join(&id);
+        assert!(ws.is_dir(), "job A's workspace at {}", ws.display());
         let probe = format!(
             "cat {ws}/secret 2>/dev/null; ls {ws} 2>/dev/null; ls /box /tmp /dev/shm; \
              cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | tr '\\0' ' '; \

@@ -145,6 +145,9 @@ impl Srv {
             .arg(&addr)
             .arg("--work-dir")
             .arg(&work_dir)
+            // Jobs still running at the end are cancelled well within
+            // stop()'s 20 s before SIGKILL.
+            .args(["--drain-timeout", "5s"])
             .args(args)
             .env_remove("SANDBOX_TOKEN")
             .env("TMPDIR", tmpdir)
@@ -319,9 +322,14 @@ impl Srv {
         );
         let st = self.stop().expect("server status");
         assert!(st.success(), "server exit {st}\n{}", self.log());
+        // The base stays (other servers may share it); its instance
+        // directory, and every workspace in it, went.
+        let left: Vec<_> = std::fs::read_dir(&self.work_dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
         assert!(
-            !self.work_dir.exists(),
-            "server left its work dir: {}",
+            left.is_empty(),
+            "server left in its work dir {}: {left:?}",
             self.work_dir.display()
         );
         let log = self.log();
