@@ -92,6 +92,15 @@ fn stale_instance_directories_are_removed_held_ones_kept() {
     std::fs::create_dir(&stale).expect("mkdir");
     std::fs::write(stale.join("lock"), "").expect("lock");
     std::fs::create_dir(stale.join("job")).expect("mkdir");
+    // Its workspace still a tmpfs mount (here, on the host).
+    nix::mount::mount(
+        Some("tmpfs"),
+        &stale.join("job"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mount tmpfs");
     std::fs::write(stale.join("job/left"), "data").expect("file");
     // A live one's: this test holds its lock.
     let held = work.join("instance-1-c0ffee");
@@ -105,7 +114,15 @@ fn stale_instance_directories_are_removed_held_ones_kept() {
     std::fs::write(work.join("other"), "").expect("file");
 
     let mut s = Server::start_in(Some(&work), &[], None, &[]);
-    assert!(!stale.exists(), "stale instance directory removed");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .contains(stale.to_str().expect("utf-8"))
+    };
+    if stale.exists() || mounted() {
+        let _ = nix::mount::umount2(&stale.join("job"), nix::mount::MntFlags::MNT_DETACH);
+        panic!("stale instance directory left (mounted: {})", mounted());
+    }
     assert!(held.join("keep").exists(), "a held one is kept");
     assert!(work.join("other").exists());
     let j = s.run(&sh("echo ok"));
