@@ -14,17 +14,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::workspace::{WorkspaceError, prepare_base};
+use super::queue::new_id;
+use super::workspace::{WorkspaceError, io, prepare_base};
 
 /// The name of the lock file inside an instance directory.
 const LOCK: &str = "lock";
 const PREFIX: &str = "instance-";
 const NEW_PREFIX: &str = ".new-";
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError {
-    let path = path.to_path_buf();
-    move |source| WorkspaceError::Io { what, path, source }
-}
 
 /// This process's instance directory, locked until dropped (then removed).
 #[derive(Debug)]
@@ -52,20 +48,6 @@ fn try_lock(f: &File, path: &Path) -> Result<bool, WorkspaceError> {
     }
 }
 
-fn random_hex() -> String {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most `b.len()` bytes into our own buffer.
-    let r = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if r != b.len() as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
-        b = t.to_ne_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 impl InstanceDir {
     /// Prepares `base` (see [`prepare_base`]), removes the stale instance
     /// directories in it, and makes this process's own, locked.
@@ -79,7 +61,7 @@ impl InstanceDir {
                 "removed the instance directories of dead servers"
             );
         }
-        let tag = format!("{}-{}", std::process::id(), random_hex());
+        let tag = format!("{}-{}", std::process::id(), &new_id()[..16]);
         let tmp = base.join(format!("{NEW_PREFIX}{tag}"));
         std::fs::DirBuilder::new()
             .mode(0o711)

@@ -26,7 +26,7 @@ pub enum WorkspaceError {
     UnsafeBase(PathBuf),
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError {
+pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError {
     let path = path.to_path_buf();
     move |source| WorkspaceError::Io { what, path, source }
 }

@@ -31,6 +31,7 @@ use super::{FieldError, JobOutcome, JobSpec};
 use crate::runner::cache::CacheError;
 pub use local::{LocalQueue, StartError};
 pub use metrics::{BUCKETS, Histogram, Metrics};
+pub(crate) use record::new_id;
 pub use shared::QueueConfig;
 
 /// Where a job is in its life.

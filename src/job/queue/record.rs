@@ -275,7 +275,7 @@ fn held_bytes(outcome: &JobOutcome, error: &Option<String>) -> u64 {
 }
 
 /// A random 128-bit id, hex.
-pub(super) fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let mut b = [0u8; 16];
     let mut got = 0;
     while got < b.len() {
