@@ -495,3 +495,65 @@ fn a_debian_root_with_python_runs_under_strict() {
     assert_eq!(text(&o.stdout), "42 12 0\n", "{}", text(&o.stderr));
     assert_eq!(o.status.code(), Some(128 + 31), "{}", text(&o.stderr));
 }
+
+#[test]
+fn an_image_user_beyond_the_job_block_is_refused() {
+    let Some((d, st)) = store() else { return };
+    // The base image with User 70000 (valid in an image; the job's block
+    // holds 65536 ids).
+    let layout = d.path().join("high");
+    let src = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("image-exec/img");
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let img = format!("{}:base", layout.display());
+    let o = Command::new("umoci")
+        .args([
+            "config",
+            "--image",
+            &img,
+            "--tag",
+            "high",
+            "--config.user",
+            "70000:70000",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", text(&o.stderr));
+    let o = Command::new(BIN)
+        .arg("--store")
+        .arg(&st)
+        .args(["image", "import"])
+        .arg(&layout)
+        .args(["--name", "local/bb:high"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "import: {}", text(&o.stderr));
+    // sandbox exec: refused, exit 125, naming the block.
+    let o = exec(&st, &["--image", "local/bb:high", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("beyond the job's block"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A job: failed before its workspace is given to that user.
+    let srv = serve(&st, &["--allow-image", "local/bb"]);
+    let (code, j) = post_job(
+        srv.port,
+        r#"{"profile":"images","image":"local/bb:high","files":[{"path":"a","content":"x"}],"steps":[{"command":["true"]}]}"#,
+    );
+    assert_eq!(code, 200, "{j}");
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("beyond the job's block"),
+        "{j}"
+    );
+}

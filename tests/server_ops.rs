@@ -288,3 +288,42 @@ fn sighup_reloads_profiles_and_never_stops_the_server() {
     let st = s.stop().expect("status");
     assert!(st.success(), "{st}");
 }
+
+/// A profile bind with a relative source names a directory of the job's
+/// workspace; a symlink an earlier step planted there must not bind the
+/// host directory it points to into a later step.
+#[test]
+fn a_relative_bind_source_never_leaves_the_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("cache.toml"),
+        "extends = \"strict\"\n[[filesystem.bind_add]]\nsource = \"cache\"\ndest = \"/cache\"\nwritable = true\noptional = true\n",
+    )
+    .expect("profile");
+    let profiles = dir.path().to_str().expect("utf-8 path");
+    let mut s = Server::start_with_env(&[], None, &[("SANDBOX_PROFILE_DIR", profiles)]);
+    // A real directory of the workspace is bound, read-write.
+    let j = s.run(&json!({"profile": "cache", "steps": [
+        {"command": ["/bin/sh", "-c", "mkdir cache && echo kept > cache/f"]},
+        {"command": ["/bin/sh", "-c", "cat /cache/f; echo new > /cache/g; cat cache/g"]}
+    ]}));
+    assert_eq!(j["steps"][1]["status"], "ok", "{j}");
+    assert_eq!(j["steps"][1]["stdout"], "kept\nnew\n", "{j}");
+    // A symlink out of the workspace: refused, the host's /etc not bound.
+    let j = s.run(&json!({"profile": "cache", "steps": [
+        {"command": ["/bin/ln", "-s", "/etc", "cache"]},
+        {"command": ["/bin/cat", "/cache/hostname"]}
+    ]}));
+    let step = &j["steps"][1];
+    assert_eq!(step["status"], "sandbox_error", "{j}");
+    assert!(
+        step["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside"),
+        "{j}"
+    );
+    assert_eq!(step["stdout"], "", "{j}");
+    let st = s.stop().expect("status");
+    assert!(st.success(), "{st}");
+}

@@ -132,7 +132,9 @@ impl FromStr for Cidr {
 
 /// Destinations a `private` run cannot reach unless `network.allow` lists
 /// them: the host's loopback, link-local (cloud metadata at 169.254.169.254),
-/// the private and shared (CGNAT) ranges, and "this network".
+/// the private and shared (CGNAT) ranges, and "this network"; and the IPv6
+/// prefixes that carry IPv4 addresses (NAT64, 6to4, mapped), through which a
+/// host with a NAT64 gateway would reach the IPv4 ranges above.
 pub const DENIED_BY_DEFAULT: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -146,6 +148,10 @@ pub const DENIED_BY_DEFAULT: &[&str] = &[
     "fc00::/7",
     "fe80::/10",
     "fec0::/10",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "2002::/16",
+    "::ffff:0:0/96",
 ];
 
 /// `network.bandwidth`: a rate in bits per second from `"10mbit"`,

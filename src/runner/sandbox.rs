@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::prepare::timeline_text;
 use super::prepare::{Prepared, Recipe};
-use super::spec::{JobIds, RunSpec};
+use super::spec::{JobIds, OpenedBind, RunSpec};
 use super::{Images, RunImage};
 use super::{RunError, RunResult, go, io_err, pool};
 use crate::isolation::checkout::{self, Owner};
@@ -86,7 +86,11 @@ impl Sandbox {
     /// workspace must belong to).
     pub fn program_host_ids(&self, job: &JobIds) -> (u32, u32) {
         match &self.image {
-            Some(img) => (job.uid() + img.uid, job.gid() + img.gid),
+            // Within the block: checked by job_ids.
+            Some(img) => (
+                job.uid().saturating_add(img.uid),
+                job.gid().saturating_add(img.gid),
+            ),
             None => (job.uid(), job.gid()),
         }
     }
@@ -170,6 +174,13 @@ impl Sandbox {
 
     fn try_run(&self, spec: &RunSpec) -> Result<RunResult, RunError> {
         let strings = self.run_strings(spec)?;
+        let opened;
+        let spec = if self.may_act_as_owner(spec) {
+            opened = self.open_binds_now(spec)?;
+            &opened
+        } else {
+            spec
+        };
         let owner = self.checkout_owner(spec)?;
         let Some(pool) = &self.pool else {
             // Torn down before returning: a CLI exits right after.
@@ -302,17 +313,18 @@ impl Sandbox {
     /// A checkout that is `/`, a home directory or holds one is refused.
     fn checkout_owner(&self, spec: &RunSpec) -> Result<Option<Owner>, RunError> {
         let p = &self.profile;
-        if !p.process.run_as_checkout_owner
-            || spec.job.is_some()
-            || self.image.is_some()
-            || !p.namespaces.user
-        {
+        if !self.may_act_as_owner(spec) {
             return Ok(None);
         }
         let cwd = spec.cwd.as_ref().unwrap_or(&p.filesystem.workdir);
         // Every bind in mount order: the profile's, the run's, the opened.
-        let path_binds: Vec<&crate::profile::BindMount> =
-            p.filesystem.binds.iter().chain(&spec.binds).collect();
+        let path_binds: Vec<&crate::profile::BindMount> = p
+            .filesystem
+            .binds
+            .iter()
+            .filter(|b| !(spec.relative_opened && b.source.is_relative()))
+            .chain(&spec.binds)
+            .collect();
         let dests: Vec<&std::path::Path> = path_binds
             .iter()
             .map(|b| b.dest.as_path())
@@ -399,18 +411,81 @@ impl Sandbox {
         Ok(owner)
     }
 
+    /// Whether a run may act as its checkout's owner (the profile asks
+    /// for it; not a job's run, whose workspace is the job's, nor one in
+    /// an image, whose ids map onto the job's block).
+    fn may_act_as_owner(&self, spec: &RunSpec) -> bool {
+        let p = &self.profile;
+        p.process.run_as_checkout_owner
+            && spec.job.is_none()
+            && self.image.is_none()
+            && p.namespaces.user
+    }
+
+    /// `spec` with its path binds (the profile's relative ones, then the
+    /// run's) opened now, as detached trees: the owner is decided from
+    /// these descriptors and the same ones are mounted, so nothing swapped
+    /// at a path between the decision and the mount (a symlink, a renamed
+    /// directory) can change whose files the run gets.
+    fn open_binds_now(&self, spec: &RunSpec) -> Result<RunSpec, RunError> {
+        let mut s = spec.clone();
+        let mut opened = Vec::new();
+        let relative = self
+            .profile
+            .filesystem
+            .binds
+            .iter()
+            .filter(|b| b.source.is_relative());
+        for b in relative {
+            if let Some(r) = super::start::resolve_relative(b, spec.base_dir.as_deref())?
+                && let Some(o) = OpenedBind::open(&r)?
+            {
+                opened.push(OpenedBind {
+                    name: super::spec::bind_name(b),
+                    ..o
+                });
+            }
+        }
+        for b in &spec.binds {
+            if let Some(o) = OpenedBind::open(b)? {
+                opened.push(o);
+            }
+        }
+        opened.append(&mut s.opened_binds);
+        s.opened_binds = opened;
+        s.binds.clear();
+        s.relative_opened = true;
+        Ok(s)
+    }
+
     /// Host ids for a new job, whose runs ([`RunSpec::job`]) will share
     /// them: those of a container the pool prepared ahead (which then
     /// waits for this job's first run), or newly taken ones.
     pub fn job_ids(&self) -> Result<Arc<JobIds>, RunError> {
-        if let Some(pool) = &self.pool
-            && let Some(j) = pool.adopt()
+        let ids = match &self.pool {
+            Some(pool) => pool.adopt(),
+            None => None,
+        };
+        let ids = match ids {
+            Some(j) => j,
+            None => Arc::new(JobIds {
+                lease: hostids::acquire(&self.profile.process.host_ids)?,
+            }),
+        };
+        // An image's user must lie within the block before anything (the
+        // job's workspace) is given to it.
+        if let Some(img) = &self.image
+            && img.uid.max(img.gid) >= ids.lease.ids()
         {
-            return Ok(j);
+            return Err(RunError::Invalid(format!(
+                "image {}: its user {}:{} is beyond the job's block of {} host ids (process.host_uid.ids)",
+                img.name,
+                img.uid,
+                img.gid,
+                ids.lease.ids()
+            )));
         }
-        Ok(Arc::new(JobIds {
-            lease: hostids::acquire(&self.profile.process.host_ids)?,
-        }))
+        Ok(ids)
     }
 
     pub(super) fn env(&self, spec: &RunSpec) -> Vec<(String, String)> {

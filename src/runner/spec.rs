@@ -40,6 +40,10 @@ pub struct RunSpec {
     /// workspace, a helper's client's directory (`None`: this process's
     /// working directory).
     pub base_dir: Option<PathBuf>,
+    /// The profile's relative binds are already among `opened_binds` (a
+    /// run acting as its checkout's owner opens its binds once, decides
+    /// the owner from those descriptors and mounts the same ones).
+    pub relative_opened: bool,
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     /// Effective limits (the profile's, with the caller's overrides applied).

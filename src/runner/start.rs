@@ -58,16 +58,10 @@ impl Sandbox {
             .filesystem
             .binds
             .iter()
-            .filter(|b| b.source.is_relative());
+            .filter(|b| b.source.is_relative() && !spec.relative_opened);
         let relative: Vec<BindMount> = relative
-            .map(|b| BindMount {
-                source: match &spec.base_dir {
-                    Some(base) => base.join(&b.source),
-                    None => b.source.clone(),
-                },
-                ..b.clone()
-            })
-            .collect();
+            .filter_map(|b| resolve_relative(b, spec.base_dir.as_deref()).transpose())
+            .collect::<Result<_, RunError>>()?;
         for b in relative.iter().chain(&spec.binds) {
             if let Some((fd, dest, is_dir)) = open_bind(b)? {
                 bind_fds.push(fd);
@@ -285,4 +279,48 @@ fn readable_now(fd: std::os::fd::RawFd) -> bool {
     };
     // SAFETY: one valid pollfd, no waiting.
     unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLIN != 0 }
+}
+
+/// A profile bind with a relative source, resolved against the run's base
+/// directory (`None`: this process's working directory) to the canonical
+/// path that is then opened. It must stay inside the base: a symlink an
+/// earlier step of a job planted in its workspace must not bind a host
+/// directory. A writable one is never `/` or a home (a whole home handed
+/// to the run read-write). `None`: an optional source that is missing.
+pub(super) fn resolve_relative(
+    b: &BindMount,
+    base: Option<&Path>,
+) -> Result<Option<BindMount>, RunError> {
+    use crate::isolation::mounts::MountPlanError;
+    let src_err = |source| {
+        RunError::Mount(MountPlanError::BindSource {
+            path: b.source.clone(),
+            source,
+        })
+    };
+    let base = match base {
+        Some(b) => b.to_path_buf(),
+        None => std::env::current_dir().map_err(src_err)?,
+    };
+    let base = std::fs::canonicalize(&base).map_err(src_err)?;
+    let full = match std::fs::canonicalize(base.join(&b.source)) {
+        Ok(p) => p,
+        Err(e) if b.optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(src_err(e)),
+    };
+    if !full.starts_with(&base) {
+        return Err(src_err(std::io::Error::other(format!(
+            "resolves to {}, outside {} (a relative bind source stays in the run's directory)",
+            full.display(),
+            base.display()
+        ))));
+    }
+    if b.writable {
+        crate::isolation::checkout::check_not_too_wide(&bind_name(b), &full)
+            .map_err(|e| RunError::Mount(MountPlanError::Checkout(e)))?;
+    }
+    Ok(Some(BindMount {
+        source: full,
+        ..b.clone()
+    }))
 }
