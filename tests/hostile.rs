@@ -1729,6 +1729,8 @@ case! {
 struct Bg {
     child: std::process::Child,
     out: Option<std::io::BufReader<std::process::ChildStdout>>,
+    /// Where the run's stderr goes, shown when its stdout ends early.
+    err: std::path::PathBuf,
 }
 
 impl Bg {
@@ -1737,26 +1739,45 @@ impl Bg {
         a.extend_from_slice(extra);
         a.push("--");
         a.extend_from_slice(cmd);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let err = c.case.home.join(format!("bg-{}-{n}.stderr", c.tag()));
         let mut child = c
             .cmd(&a)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("bg stderr file"))
             .spawn()
             .expect("spawn sandbox");
         c.track(child.id());
         let out = child.stdout.take().map(std::io::BufReader::new);
-        Bg { child, out }
+        Bg { child, out, err }
     }
 
     fn out(&mut self) -> &mut std::io::BufReader<std::process::ChildStdout> {
         self.out.as_mut().expect("stdout still open")
     }
 
-    /// The next line of the program's stdout ("" at EOF).
+    /// The next line of the program's stdout ("" at EOF, after printing
+    /// how the run ended and its stderr, for the failure that follows).
     fn line(&mut self) -> String {
         use std::io::BufRead;
         let mut s = String::new();
         let _ = self.out().read_line(&mut s);
+        if s.is_empty() {
+            let t0 = Instant::now();
+            let st = loop {
+                match self.child.try_wait() {
+                    Ok(None) if t0.elapsed() < Duration::from_secs(5) => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    r => break r,
+                }
+            };
+            eprintln!(
+                "background run's stdout ended early ({st:?}); its stderr:\n{}",
+                std::fs::read_to_string(&self.err).unwrap_or_default()
+            );
+        }
         s
     }
 
