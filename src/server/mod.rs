@@ -1,6 +1,8 @@
 //! HTTP API (axum) over a [`JobBackend`]: routing, authentication, body
-//! limits and timeouts, JSON views, status codes, the OpenAPI document and
-//! the Prometheus rendering of the backend's metrics.
+//! limits and timeouts, request ids and the access log (`access`), JSON
+//! views, status codes, the OpenAPI document and the Prometheus rendering
+//! of the backend's metrics (with the process's own and the answers by
+//! status code).
 //!
 //! The jobs themselves (queue, executors, cancel, expiry, the results
 //! store, metrics, prepared sandboxes) live in the job layer
