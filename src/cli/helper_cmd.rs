@@ -33,7 +33,7 @@ pub struct HelperArgs {
 }
 
 pub fn run(a: HelperArgs) -> i32 {
-    super::daemon_logging();
+    super::daemon_logging(super::LogFormat::Text);
     if a.pool == 0 || a.pool > 64 {
         eprintln!("sandbox: --pool: must be between 1 and 64");
         return super::exec::EXIT_SANDBOX_ERROR;

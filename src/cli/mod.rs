@@ -71,9 +71,9 @@ pub enum Command {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
-    init_logging();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "exec") {
+        init_logging();
         // The hot path: clap would otherwise build every subcommand's
         // arguments (serve has two dozen) before parsing; this builds only
         // exec's, with the same name, text and errors (tested below).
@@ -99,6 +99,10 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => return usage_error(e, wants_json(&args)),
     };
+    // The daemons set up their own (info by default, --log-format).
+    if !matches!(cli.command, Command::Serve(_) | Command::Helper(_)) {
+        init_logging();
+    }
     match cli.command {
         Command::Exec(a) => exec::run(a, cli.global.store.as_deref()),
         Command::CheckHost { json } => check_host::run(json),
@@ -169,17 +173,60 @@ pub(crate) fn json_error(message: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{v}");
 }
 
-/// Long-running commands log at info level unless `SANDBOX_LOG` (set up
-/// by [`init_logging`] already) or `RUST_LOG` says otherwise.
-pub(crate) fn daemon_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// How a long-running command writes its log lines (on stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, and the
+    /// spans the event is in (a request's id, a job's id).
+    Json,
+}
+
+/// An unknown `SANDBOX_LOG_FORMAT`.
+#[derive(Debug, thiserror::Error)]
+#[error("SANDBOX_LOG_FORMAT: expected text or json, not {0:?}")]
+pub struct LogFormatError(String);
+
+impl LogFormat {
+    /// The flag's value if given, else `SANDBOX_LOG_FORMAT`'s, else text.
+    pub fn resolve(flag: Option<LogFormat>) -> Result<LogFormat, LogFormatError> {
+        if let Some(f) = flag {
+            return Ok(f);
+        }
+        match std::env::var("SANDBOX_LOG_FORMAT").as_deref() {
+            Err(_) | Ok("") => Ok(LogFormat::Text),
+            Ok(v) => <LogFormat as clap::ValueEnum>::from_str(v, true)
+                .map_err(|_| LogFormatError(v.to_string())),
+        }
+    }
+}
+
+/// Long-running commands log at info level unless `SANDBOX_LOG` or
+/// `RUST_LOG` says otherwise, in `format`. (They set up their logging
+/// themselves: [`main`] leaves it to them.)
+pub(crate) fn daemon_logging(format: LogFormat) {
+    let filter = std::env::var("SANDBOX_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => b
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // The span list carries the request and job ids of every line
+        // logged inside them.
+        LogFormat::Json => b
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Logs go to stderr, off unless `SANDBOX_LOG` (or `RUST_LOG`) sets a filter,

@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// stops the server: it reloads the profiles.
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub drain_timeout: String,
+    /// Log lines on stderr as text, or as one JSON object per line (else
+    /// env SANDBOX_LOG_FORMAT; default text). Every request is logged once
+    /// under target sandbox::access.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<super::LogFormat>,
     /// Caps on the request: files, steps, tests per step, argv entries.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
@@ -232,7 +237,13 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
 }
 
 pub fn run(args: ServeArgs, store: Option<&std::path::Path>) -> i32 {
-    super::daemon_logging();
+    match super::LogFormat::resolve(args.log_format) {
+        Ok(f) => super::daemon_logging(f),
+        Err(e) => {
+            eprintln!("sandbox serve: {e}");
+            return super::exec::EXIT_SANDBOX_ERROR;
+        }
+    }
     // Workspaces are tmpfs mounts: keep them in a mount namespace of the
     // server's own (entered now, while single-threaded), so they never show
     // on the host and vanish with the server even if it is SIGKILLed.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Images, RunError, Sandbox};
+use super::{Images, PoolStats, RunError, Sandbox};
 use crate::profile::load::{is_path, load_with_sources};
 use crate::profile::{Profile, ProfileError};
 
@@ -76,6 +76,8 @@ pub struct SandboxCache {
     retiring: Mutex<Vec<JoinHandle<()>>>,
     /// Where images come from (`None`: a profile naming one fails).
     images: Option<std::sync::Arc<Images>>,
+    /// Hits and misses of every pool it made, replaced ones included.
+    stats: Arc<PoolStats>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,6 +94,7 @@ impl SandboxCache {
             entries: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             images: None,
+            stats: Arc::default(),
         }
     }
 
@@ -178,8 +181,8 @@ impl SandboxCache {
             }
         }
         // Made outside the lock: other lookups need not wait for it.
-        let sb =
-            Sandbox::open(prof, image, self.images.as_deref()).and_then(|s| s.pooled(self.pool))?;
+        let sb = Sandbox::open(prof, image, self.images.as_deref())
+            .and_then(|s| s.pooled_counted(self.pool, self.stats.clone()))?;
         let mut map = lock(&self.entries);
         let mut old = map.insert(
             key.to_string(),
@@ -215,6 +218,17 @@ impl SandboxCache {
             r.retain(|h| !h.is_finished());
             r.push(h);
         }
+    }
+
+    /// The pools' containers ready now (of the cached sandboxes), and
+    /// their hits and misses since start.
+    pub fn pool_stats(&self) -> (u64, u64, u64) {
+        let ready: usize = lock(&self.entries)
+            .values()
+            .map(|e| e.sandbox.pool_ready())
+            .sum();
+        let (hits, misses) = self.stats.get();
+        (ready as u64, hits, misses)
     }
 
     /// Forgets every cached sandbox (SIGHUP): the next use of a profile

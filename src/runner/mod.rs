@@ -44,6 +44,7 @@ use crate::security::seccomp::SeccompError;
 pub use cancel::{CancelOn, Canceller};
 pub use image::RunImage;
 pub use images::{Images, ImagesError, PullPolicy};
+pub use pool::PoolStats;
 pub use prepare::Prepared;
 pub use result::{JsonResult, RunResult, Status, Usage};
 pub use sandbox::Sandbox;

@@ -17,6 +17,7 @@
 //! thread that created it (`PR_SET_PDEATHSIG` is per thread).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -54,6 +55,28 @@ pub(crate) struct Pool {
     shared: Arc<Shared>,
     size: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<PoolStats>,
+}
+
+/// How often runs found a prepared container (hits) or prepared their own
+/// (misses). Shared by the pools of a [`SandboxCache`], so the totals
+/// outlive a pool replaced by a profile's edit.
+///
+/// [`SandboxCache`]: super::cache::SandboxCache
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl PoolStats {
+    /// (hits, misses) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
 }
 
 fn lock(m: &Mutex<Queues>) -> MutexGuard<'_, Queues> {
@@ -61,12 +84,28 @@ fn lock(m: &Mutex<Queues>) -> MutexGuard<'_, Queues> {
 }
 
 impl Pool {
-    pub(crate) fn new(size: usize) -> Pool {
+    pub(crate) fn new(size: usize, stats: Arc<PoolStats>) -> Pool {
         Pool {
             shared: Arc::new(Shared::default()),
             size: size.max(1),
             thread: Mutex::new(None),
+            stats,
         }
+    }
+
+    /// A run found a prepared container (`true`) or prepared its own.
+    pub(crate) fn note(&self, hit: bool) {
+        let c = if hit {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Containers ready now (spares and those made for a job's next run).
+    pub(crate) fn ready(&self) -> usize {
+        lock(&self.shared.q).ready.len()
     }
 
     /// Starts the background thread; it holds the sandbox weakly.

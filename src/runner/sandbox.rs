@@ -144,14 +144,28 @@ impl Sandbox {
     /// results are returned: a run then costs little more than starting the
     /// program. For servers; call [`Sandbox::shutdown_pool`] before exiting
     /// so nothing is left behind.
-    pub fn pooled(mut self, size: usize) -> Result<Arc<Sandbox>, RunError> {
-        self.pool = Some(pool::Pool::new(size));
+    pub fn pooled(self, size: usize) -> Result<Arc<Sandbox>, RunError> {
+        self.pooled_counted(size, Arc::default())
+    }
+
+    /// [`Sandbox::pooled`], counting its pool's hits and misses in `stats`.
+    pub fn pooled_counted(
+        mut self,
+        size: usize,
+        stats: Arc<pool::PoolStats>,
+    ) -> Result<Arc<Sandbox>, RunError> {
+        self.pool = Some(pool::Pool::new(size, stats));
         let sb = Arc::new(self);
         if let Some(p) = &sb.pool {
             p.start(Arc::downgrade(&sb))
                 .map_err(io_err("starting the container pool thread"))?;
         }
         Ok(sb)
+    }
+
+    /// Containers its pool holds ready now (0 without a pool).
+    pub fn pool_ready(&self) -> usize {
+        self.pool.as_ref().map_or(0, pool::Pool::ready)
     }
 
     /// Stops the pool (if any) after tearing down every container it holds.
@@ -234,6 +248,7 @@ impl Sandbox {
             }
             None => None,
         };
+        pool.note(ready.is_some());
         let mut p = match ready {
             Some(p) => p,
             None => self.prepare_for(spec, owner)?,

@@ -94,6 +94,11 @@ pub(crate) fn router(state: Arc<AppState>, more: Router<Arc<AppState>>) -> Route
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(max_body))
+        // Last, so outermost: every answer gets an id and a log line.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::access::access,
+        ))
         .with_state(state)
 }
 
@@ -213,8 +218,18 @@ async fn submit(
         return Err(shutting_down());
     }
     let spec = parse_body(body, &st.cfg.caps)?;
-    let mut job = st.jobs.submit(spec).map_err(submit_error)?;
-    tracing::info!(parent: &job.span, wait, "job queued");
+    // Submitted inside the request's span: the job's span is its child, so
+    // every line about the job carries the request id too.
+    let mut job = st.jobs.submit(spec).map_err(|e| {
+        if let SubmitError::QueueFull { capacity, .. } = &e {
+            // No job id here: the job was never the client's.
+            tracing::info!(capacity, "job refused (429): queue full");
+        }
+        submit_error(e)
+    })?;
+    // In the job's span as the current one (not just as the event's
+    // parent): the JSON format lists the current spans.
+    job.span.in_scope(|| tracing::info!(wait, "job queued"));
     if !wait {
         let id = &job.id;
         let loc = HeaderValue::from_str(&format!("/v1/jobs/{id}")).ok();
@@ -329,6 +344,9 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let max = st.cfg.max_event_streams;
     let open = max.saturating_sub(st.event_streams.available_permits());
     super::metrics::render_streams(&mut text, open, max);
+    super::metrics::render_http(&mut text, &st.http.snapshot());
+    super::metrics::render_process(&mut text);
+    super::metrics::render_build_info(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -105,6 +105,7 @@ pub(super) async fn serve_http(
         let service = Noting {
             inner: hyper_util::service::TowerToHyperService::new(app.clone()),
             ctl: ctl.clone(),
+            peer,
         };
         let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
         tokio::spawn(async move {
@@ -147,19 +148,26 @@ fn evict_one(live: &mut VecDeque<std::sync::Weak<ConnCtl>>) {
     }
 }
 
-/// A connection's service: notes its first request for [`evict_one`].
+/// A connection's service: notes its first request for [`evict_one`],
+/// and gives every request its peer's address (as axum's `ConnectInfo`,
+/// for the access log).
 struct Noting<S> {
     inner: S,
     ctl: Arc<ConnCtl>,
+    peer: SocketAddr,
 }
 
-impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for Noting<S> {
+impl<S: hyper::service::Service<hyper::Request<B>>, B> hyper::service::Service<hyper::Request<B>>
+    for Noting<S>
+{
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, req: R) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<B>) -> Self::Future {
         self.ctl.started.store(true, Ordering::Relaxed);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.inner.call(req)
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP API (axum) over a [`JobBackend`]: routing, authentication, body
-//! limits and timeouts, JSON views, status codes, the OpenAPI document and
-//! the Prometheus rendering of the backend's metrics.
+//! limits and timeouts, request ids and the access log (`access`), JSON
+//! views, status codes, the OpenAPI document and the Prometheus rendering
+//! of the backend's metrics (with the process's own and the answers by
+//! status code).
 //!
 //! The jobs themselves (queue, executors, cancel, expiry, the results
 //! store, metrics, prepared sandboxes) live in the job layer
@@ -10,6 +12,7 @@
 //! and `GET` of a job whose results were evicted answers 410, so that a
 //! client can tell it from a typo (404).
 
+mod access;
 mod api;
 mod conn;
 mod events;
@@ -109,6 +112,8 @@ pub(crate) struct AppState {
     jobs: Arc<dyn JobBackend>,
     /// One permit per event stream open (`--max-event-streams`).
     event_streams: Arc<tokio::sync::Semaphore>,
+    /// Answers by status code (`sandbox_http_responses_total`).
+    http: access::HttpCounters,
 }
 
 /// The signals the server acts on, watched from start (before the first
@@ -243,6 +248,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
             cfg.max_event_streams
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
+        http: access::HttpCounters::default(),
     });
     let app = api::router(state, events::routes());
     let backend = jobs.clone();

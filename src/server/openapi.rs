@@ -87,7 +87,7 @@ pub fn document() -> Value {
         "info": {
             "title": "sandbox job API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Run untrusted programs in declarative sandboxes: jobs of ordered steps sharing a /box workspace. See docs/api.md.",
+            "description": "Run untrusted programs in declarative sandboxes: jobs of ordered steps sharing a /box workspace. Every answer carries an X-Request-Id header: the client's own if it sent a sane one (1-128 characters of [A-Za-z0-9._:-]), else one the server made; the server's log lines about the request carry it. See docs/api.md.",
         },
         "security": auth,
         "paths": {

@@ -65,11 +65,26 @@ pub fn request(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> std::io::Result<Response> {
+    request_with(addr, method, path, token, &[], body)
+}
+
+/// [`request`] with extra headers.
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
         req.push_str(&format!(

@@ -28,7 +28,8 @@ pub(super) fn executor(q: &Shared, rx: &Receiver) {
         sub(&q.counters.queued);
         if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(q, &job)))
         {
-            tracing::error!(parent: &job.span, "job executor panicked: {e:?}");
+            job.span
+                .in_scope(|| tracing::error!("job executor panicked: {e:?}"));
         }
     }
     q.executor_stopped();
@@ -66,7 +67,14 @@ fn execute(q: &Shared, job: &JobRecord) {
         return; // cancelled while queued
     };
     add(&q.counters.running);
-    tracing::info!(profile = %job.profile, steps = spec.steps.len(), "job started");
+    let waited = job.snapshot().queue_time();
+    q.counters.started(waited);
+    tracing::info!(
+        profile = %job.profile,
+        steps = spec.steps.len(),
+        waited_ms = waited.as_millis() as u64,
+        "job started"
+    );
     job.events.push(Event::JobStarted {
         profile: job.profile.clone(),
         steps: spec.steps.len(),
@@ -144,6 +152,7 @@ fn finish(q: &Shared, job: &JobRecord, outcome: JobOutcome, error: Option<String
     if let Some(e) = &error {
         tracing::error!("{e}");
     }
+    q.counters.runs(&outcome);
     let f = job.finish(outcome, error);
     sub(&q.counters.running);
     tracing::info!(

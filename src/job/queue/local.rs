@@ -171,7 +171,9 @@ impl JobBackend for LocalQueue {
                 sub(&sh.counters.queued);
                 add(&sh.counters.rejected);
                 sh.remove(&job.id);
-                tracing::info!(parent: &job.span, "rejected: queue full");
+                // Not logged in the job's span: its id is never given to
+                // the client. The front door logs the refusal in its own
+                // context (the server: the request's id).
                 return Err(SubmitError::QueueFull {
                     capacity: sh.cfg.queue,
                     retry_after: RETRY_AFTER,

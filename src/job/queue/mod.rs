@@ -30,7 +30,7 @@ use super::events::EventLog;
 use super::{FieldError, JobOutcome, JobSpec};
 use crate::runner::cache::CacheError;
 pub use local::{LocalQueue, StartError};
-pub use metrics::{BUCKETS, Histogram, Metrics};
+pub use metrics::{BUCKETS, Histogram, Metrics, PoolMetrics, VERDICTS, WAIT_BUCKETS};
 pub(crate) use record::new_id;
 pub use shared::QueueConfig;
 

@@ -237,9 +237,10 @@ impl Shared {
         match job.cancel() {
             Cancel::WhileQueued(f) => {
                 self.ended(job, f);
-                tracing::info!(parent: &job.span, "cancelled while queued");
+                job.span
+                    .in_scope(|| tracing::info!("cancelled while queued"));
             }
-            Cancel::Requested => tracing::info!(parent: &job.span, "cancel requested"),
+            Cancel::Requested => job.span.in_scope(|| tracing::info!("cancel requested")),
             Cancel::Finished => {}
         }
     }
@@ -280,6 +281,12 @@ impl Shared {
             .counters
             .snapshot(counts, self.cfg.queue, self.cfg.workers, results);
         m.events_bytes = lock(&self.events_kept).held;
+        let (ready, hits, misses) = self.sandboxes.pool_stats();
+        m.pool = super::PoolMetrics {
+            ready,
+            hits,
+            misses,
+        };
         m.events_budget = self.cfg.events_budget;
         m
     }
