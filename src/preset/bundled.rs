@@ -3,7 +3,7 @@
 //! and adds a language when no bundled preset has that id), mirroring
 //! `profile::bundled` and `$SANDBOX_PROFILE_DIR`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Environment variable naming a directory whose `ID.toml` files override
 /// (or add to) the bundled presets.
@@ -44,10 +44,22 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The override directory, `$SANDBOX_PRESET_DIR` (unset or empty: none).
+pub fn override_dir() -> Option<PathBuf> {
+    std::env::var_os(OVERRIDE_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Ids of the bundled presets plus any in the override directory, sorted.
 pub fn ids() -> Vec<String> {
+    ids_in(override_dir().as_deref())
+}
+
+/// [`ids`] with the override directory `dir`.
+pub fn ids_in(dir: Option<&Path>) -> Vec<String> {
     let mut v: Vec<String> = BUNDLED.iter().map(|(n, _)| n.to_string()).collect();
-    if let Some(dir) = std::env::var_os(OVERRIDE_ENV)
+    if let Some(dir) = dir
         && let Ok(rd) = std::fs::read_dir(dir)
     {
         for e in rd.flatten() {
@@ -66,11 +78,16 @@ pub fn ids() -> Vec<String> {
 
 /// The text of preset `id`, from the override directory if it has one.
 pub fn get(id: &str) -> Result<Bundled, GetError> {
+    get_in(id, override_dir().as_deref())
+}
+
+/// [`get`] with the override directory `dir`.
+pub fn get_in(id: &str, dir: Option<&Path>) -> Result<Bundled, GetError> {
     if !valid_id(id) {
         return Err(GetError::Unknown);
     }
-    if let Some(dir) = std::env::var_os(OVERRIDE_ENV) {
-        let path = PathBuf::from(dir).join(format!("{id}.toml"));
+    if let Some(dir) = dir {
+        let path = dir.join(format!("{id}.toml"));
         // Present but unreadable (a directory, a FIFO, no permission) is an
         // error, not a silent fall-back to the bundled preset.
         if std::fs::symlink_metadata(&path).is_ok() {

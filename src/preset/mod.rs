@@ -191,11 +191,17 @@ impl Step {
 impl Preset {
     /// The preset `id`: `$SANDBOX_PRESET_DIR/ID.toml` if present, else the bundled one.
     pub fn load(id: &str) -> Result<Preset, PresetError> {
-        match bundled::get(id) {
+        Preset::load_in(id, bundled::override_dir().as_deref())
+    }
+
+    /// [`Preset::load`] with the override directory `dir` (`None`: the
+    /// bundled presets only).
+    pub fn load_in(id: &str, dir: Option<&std::path::Path>) -> Result<Preset, PresetError> {
+        match bundled::get_in(id, dir) {
             Ok(b) => Preset::parse(&b.text, &b.display, Some(id)),
             Err(bundled::GetError::Unknown) => Err(PresetError::Unknown {
                 id: id.to_string(),
-                available: bundled::ids().join(", "),
+                available: bundled::ids_in(dir).join(", "),
             }),
             Err(bundled::GetError::Io(path, source)) => Err(PresetError::Io { path, source }),
         }
