@@ -360,11 +360,29 @@ fn list_reports_every_preset_with_its_version() {
         assert!(r["judge0_id"].as_u64().is_some(), "{r:#}");
     }
     let rust = rows.iter().find(|r| r["id"] == "rust").expect("rust");
-    // Debian's rustc, whatever rustup has under /root.
     assert!(
         rust["version"].as_str().unwrap_or("").starts_with("rustc "),
         "{rust:#}"
     );
+    // Every toolchain a preset names is the system's (Debian's), whatever
+    // rustup or pyenv have under /root: a run sees only /usr.
+    let o = exec_json(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "for t in gcc g++ python3 javac java node rustc go bash ruby php fpc; do command -v $t; done",
+        ],
+    );
+    assert_eq!(o.status(), "ok", "{:#}", o.j());
+    let paths = o.prog_stdout();
+    assert_eq!(paths.lines().count(), 12, "{paths}");
+    for p in paths.lines() {
+        assert!(
+            p.starts_with("/usr/bin/") || p.starts_with("/bin/"),
+            "{paths}"
+        );
+    }
 }
 
 fn with_preset_dir(dir: &Path, args: &[&str]) -> Out {
@@ -493,6 +511,15 @@ fn exec_language_errors_are_125() {
             "{args:?}"
         );
     }
+    // `language show` of an unknown id: 125, JSON under --json.
+    let o = run(&["language", "show", "nosuch", "--json"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("unknown language \"nosuch\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.j()["status"], "sandbox_error");
     // FILE without --language is a usage error.
     let o = run(&["exec", s]);
     assert_eq!(o.code, 125, "{}", o.stderr);
