@@ -525,3 +525,45 @@ fn exec_language_errors_are_125() {
     assert_eq!(o.code, 125, "{}", o.stderr);
     assert!(o.stderr.contains("--language"), "{}", o.stderr);
 }
+
+/// SIGTERM (or SIGINT, SIGHUP) stops the runs, unmounts and removes the
+/// workspace, and exits 128 + the signal.
+#[test]
+fn a_signal_stops_the_runs_and_removes_the_workspace() {
+    if !require_root("a_signal_stops_the_runs_and_removes_the_workspace") {
+        return;
+    }
+    let dir = tempdir();
+    let src = dir.path().join("loop.py");
+    std::fs::write(&src, "while True:\n    pass\n").unwrap();
+    let mut c = sandbox_cmd(&["exec", "--language", "python3", src.to_str().unwrap()]);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let pid = child.id();
+    let marker = format!("/sandbox-lang-{pid}-");
+    let mounted = || {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .contains(&marker)
+    };
+    let t0 = std::time::Instant::now();
+    while !mounted() && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(mounted(), "the workspace tmpfs never appeared");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(!mounted(), "workspace still mounted");
+    let leftover = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&marker[1..]));
+    assert!(!leftover, "workspace directory left behind");
+    assert_no_cgroups_of(pid);
+}

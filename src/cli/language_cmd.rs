@@ -203,6 +203,8 @@ enum LangError {
     Preset(#[from] crate::preset::PresetError),
     #[error("{0}")]
     Setup(String),
+    #[error("interrupted by {}: the runs were stopped and the workspace removed", crate::runner::result::signal_name(*.0))]
+    Interrupted(i32),
 }
 
 /// Opens the sandbox of `step`: its profile (or `profile_override`), in
@@ -244,8 +246,53 @@ fn open_sandbox_in(
 pub fn exec_file(a: &ExecArgs, store: Option<&Path>) -> i32 {
     match exec_file_inner(a, store) {
         Ok(code) => code,
+        Err(LangError::Interrupted(sig)) => {
+            super::fail(a.json, &LangError::Interrupted(sig));
+            128 + sig
+        }
         Err(e) => super::fail(a.json, &e),
     }
+}
+
+/// The write end of the pipe a signal cancels the runs through (-1: none).
+static CANCEL_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The signal that cancelled the runs (0: none).
+static SIGNALLED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    SIGNALLED.store(sig, Ordering::SeqCst);
+    let fd = CANCEL_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the fd stays open for the
+        // rest of the process (leaked on purpose below).
+        unsafe { libc::write(fd, b"c".as_ptr().cast(), 1) };
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP cancel the runs instead of killing this
+/// process at once: the runs end (the supervisor kills them), the
+/// workspace's tmpfs is unmounted and removed, and then the command exits
+/// 128 + the signal. (A plain `sandbox exec` leaves nothing mounted, so it
+/// keeps the default actions.)
+fn cancel_on_signals() -> Option<crate::runner::CancelOn> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::IntoRawFd;
+    // Non-blocking: a handler never waits, however often it runs.
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok()?;
+    CANCEL_FD.store(w.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    let on = crate::runner::CancelOn::new(r);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a valid handler and empty mask.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    Some(on)
 }
 
 /// A private directory holding the workspace, removed on drop.
@@ -322,6 +369,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
         executable: false,
     }])
     .map_err(|e| LangError::Setup(e.to_string()))?;
+    let cancel = cancel_on_signals();
     let bind = BindMount {
         source: ws.path().to_path_buf(),
         dest: PathBuf::from(crate::preset::WORKDIR),
@@ -343,6 +391,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
             stdout: OutputSpec::Capture,
             stderr: OutputSpec::Capture,
             job: Some(Arc::clone(&job)),
+            cancel: cancel.clone(),
             ..RunSpec::default()
         };
         let r = sb.run(&spec);
@@ -355,7 +404,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
         compiled = Some(r);
     }
     let compile_failed = compiled.as_ref().is_some_and(|r| r.status() != Status::Ok);
-    let ran = if compile_failed {
+    let ran = if compile_failed || cancel.as_ref().is_some_and(|c| c.is_set()) {
         None
     } else {
         let limits = run_step.limits(&run_sb.profile.limits, &req.limits);
@@ -384,12 +433,19 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
             stdout: out,
             stderr: out,
             job: Some(Arc::clone(&job)),
+            cancel,
             ..RunSpec::default()
         };
         Some(run_sb.run(&spec))
     };
     drop(ws);
     drop(base);
+    let sig = SIGNALLED.load(std::sync::atomic::Ordering::SeqCst);
+    if sig != 0 {
+        // The runs were cancelled and the workspace is gone: end as the
+        // signal asked (a shell's 128 + N), saying why.
+        return Err(LangError::Interrupted(sig));
+    }
 
     let (status, code) = outcome(compiled.as_ref(), ran.as_ref());
     if a.json {
