@@ -539,7 +539,7 @@ fn a_signal_stops_the_runs_and_removes_the_workspace() {
     let mut c = sandbox_cmd(&["exec", "--language", "python3", src.to_str().unwrap()]);
     c.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
+    let child = c.spawn().expect("spawn");
     let pid = child.id();
     let marker = format!("/sandbox-lang-{pid}-");
     let mounted = || {
