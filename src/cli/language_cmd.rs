@@ -99,7 +99,7 @@ pub fn version(p: &Preset) -> Result<String, String> {
     let limits = step.limits(&sb.profile.limits, &LimitOverrides::default());
     let spec = RunSpec {
         argv: step.argv(&limits),
-        env: step.env.clone(),
+        env: step.env(&limits),
         cwd: Some(step.cwd.into()),
         limits,
         stdin: StdinSpec::Null,
@@ -384,7 +384,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
         let spec = RunSpec {
             argv: step.argv(&limits),
             binds: vec![bind.clone()],
-            env: step.env.clone(),
+            env: step.env(&limits),
             cwd: Some(step.cwd.into()),
             limits,
             stdin: StdinSpec::Null,
@@ -408,7 +408,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
         None
     } else {
         let limits = run_step.limits(&run_sb.profile.limits, &req.limits);
-        let mut env = run_step.env.clone();
+        let mut env = run_step.env(&limits);
         for (k, v) in &req.env {
             match env.iter_mut().find(|(ek, _)| ek == k) {
                 Some(e) => e.1 = v.clone(),

@@ -26,10 +26,11 @@ pub const DEFAULT_PROFILE: &str = "strict";
 /// preset is a few hundred bytes; a device or a huge file is a mistake).
 const MAX_PRESET_BYTES: u64 = 1 << 20;
 
-/// Placeholders an argv element may hold, replaced when a step is built.
-/// `{source}`: the source file's name; `{memory_mb}`: the step's effective
-/// memory limit in MiB (for runtimes that size their heap themselves: the
-/// JVM's -Xmx, Node's --max-old-space-size).
+/// Placeholders an argv element or an environment value may hold, replaced
+/// when a step is built. `{source}`: the source file's name; `{memory_mb}`:
+/// the step's effective memory limit in MiB (for runtimes that size their
+/// heap themselves: the JVM's -Xmx, Node's --max-old-space-size, Go's
+/// GOMEMLIMIT).
 pub const PLACEHOLDERS: &[&str] = &["source", "memory_mb"];
 
 /// `{memory_mb}` when the step has no memory limit at all.
@@ -144,15 +145,16 @@ pub enum StepKind {
 
 /// One step of a preset, as a runner needs it: the profile and image to
 /// open, the program, its environment and the preset's limits. The argv
-/// may still hold `{memory_mb}`: [`Step::argv`] fills it in once the
-/// effective limits ([`Step::limits`]) are known.
+/// and the environment's values may still hold `{memory_mb}`: [`Step::argv`]
+/// and [`Step::env`] fill it in once the effective limits ([`Step::limits`])
+/// are known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub kind: StepKind,
     pub profile: String,
     pub image: Option<String>,
     argv: Vec<String>,
-    pub env: Vec<(String, String)>,
+    env: Vec<(String, String)>,
     /// The preset's limits for this step (on top of the profile's).
     pub limits: LimitOverrides,
     /// The working directory: [`WORKDIR`].
@@ -171,14 +173,20 @@ impl Step {
 
     /// The argv with `{memory_mb}` replaced by `limits`' memory in MiB.
     pub fn argv(&self, limits: &Limits) -> Vec<String> {
-        let mb = limits
-            .memory
-            .map(|b| (b >> 20).max(1))
-            .unwrap_or(UNLIMITED_MEMORY_MB)
-            .to_string();
+        let mb = memory_mb(limits);
         self.argv
             .iter()
             .map(|a| a.replace("{memory_mb}", &mb))
+            .collect()
+    }
+
+    /// The environment (the preset's `env`, then the step's table), values
+    /// with `{memory_mb}` replaced like [`Step::argv`]'s.
+    pub fn env(&self, limits: &Limits) -> Vec<(String, String)> {
+        let mb = memory_mb(limits);
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{memory_mb}", &mb)))
             .collect()
     }
 
@@ -355,7 +363,11 @@ impl Preset {
             ));
         }
         let profile = raw.profile.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
-        let pairs = |m: BTreeMap<String, String>| m.into_iter().collect::<Vec<_>>();
+        let pairs = |m: BTreeMap<String, String>| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.replace("{source}", &src)))
+                .collect::<Vec<_>>()
+        };
         for (table, m) in [
             ("env", &raw.env),
             ("compile_env", &raw.compile_env),
@@ -367,7 +379,18 @@ impl Preset {
             {
                 return Err(at(0, table, format!("{k:?} is not a variable name")));
             }
+            for (k, v) in m {
+                if let Some(p) = unknown_placeholder(v) {
+                    return Err(at(
+                        0,
+                        &format!("{table}.{k}"),
+                        format!("unknown placeholder {{{p}}} (known: {{source}}, {{memory_mb}})"),
+                    ));
+                }
+            }
         }
+        let (env, compile_env, run_env) =
+            (pairs(raw.env), pairs(raw.compile_env), pairs(raw.run_env));
         Ok(Preset {
             id,
             name: raw.name,
@@ -381,9 +404,9 @@ impl Preset {
             image: raw.image,
             compile_limits,
             run_limits,
-            env: pairs(raw.env),
-            compile_env: pairs(raw.compile_env),
-            run_env: pairs(raw.run_env),
+            env,
+            compile_env,
+            run_env,
             notes: raw.notes,
             origin: origin.to_string(),
             text: text.to_string(),
@@ -487,6 +510,15 @@ pub(crate) fn read_preset_file(path: &std::path::Path) -> std::io::Result<String
         ));
     }
     Ok(s)
+}
+
+/// `{memory_mb}`: the memory limit in MiB (at least 1).
+fn memory_mb(limits: &Limits) -> String {
+    limits
+        .memory
+        .map(|b| (b >> 20).max(1))
+        .unwrap_or(UNLIMITED_MEMORY_MB)
+        .to_string()
 }
 
 /// A `{word}` in `a` that is not one of [`PLACEHOLDERS`].

@@ -120,6 +120,14 @@ fn memory_placeholder_follows_the_effective_limit() {
     };
     let l = step.limits(&profile, &caller);
     assert_eq!(step.argv(&l), ["x", "-Xmx64m", "main.x"]);
+    // Environment values too; an unknown placeholder there is refused.
+    let text = format!("{MINIMAL}[run_env]\nLIMIT = \"{{memory_mb}}MiB\"\nSRC = \"{{source}}\"\n");
+    let p = Preset::parse(&text, "x.toml", Some("x")).expect("parses");
+    let env = p.run_step().env(&l);
+    assert!(env.contains(&("LIMIT".into(), "64MiB".into())), "{env:?}");
+    assert!(env.contains(&("SRC".into(), "main.x".into())), "{env:?}");
+    let e = err(&format!("{MINIMAL}[env]\nX = \"{{mem}}\"\n"));
+    assert!(e.contains("env.X: unknown placeholder {mem}"), "{e}");
 }
 
 #[test]
