@@ -85,6 +85,18 @@ fn preset_json(p: &Preset, version: Option<&str>) -> serde_json::Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("compile_limits".into(), limits_json(&p.compile_limits));
         o.insert("run_limits".into(), limits_json(&p.run_limits));
+        // Environments as objects (KEY: value), as the files write them.
+        for (k, env) in [
+            ("env", &p.env),
+            ("compile_env", &p.compile_env),
+            ("run_env", &p.run_env),
+        ] {
+            let m: serde_json::Map<String, serde_json::Value> = env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            o.insert(k.into(), m.into());
+        }
         if let Some(ver) = version {
             o.insert("version".into(), ver.into());
         }
