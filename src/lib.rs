@@ -14,6 +14,7 @@ pub mod image;
 pub mod isolation;
 pub mod job;
 pub mod limits;
+pub mod preset;
 pub mod profile;
 pub mod runner;
 pub mod security;

@@ -45,7 +45,7 @@ For \fBsandbox exec\fR: the program's own exit status; 128+N when signal N (not 
 125 an error of the sandbox itself (bad flag, bad profile, host failure);
 126 the command cannot be executed; 127 the command was not found.
 Every other subcommand exits 0 on success and 125 on an error of the sandbox, except
-\fBsandbox profile check\fR and \fBsandbox profile list\fR (2: a profile is invalid) and
+\fBsandbox profile check\fR, \fBsandbox profile list\fR and \fBsandbox language list\fR (2: a profile or preset is invalid) and
 \fBsandbox check-host\fR (1: a required host setting is missing).
 Usage errors (an unknown flag, a missing argument) exit 125.
 .SH ENVIRONMENT
@@ -56,6 +56,9 @@ Log filter for messages on standard error (e.g. sandbox=debug); off by default, 
 \fBSANDBOX_PROFILE_DIR\fR
 A directory whose NAME.toml files replace or add bundled profiles.
 .TP
+\fBSANDBOX_PRESET_DIR\fR
+A directory whose ID.toml files replace or add bundled language presets (\fBsandbox exec \-\-language\fR).
+.TP
 \fBSANDBOX_STORE\fR
 The image store (default /var/lib/sandbox); \fB\-\-store\fR overrides it.
 .TP
@@ -65,7 +68,7 @@ The helper socket \fBsandbox exec\fR uses (default /run/sandbox/helper.sock; emp
 \fBSANDBOX_TOKEN\fR
 The bearer token of \fBsandbox serve\fR when \fB\-\-token\-file\fR is not given.
 .SH "SEE ALSO"
-The documentation in the source tree: docs/exec.md, docs/profiles.md, docs/api.md, docs/helper.md, docs/images.md, SECURITY.md.
+The documentation in the source tree: docs/exec.md, docs/profiles.md, docs/languages.md, docs/api.md, docs/helper.md, docs/images.md, SECURITY.md.
 "#;
 
 /// The command tree with the name the user types.

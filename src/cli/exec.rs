@@ -18,11 +18,19 @@ pub const EXIT_MEMORY_LIMIT: i32 = 122;
 pub const EXIT_OUTPUT_LIMIT: i32 = 121;
 pub const EXIT_SANDBOX_ERROR: i32 = 125;
 
+/// The profile of `sandbox exec` without `--profile`.
+pub const DEFAULT_PROFILE: &str = "strict";
+
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
-    /// Profile to run under: a bundled name or a path to a TOML file.
-    #[arg(short, long, value_name = "NAME|PATH", default_value = "strict")]
-    pub profile: String,
+    /// Profile to run under: a bundled name or a path to a TOML file
+    /// (default: strict; with --language, the preset's run profile).
+    #[arg(short, long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
+    /// Compile (if the language needs it) and run FILE with language preset
+    /// ID (`sandbox language list`); stdin and the limit flags are the run's.
+    #[arg(long, value_name = "ID")]
+    pub language: Option<String>,
     /// Expose a host path read-only at DEST (repeatable).
     #[arg(long = "ro-bind", value_name = "SRC:DEST")]
     pub ro_bind: Vec<String>,
@@ -66,6 +74,9 @@ pub struct ExecArgs {
     /// When to pull the run's image: missing (default), never, always.
     #[arg(long, value_name = "WHEN", default_value = "missing")]
     pub pull: String,
+    /// The source file to compile and run (with --language only).
+    #[arg(value_name = "FILE", requires = "language")]
+    pub file: Option<PathBuf>,
     /// The program and its arguments (in an image: optional, the image's
     /// entrypoint and command by default).
     #[arg(last = true, value_name = "COMMAND")]
@@ -220,7 +231,7 @@ pub fn request(a: &ExecArgs, store: Option<&std::path::Path>) -> Result<ExecRequ
             let s = crate::image::store_path(store);
             std::path::absolute(&s).unwrap_or(s)
         },
-        profile: a.profile.clone(),
+        profile: a.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.into()),
         argv: a.command.clone(),
         binds,
         env,
@@ -260,6 +271,7 @@ fn was_cancelled(r: &crate::runner::RunResult) -> bool {
     r.cancelled
 }
 
+/// The exit code of `sandbox exec` for run `r` (docs/exec.md).
 pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
     if was_cancelled(r) {
         return EXIT_SANDBOX_ERROR;
@@ -279,6 +291,11 @@ pub fn exit_code(r: &crate::runner::RunResult) -> i32 {
 }
 
 pub fn run(a: ExecArgs, store: Option<&std::path::Path>) -> i32 {
+    if a.language.is_some() {
+        // Two runs sharing a workspace: always in this process (the helper
+        // serves single runs).
+        return super::language_cmd::exec_file(&a, store);
+    }
     let t0 = std::time::Instant::now();
     let fail = |e: &dyn std::fmt::Display| super::fail(a.json, e);
     let req = match request(&a, store) {

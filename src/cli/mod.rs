@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and the `sandbox` subcommands.
-//! `profile` subcommands live in `profile_cmd`, `image` ones in `image_cmd`.
+//! `profile` subcommands live in `profile_cmd`, `image` ones in `image_cmd`,
+//! `language` ones (and `exec --language`) in `language_cmd`.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -8,6 +9,7 @@ pub mod docs_cmd;
 pub mod exec;
 pub mod helper_cmd;
 pub mod image_cmd;
+pub mod language_cmd;
 pub mod profile_cmd;
 pub mod serve;
 
@@ -52,6 +54,9 @@ pub enum Command {
     /// List, show and check security profiles.
     #[command(subcommand)]
     Profile(profile_cmd::ProfileCommand),
+    /// List and show language presets (`sandbox exec --language ID FILE`).
+    #[command(subcommand)]
+    Language(language_cmd::LanguageCommand),
     /// Import, list, inspect and remove OCI images.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
@@ -109,6 +114,7 @@ pub fn main() -> i32 {
         Command::Serve(a) => serve::run(a, cli.global.store.as_deref()),
         Command::Helper(a) => helper_cmd::run(a),
         Command::Profile(cmd) => profile_cmd::run(cmd),
+        Command::Language(cmd) => language_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd, cli.global.store.as_deref()),
         Command::Completions(a) => docs_cmd::completions(a),
         Command::Man(a) => docs_cmd::man(a),
