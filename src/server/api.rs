@@ -405,7 +405,7 @@ pub(super) async fn list_profiles() -> Response {
     tag = "profiles",
     params(("name" = String, Path, description = "The profile's name")),
     responses(
-        (status = 200, description = "The resolved profile: namespaces, filesystem, process, capabilities, seccomp, limits", body = Object),
+        (status = 200, description = "The resolved profile: namespaces, filesystem, process, capabilities, seccomp, limits", body = views::ProfileView),
         (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
         (status = 404, description = "Unknown profile", body = views::ErrorBody),
     )
@@ -419,7 +419,7 @@ pub(super) async fn get_profile(Path(name): Path<String>) -> Result<Response, Ap
     }
     let p = profile::load(&name)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(axum::Json(views::profile_json(&p)).into_response())
+    Ok(axum::Json(views::ProfileView::of(&p)).into_response())
 }
 
 /// This document.

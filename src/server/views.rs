@@ -1,14 +1,12 @@
 //! The API's answers as typed wire structs: jobs, errors, health, the
-//! profile list. They are serialized as they are (serde derive) and their
-//! OpenAPI schemas are derived from them (utoipa), so the document and the
-//! bytes on the wire cannot drift apart. The resolved profile is still a
-//! free-form JSON view (`profile_json`), documented as an object.
+//! profile list, the resolved profile. They are serialized as they are
+//! (serde derive) and their OpenAPI schemas are derived from them (utoipa),
+//! so the document and the bytes on the wire cannot drift apart.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::job::events::Encoding;
@@ -321,85 +319,269 @@ impl JobView {
     }
 }
 
-fn action(a: &SeccompAction) -> Value {
+/// A profile as `GET /v1/profiles/{name}` shows it, resolved (`extends`
+/// applied): what a job's runs get.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProfileView {
+    pub name: String,
+    pub description: String,
+    /// The namespaces a run gets of its own.
+    pub namespaces: NamespacesView,
+    pub filesystem: FilesystemView,
+    pub process: ProcessView,
+    pub capabilities: CapabilitiesView,
+    pub seccomp: SeccompView,
+    /// The profile's limits (a job's steps may only tighten them).
+    pub limits: LimitsView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NamespacesView {
+    pub user: bool,
+    pub pid: bool,
+    pub mount: bool,
+    pub network: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub cgroup: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FilesystemView {
+    /// `host`, `image`, or the directory used as the root.
+    pub root: String,
+    /// The image of an `image` root.
+    pub image: Option<String>,
+    pub system_dirs: Vec<String>,
+    pub binds: Vec<BindView>,
+    pub tmpfs: Vec<TmpfsView>,
+    /// Bytes.
+    pub writable_layer_size: u64,
+    /// Bytes.
+    pub dev_shm_size: u64,
+    pub workdir: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BindView {
+    pub source: String,
+    pub dest: String,
+    pub writable: bool,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TmpfsView {
+    pub dest: String,
+    /// Bytes.
+    pub size: u64,
+    /// Octal (`1777`).
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProcessView {
+    pub uid: u32,
+    pub gid: u32,
+    /// The host uid a run's user is: one id, or the range runs take theirs
+    /// from.
+    pub host_uid: crate::profile::view::HostUidView,
+    pub host_gid: Option<u32>,
+    pub hostname: String,
+    pub env: BTreeMap<String, String>,
+    pub env_passthrough: Vec<String>,
+    pub no_new_privs: bool,
+    pub run_as_checkout_owner: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CapabilitiesView {
+    /// Capabilities kept (`CAP_NET_BIND_SERVICE`).
+    pub keep: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SeccompView {
+    pub enabled: bool,
+    pub default_action: ActionView,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub deny_action: ActionView,
+    pub rules: Vec<RuleView>,
+}
+
+/// A seccomp action: its name, or an errno with its number.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ActionView {
+    /// `kill_process`, `kill_thread`, `trap`, `log`, `allow`.
+    Name(&'static str),
+    Errno {
+        /// `EPERM`, ...
+        errno: String,
+        value: i32,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RuleView {
+    pub syscall: String,
+    pub args: Vec<ArgView>,
+    pub action: ActionView,
+}
+
+/// A condition on a syscall argument.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ArgView {
+    pub index: u8,
+    /// `Eq`, `Ne`, `Lt`, `Le`, `Gt`, `Ge`, `MaskedEq`.
+    pub op: String,
+    pub value: u64,
+}
+
+/// Limits as the request spells them: durations as `"1500ms"`, sizes in
+/// bytes; null when unset.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LimitsView {
+    pub cpu_time: Option<String>,
+    pub wall_time: Option<String>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub output: Option<u64>,
+    pub file_size: Option<u64>,
+    pub open_files: Option<u64>,
+    pub stack: Option<u64>,
+    /// CPUs' worth of time per period (cgroup `cpu.max`).
+    pub cpu_quota: Option<f64>,
+}
+
+fn action(a: &SeccompAction) -> ActionView {
     match a {
-        SeccompAction::KillProcess => json!("kill_process"),
-        SeccompAction::KillThread => json!("kill_thread"),
-        SeccompAction::Trap => json!("trap"),
-        SeccompAction::Errno(n, name) => json!({"errno": name, "value": n}),
-        SeccompAction::Log => json!("log"),
-        SeccompAction::Allow => json!("allow"),
+        SeccompAction::KillProcess => ActionView::Name("kill_process"),
+        SeccompAction::KillThread => ActionView::Name("kill_thread"),
+        SeccompAction::Trap => ActionView::Name("trap"),
+        SeccompAction::Errno(n, name) => ActionView::Errno {
+            errno: name.clone(),
+            value: *n,
+        },
+        SeccompAction::Log => ActionView::Name("log"),
+        SeccompAction::Allow => ActionView::Name("allow"),
     }
 }
 
-/// Limits as the request spells them: durations as "1.5s", sizes in bytes.
-pub fn limits_json(l: &Limits) -> Value {
-    let d = |d: Option<std::time::Duration>| d.map(|d| format!("{}ms", d.as_millis()));
-    json!({
-        "cpu_time": d(l.cpu_time),
-        "wall_time": d(l.wall_time),
-        "memory": l.memory,
-        "pids": l.pids,
-        "output": l.output,
-        "file_size": l.file_size,
-        "open_files": l.open_files,
-        "stack": l.stack,
-        "cpu_quota": l.cpu_quota,
-    })
+fn path(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
-/// The resolved profile.
-pub fn profile_json(p: &Profile) -> Value {
-    let ns = &p.namespaces;
-    let fs = &p.filesystem;
-    let pr = &p.process;
-    let (host_uid, host_gid) = crate::profile::view::HostUidView::of(&pr.host_ids);
-    json!({
-        "name": p.name,
-        "description": p.description,
-        "namespaces": {
-            "user": ns.user, "pid": ns.pid, "mount": ns.mount, "network": ns.network,
-            "ipc": ns.ipc, "uts": ns.uts, "cgroup": ns.cgroup,
-        },
-        "filesystem": {
-            "root": match &fs.root {
-                RootSource::Host => json!("host"),
-                RootSource::Dir(d) => json!(d),
-                RootSource::Image(_) => json!("image"),
+impl LimitsView {
+    pub fn of(l: &Limits) -> LimitsView {
+        let d = |d: Option<std::time::Duration>| d.map(|d| format!("{}ms", d.as_millis()));
+        LimitsView {
+            cpu_time: d(l.cpu_time),
+            wall_time: d(l.wall_time),
+            memory: l.memory,
+            pids: l.pids,
+            output: l.output,
+            file_size: l.file_size,
+            open_files: l.open_files,
+            stack: l.stack,
+            cpu_quota: l.cpu_quota,
+        }
+    }
+}
+
+impl ProfileView {
+    pub fn of(p: &Profile) -> ProfileView {
+        let ns = &p.namespaces;
+        let fs = &p.filesystem;
+        let pr = &p.process;
+        let (host_uid, host_gid) = crate::profile::view::HostUidView::of(&pr.host_ids);
+        ProfileView {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            namespaces: NamespacesView {
+                user: ns.user,
+                pid: ns.pid,
+                mount: ns.mount,
+                network: ns.network,
+                ipc: ns.ipc,
+                uts: ns.uts,
+                cgroup: ns.cgroup,
             },
-            "image": match &fs.root { RootSource::Image(r) => json!(r), _ => Value::Null },
-            "system_dirs": fs.system_dirs,
-            "binds": fs.binds.iter().map(|b| json!({
-                "source": b.source, "dest": b.dest, "writable": b.writable, "optional": b.optional,
-            })).collect::<Vec<_>>(),
-            "tmpfs": fs.tmpfs.iter().map(|t| json!({
-                "dest": t.dest, "size": t.size, "mode": format!("{:o}", t.mode),
-            })).collect::<Vec<_>>(),
-            "writable_layer_size": fs.writable_layer_size,
-            "dev_shm_size": fs.dev_shm_size,
-            "workdir": fs.workdir,
-        },
-        "process": {
-            "uid": pr.uid, "gid": pr.gid, "host_uid": host_uid, "host_gid": host_gid,
-            "hostname": pr.hostname, "env": pr.env, "env_passthrough": pr.env_passthrough,
-            "no_new_privs": pr.no_new_privs,
-            "run_as_checkout_owner": pr.run_as_checkout_owner,
-        },
-        "capabilities": {"keep": p.capabilities.keep.iter().map(|c| c.to_string()).collect::<Vec<_>>()},
-        "seccomp": {
-            "enabled": p.seccomp.enabled,
-            "default_action": action(&p.seccomp.default_action),
-            "allow": p.seccomp.allow,
-            "deny": p.seccomp.deny,
-            "deny_action": action(&p.seccomp.deny_action),
-            "rules": p.seccomp.rules.iter().map(|r| json!({
-                "syscall": r.syscall,
-                "args": r.args.iter().map(|a| json!({
-                    "index": a.index, "op": format!("{:?}", a.op), "value": a.value,
-                })).collect::<Vec<_>>(),
-                "action": action(&r.action),
-            })).collect::<Vec<_>>(),
-        },
-        "limits": limits_json(&p.limits),
-    })
+            filesystem: FilesystemView {
+                root: match &fs.root {
+                    RootSource::Host => "host".to_string(),
+                    RootSource::Dir(d) => path(d),
+                    RootSource::Image(_) => "image".to_string(),
+                },
+                image: match &fs.root {
+                    RootSource::Image(r) => Some(r.clone()),
+                    _ => None,
+                },
+                system_dirs: fs.system_dirs.iter().map(|d| path(d)).collect(),
+                binds: fs
+                    .binds
+                    .iter()
+                    .map(|b| BindView {
+                        source: path(&b.source),
+                        dest: path(&b.dest),
+                        writable: b.writable,
+                        optional: b.optional,
+                    })
+                    .collect(),
+                tmpfs: fs
+                    .tmpfs
+                    .iter()
+                    .map(|t| TmpfsView {
+                        dest: path(&t.dest),
+                        size: t.size,
+                        mode: format!("{:o}", t.mode),
+                    })
+                    .collect(),
+                writable_layer_size: fs.writable_layer_size,
+                dev_shm_size: fs.dev_shm_size,
+                workdir: path(&fs.workdir),
+            },
+            process: ProcessView {
+                uid: pr.uid,
+                gid: pr.gid,
+                host_uid,
+                host_gid,
+                hostname: pr.hostname.clone(),
+                env: pr.env.clone(),
+                env_passthrough: pr.env_passthrough.clone(),
+                no_new_privs: pr.no_new_privs,
+                run_as_checkout_owner: pr.run_as_checkout_owner,
+            },
+            capabilities: CapabilitiesView {
+                keep: p.capabilities.keep.iter().map(|c| c.to_string()).collect(),
+            },
+            seccomp: SeccompView {
+                enabled: p.seccomp.enabled,
+                default_action: action(&p.seccomp.default_action),
+                allow: p.seccomp.allow.clone(),
+                deny: p.seccomp.deny.clone(),
+                deny_action: action(&p.seccomp.deny_action),
+                rules: p
+                    .seccomp
+                    .rules
+                    .iter()
+                    .map(|r| RuleView {
+                        syscall: r.syscall.clone(),
+                        args: r
+                            .args
+                            .iter()
+                            .map(|a| ArgView {
+                                index: a.index,
+                                op: format!("{:?}", a.op),
+                                value: a.value,
+                            })
+                            .collect(),
+                        action: action(&r.action),
+                    })
+                    .collect(),
+            },
+            limits: LimitsView::of(&p.limits),
+        }
+    }
 }
