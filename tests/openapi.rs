@@ -12,7 +12,7 @@ mod common_server;
 use std::process::Command;
 
 use common_server::{Server, request};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn document_passes_openapi_spec_validator() {
@@ -111,4 +111,106 @@ fn api_md_requests_decode() {
         n += 1;
     }
     assert!(n >= 3, "only {n} example requests found in docs/api.md");
+}
+
+/// Checks each instance against its schema in the document, with the
+/// validator's own virtualenv (openapi-schema-validator comes with
+/// openapi-spec-validator): OpenAPI 3.1's JSON Schema dialect.
+const CHECK_INSTANCES: &str = r##"
+import json, sys
+from openapi_schema_validator import OAS31Validator
+doc = json.load(open(sys.argv[1]))
+bad = 0
+for name, instance in json.load(open(sys.argv[2])):
+    schema = {"$ref": "#/components/schemas/" + name, "components": doc["components"]}
+    for e in OAS31Validator(schema).iter_errors(instance):
+        bad += 1
+        print(f"{name}: {e.message} at {list(e.absolute_path)}\n  {json.dumps(instance)[:400]}")
+sys.exit(1 if bad else 0)
+"##;
+
+/// The answers a live server gives (jobs with every kind of step, test
+/// and output, the queued answer, errors, health, profiles, events) are
+/// what the document's schemas say: the schemas are derived from the
+/// structs the answers are serialized from, and this keeps it so.
+#[test]
+fn answers_match_their_schemas() {
+    let Some(validator) = std::env::var_os("SANDBOX_OPENAPI_VALIDATOR") else {
+        eprintln!(
+            "SKIPPED: SANDBOX_OPENAPI_VALIDATOR is not set (see document_passes_openapi_spec_validator)"
+        );
+        return;
+    };
+    let python = std::path::Path::new(&validator).with_file_name("python3");
+    let s = Server::start(&[], None);
+    let mut samples: Vec<(&str, Value)> = Vec::new();
+    let job = json!({
+        "files": [{"path": "bin", "content": "/w==", "encoding": "base64"}, {"path": "t.txt", "content": "x"}],
+        "steps": [
+            {"command": ["/bin/echo", "hi"]},
+            {"command": ["/bin/cat"], "tests": [{"stdin": "1"}, {"stdin": "2", "expected_stdout": "3"}],
+             "continue_on_failure": true},
+            {"command": ["/bin/false"], "limits": {"memory": "64M", "cpu_time": "1s", "pids": 8}},
+            {"command": ["/bin/true"]},
+        ],
+        "outputs": ["bin", "t.txt", "missing"],
+    });
+    let j = s.run(&job);
+    assert_eq!(j["steps"][3]["status"], "skipped", "{j}");
+    let id = j["id"].as_str().expect("id").to_string();
+    samples.push(("JobView", j));
+    let r = s.post("/v1/jobs", &json!({"steps": [{"command": ["/bin/true"]}]}));
+    assert_eq!(r.status, 202);
+    samples.push(("Queued", r.json()));
+    for (path, name) in [
+        (format!("/v1/jobs/{id}"), "JobView"),
+        ("/healthz".into(), "Health"),
+        ("/v1/profiles".into(), "ProfileList"),
+        ("/v1/profiles/strict".into(), "ProfileView"),
+        ("/v1/jobs/nope".into(), "ErrorBody"),
+    ] {
+        samples.push((name, s.get(&path).json()));
+    }
+    for p in s.get("/v1/profiles").json()["profiles"]
+        .as_array()
+        .expect("list")
+    {
+        let name = p["name"].as_str().expect("name");
+        samples.push(("ProfileView", s.get(&format!("/v1/profiles/{name}")).json()));
+    }
+    let r = s.post(
+        "/v1/jobs",
+        &json!({"steps": [{"command": ["/bin/echo", 1]}]}),
+    );
+    assert_eq!(r.status, 400);
+    samples.push(("ErrorBody", r.json()));
+    let events = s.get(&format!("/v1/jobs/{id}/events")).text();
+    let mut n = 0;
+    for line in events.lines() {
+        if let Some(data) = line.strip_prefix("data: ") {
+            samples.push(("Event", serde_json::from_str(data).expect("event data")));
+            n += 1;
+        }
+    }
+    assert!(n > 5, "only {n} events: {events}");
+    let dir = s.dir.path();
+    std::fs::write(dir.join("doc.json"), s.get("/openapi.json").body).expect("write");
+    std::fs::write(
+        dir.join("samples.json"),
+        serde_json::to_vec(&samples).expect("json"),
+    )
+    .expect("write");
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(CHECK_INSTANCES)
+        .arg(dir.join("doc.json"))
+        .arg(dir.join("samples.json"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {python:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "answers that do not match their schemas:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
