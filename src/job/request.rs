@@ -168,32 +168,23 @@ fn bytes(
 
 /// A serde error as a [`FieldError`]: serde_path_to_error's path is
 /// spelt as this module's fields are (`steps[0].command[1]`, `.` for the
-/// body itself). A missing field is reported by serde at its object, and
-/// an unknown one may be too: the field itself is named instead, as a
-/// client needs to know which one.
+/// body itself; an unknown field's path ends with its name). A missing
+/// field is reported at its object: the field itself is named instead, as
+/// a client needs to know which one.
 fn decode_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let path = e.path().to_string();
     let path = if path == "." { String::new() } else { path };
     let msg = e.into_inner().to_string();
-    let quoted = |prefix: &str| {
-        msg.strip_prefix(prefix)
-            .and_then(|r| r.split_once('`'))
-            .map(|(name, _)| name.to_string())
-    };
-    if let Some(name) = quoted("missing field `") {
-        return FieldError::new(sub(&path, &name), "required");
-    }
-    if let Some(name) = quoted("unknown field `") {
-        let last = path.rsplit('.').next().unwrap_or("");
-        let field = if last == name {
-            path
-        } else {
-            sub(&path, &name)
-        };
-        return FieldError::new(field, msg);
+    // serde's wording, fixed by `de::Error::missing_field`.
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return FieldError::new(sub(&path, name), "required");
     }
     FieldError::new(path, msg)
 }
+
 /// A workspace-relative path: non-empty, relative, no `.`/`..`/empty
 /// components, no NUL. Returned normalised.
 pub fn check_rel_path(s: &str, field: &str) -> Result<String, FieldError> {
@@ -612,6 +603,10 @@ mod tests {
             (json!({}), "steps"),
             (json!({"steps": "x"}), "steps"),
             (json!({"bogus": 1, "steps": [{"command": ["a"]}]}), "bogus"),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"limits": 1}}]}),
+                "steps[0].limits.limits",
+            ),
             (json!({"steps": [{}]}), "steps[0].command"),
             (
                 json!({"steps": [{"command": "/bin/true"}]}),
