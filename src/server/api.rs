@@ -1,4 +1,6 @@
-//! Routes and handlers.
+//! Routes and handlers. Each handler carries its OpenAPI operation
+//! (`#[utoipa::path]`: parameters, every status it answers and its body
+//! type), gathered into the document by `openapi.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,7 +100,7 @@ pub(crate) fn router(state: Arc<AppState>, more: Router<Arc<AppState>>) -> Route
 }
 
 /// A 410's description: the results of a finished job were evicted.
-const EVICTED: &str = "The job finished, but its results were evicted to stay within --results-budget (the error names the flag and its value)";
+pub(super) const EVICTED: &str = "The job finished, but its results were evicted to stay within --results-budget (the error names the flag and its value)";
 
 /// Constant-time equality (length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {

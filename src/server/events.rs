@@ -94,7 +94,7 @@ pub(super) fn routes() -> axum::Router<Arc<AppState>> {
         (status = 400, description = "Last-Event-ID is not a number (field Last-Event-ID)", body = super::views::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = super::views::ErrorBody),
         (status = 404, description = "Unknown or expired job", body = super::views::ErrorBody),
-        (status = 410, description = "The job finished, but its results were evicted to stay within --results-budget (the error names the flag and its value)", body = super::views::ErrorBody),
+        (status = 410, description = super::api::EVICTED, body = super::views::ErrorBody),
         (status = 429, description = "--max-event-streams streams are open; retry after the Retry-After seconds", body = super::views::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds"))),
     )
