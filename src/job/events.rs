@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::runner::{OutputStream, OutputTap, RunResult, Usage, result::signal_name};
 
 /// Which output stream a chunk came from, as events name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
@@ -52,11 +52,12 @@ impl From<OutputStream> for Stream {
     }
 }
 
-/// How an `output` chunk's `data` is encoded: `utf8` when the bytes are
+/// How bytes are spelt in JSON: `utf8` (as they are) or `base64`. For an
+/// `output` chunk's `data`: `utf8` when the bytes are
 /// valid UTF-8 (a character split between two reads is held back and sent
 /// whole with the next chunk), else `base64`. Either way nothing is lost:
 /// the decoded chunks, concatenated, are the program's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     Utf8,
@@ -65,7 +66,7 @@ pub enum Encoding {
 
 /// The end of one run (a step without tests, or a test): its verdict and
 /// figures, without the output bodies (those went out as `output`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunEnd {
     /// The verdict, as in the job's results (`ok`, `wrong_answer`, ...).
     pub status: String,
@@ -94,8 +95,9 @@ impl RunEnd {
 
 /// What happened. `step` and `test` are indexes into the request's
 /// `steps` and that step's `tests`, from 0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event")]
+#[schema(as = EventBody)]
 pub enum Event {
     /// An executor took the job: its workspace is being made.
     #[serde(rename = "job.started")]
@@ -186,7 +188,8 @@ impl Event {
 
 /// An event with its id and time: the unit a log stores and a queue would
 /// carry (`{"id":3,"at":1765152000.25,"event":"output",...}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct Stamped {
     pub id: u64,
     /// Unix time, seconds.

@@ -13,14 +13,12 @@ pub mod events;
 pub mod instance;
 pub mod queue;
 pub mod request;
+pub mod wire;
 pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use base64::Engine;
-use serde_json::{Value, json};
 
 use crate::profile::{BindMount, Limits};
 use crate::runner::{CancelOn, JobIds, OutputSpec, RunResult, RunSpec, Sandbox, Status, StdinSpec};
@@ -381,7 +379,7 @@ fn run_end(r: &RunOutcome) -> RunEnd {
 }
 
 /// The message a verdict of the job engine's own puts on a run's result.
-fn verdict_message(v: Verdict) -> Option<&'static str> {
+pub fn verdict_message(v: Verdict) -> Option<&'static str> {
     match v {
         Verdict::WrongAnswer => Some("stdout differs from expected_stdout"),
         Verdict::Cancelled => Some("cancelled"),
@@ -397,68 +395,6 @@ fn step_ended(ctx: &JobContext<'_>, i: usize, s: &StepOutcome) {
         message: s.message.clone(),
         run: s.run.as_ref().map(run_end),
     });
-}
-
-fn run_json(r: &RunOutcome) -> Value {
-    let mut v = match &r.result {
-        Some(res) => serde_json::to_value(res.to_json(true)).unwrap_or_else(|_| json!({})),
-        None => json!({}),
-    };
-    if let Some(m) = v.as_object_mut() {
-        m.insert("status".into(), json!(r.verdict.as_str()));
-        if let Some(msg) = verdict_message(r.verdict) {
-            m.insert("message".into(), json!(msg));
-        }
-    }
-    v
-}
-
-impl StepOutcome {
-    /// `{"name", "status", ...the run's fields | "tests": [...]}`.
-    pub fn to_json(&self) -> Value {
-        let mut v = match &self.run {
-            Some(r) => run_json(r),
-            None => json!({}),
-        };
-        if let Some(m) = v.as_object_mut() {
-            let mut named = serde_json::Map::new();
-            named.insert("name".into(), json!(self.name));
-            named.insert("status".into(), json!(self.verdict.as_str()));
-            for (k, val) in std::mem::take(m) {
-                if k != "status" {
-                    named.insert(k, val);
-                }
-            }
-            if let Some(msg) = &self.message {
-                named.insert("message".into(), json!(msg));
-            }
-            if self.run.is_none() && !self.tests.is_empty() {
-                named.insert(
-                    "tests".into(),
-                    Value::Array(self.tests.iter().map(run_json).collect()),
-                );
-            }
-            *m = named;
-        }
-        v
-    }
-}
-
-impl OutputFile {
-    /// `{"content", "encoding": "utf8"|"base64", "size"}` or `{"error"}`.
-    pub fn to_json(&self) -> Value {
-        match self {
-            OutputFile::Data(b) => match std::str::from_utf8(b) {
-                Ok(s) => json!({"content": s, "encoding": "utf8", "size": b.len()}),
-                Err(_) => json!({
-                    "content": base64::engine::general_purpose::STANDARD.encode(b),
-                    "encoding": "base64",
-                    "size": b.len(),
-                }),
-            },
-            OutputFile::Error(e) => json!({"error": e}),
-        }
-    }
 }
 
 impl RunOutcome {
@@ -518,19 +454,6 @@ impl JobOutcome {
             })
             .sum();
         size_of::<JobOutcome>() as u64 + steps + outputs + opt(&self.error)
-    }
-
-    pub fn steps_json(&self) -> Value {
-        Value::Array(self.steps.iter().map(StepOutcome::to_json).collect())
-    }
-
-    pub fn outputs_json(&self) -> Value {
-        Value::Object(
-            self.outputs
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
-                .collect(),
-        )
     }
 }
 

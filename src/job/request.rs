@@ -1,13 +1,18 @@
-//! The job request: parsing a JSON value into a validated [`JobSpec`], with
-//! every error naming the offending field (`steps[1].limits.memory`).
+//! The job request: decoding a JSON body into its wire type
+//! ([`super::wire::JobRequest`], serde) and validating that into a
+//! [`JobSpec`] within the server's caps, with every error naming the
+//! offending field (`steps[1].limits.memory`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
+use serde_json::Value;
 
-use crate::profile::{self, Limits};
+use super::wire::{Count, Encoding, JobRequest, LimitsRequest, StepRequest, TestRequest};
+use crate::profile::Limits;
 
 /// A request error: what is wrong and where (`files[2].path`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,43 +117,7 @@ pub struct TestSpec {
     pub expected_stdout: Option<Vec<u8>>,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn want(v: &Value, field: &str, what: &str) -> FieldError {
-    FieldError::new(field, format!("expected {what}, got {}", type_name(v)))
-}
-
-fn obj<'a>(
-    v: &'a Value,
-    field: &str,
-    allowed: &[&str],
-) -> Result<&'a Map<String, Value>, FieldError> {
-    let m = v.as_object().ok_or_else(|| want(v, field, "an object"))?;
-    for k in m.keys() {
-        if !allowed.contains(&k.as_str()) {
-            let f = if field.is_empty() {
-                k.clone()
-            } else {
-                format!("{field}.{k}")
-            };
-            return Err(FieldError::new(
-                f,
-                format!("unknown field (allowed: {})", allowed.join(", ")),
-            ));
-        }
-    }
-    Ok(m)
-}
-
+/// `field.k`, or `k` at the top.
 fn sub(field: &str, k: &str) -> String {
     if field.is_empty() {
         k.to_string()
@@ -157,8 +126,9 @@ fn sub(field: &str, k: &str) -> String {
     }
 }
 
-fn string(v: &Value, field: &str, caps: &Caps) -> Result<String, FieldError> {
-    let s = v.as_str().ok_or_else(|| want(v, field, "a string"))?;
+/// A string the sandbox passes on (argv, names, environment): no NUL (the
+/// kernel would cut it there), at most `max_arg_len` bytes.
+fn string(s: String, field: &str, caps: &Caps) -> Result<String, FieldError> {
     if s.contains('\0') {
         return Err(FieldError::new(field, "contains a NUL byte"));
     }
@@ -168,52 +138,51 @@ fn string(v: &Value, field: &str, caps: &Caps) -> Result<String, FieldError> {
             format!("longer than {} bytes", caps.max_arg_len),
         ));
     }
-    Ok(s.to_string())
+    Ok(s)
 }
 
-fn boolean(v: Option<&Value>, field: &str) -> Result<bool, FieldError> {
-    match v {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(want(v, field, "a boolean")),
-    }
-}
-
-fn array<'a>(v: &'a Value, field: &str, max: usize) -> Result<&'a Vec<Value>, FieldError> {
-    let a = v.as_array().ok_or_else(|| want(v, field, "an array"))?;
-    if a.len() > max {
+fn at_most<T>(v: &[T], field: &str, max: usize) -> Result<(), FieldError> {
+    if v.len() > max {
         return Err(FieldError::new(field, format!("more than {max} entries")));
     }
-    Ok(a)
+    Ok(())
 }
 
-/// Bytes from `content` + optional `encoding` ("utf8", the default, or "base64").
+/// The bytes of `content` as `encoding` spells them (`field` names
+/// `content`).
 fn bytes(
-    m: &Map<String, Value>,
-    key: &str,
-    enc_key: &str,
+    content: Option<String>,
+    enc: Option<Encoding>,
     field: &str,
 ) -> Result<Vec<u8>, FieldError> {
-    let f = sub(field, key);
-    let Some(v) = m.get(key) else {
+    let Some(s) = content else {
         return Ok(Vec::new());
     };
-    let s = v.as_str().ok_or_else(|| want(v, &f, "a string"))?;
-    let enc = match m.get(enc_key) {
-        None | Some(Value::Null) => "utf8",
-        Some(Value::String(e)) => e.as_str(),
-        Some(v) => return Err(want(v, &sub(field, enc_key), "a string")),
-    };
-    match enc {
-        "utf8" => Ok(s.as_bytes().to_vec()),
-        "base64" => base64::engine::general_purpose::STANDARD
+    match enc.unwrap_or(Encoding::Utf8) {
+        Encoding::Utf8 => Ok(s.into_bytes()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
             .decode(s)
-            .map_err(|e| FieldError::new(f, format!("invalid base64: {e}"))),
-        other => Err(FieldError::new(
-            sub(field, enc_key),
-            format!("unknown encoding {other:?} (expected \"utf8\" or \"base64\")"),
-        )),
+            .map_err(|e| FieldError::new(field, format!("invalid base64: {e}"))),
     }
+}
+
+/// A serde error as a [`FieldError`]: serde_path_to_error's path is
+/// spelt as this module's fields are (`steps[0].command[1]`, `.` for the
+/// body itself; an unknown field's path ends with its name). A missing
+/// field is reported at its object: the field itself is named instead, as
+/// a client needs to know which one.
+fn decode_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let msg = e.into_inner().to_string();
+    // serde's wording, fixed by `de::Error::missing_field`.
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return FieldError::new(sub(&path, name), "required");
+    }
+    FieldError::new(path, msg)
 }
 
 /// A workspace-relative path: non-empty, relative, no `.`/`..`/empty
@@ -259,83 +228,28 @@ pub fn check_rel_path(s: &str, field: &str) -> Result<String, FieldError> {
     Ok(parts.join("/"))
 }
 
-fn size(v: &Value, field: &str) -> Result<u64, FieldError> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| FieldError::new(field, "expected a non-negative whole number of bytes")),
-        Value::String(s) => {
-            profile::units::parse_size(s).map_err(|e| FieldError::new(field, e.to_string()))
-        }
-        v => Err(want(v, field, "a size (\"64M\" or a number of bytes)")),
-    }
-}
-
-fn duration(v: &Value, field: &str) -> Result<Duration, FieldError> {
-    let d = match v {
-        Value::String(s) => {
-            profile::units::parse_duration(s).map_err(|e| FieldError::new(field, e.to_string()))?
-        }
-        v => return Err(want(v, field, "a duration string (\"1s\", \"500ms\")")),
+fn limit_overrides(l: Option<LimitsRequest>, field: &str) -> Result<LimitOverrides, FieldError> {
+    let Some(l) = l else {
+        return Ok(LimitOverrides::default());
     };
-    if d.is_zero() {
-        return Err(FieldError::new(field, "must be greater than zero"));
+    if let Some(Count(n)) = l.pids
+        && n < 2
+    {
+        return Err(FieldError::new(
+            sub(field, "pids"),
+            "must be at least 2 (the sandbox's init and the program)",
+        ));
     }
-    Ok(d)
-}
-
-fn count(v: &Value, field: &str) -> Result<u64, FieldError> {
-    match v.as_u64() {
-        Some(n) if n > 0 => Ok(n),
-        _ => Err(FieldError::new(
-            field,
-            "expected a whole number greater than zero",
-        )),
-    }
-}
-
-const LIMIT_KEYS: &[&str] = &[
-    "cpu_time",
-    "wall_time",
-    "memory",
-    "pids",
-    "output",
-    "file_size",
-    "open_files",
-    "stack",
-];
-
-fn limit_overrides(v: Option<&Value>, field: &str) -> Result<LimitOverrides, FieldError> {
-    let mut l = LimitOverrides::default();
-    let Some(v) = v else { return Ok(l) };
-    if v.is_null() {
-        return Ok(l);
-    }
-    let m = obj(v, field, LIMIT_KEYS)?;
-    for (k, v) in m {
-        let f = sub(field, k);
-        match k.as_str() {
-            "cpu_time" => l.cpu_time = Some(duration(v, &f)?),
-            "wall_time" => l.wall_time = Some(duration(v, &f)?),
-            "memory" => l.memory = Some(size(v, &f)?),
-            "output" => l.output = Some(size(v, &f)?),
-            "file_size" => l.file_size = Some(size(v, &f)?),
-            "stack" => l.stack = Some(size(v, &f)?),
-            "pids" => {
-                let n = count(v, &f)?;
-                if n < 2 {
-                    return Err(FieldError::new(
-                        &f,
-                        "must be at least 2 (the sandbox's init and the program)",
-                    ));
-                }
-                l.pids = Some(n);
-            }
-            "open_files" => l.open_files = Some(count(v, &f)?),
-            _ => {}
-        }
-    }
-    Ok(l)
+    Ok(LimitOverrides {
+        cpu_time: l.cpu_time.map(|d| d.0),
+        wall_time: l.wall_time.map(|d| d.0),
+        memory: l.memory.map(|s| s.0),
+        pids: l.pids.map(|c| c.0),
+        output: l.output.map(|s| s.0),
+        file_size: l.file_size.map(|s| s.0),
+        open_files: l.open_files.map(|c| c.0),
+        stack: l.stack.map(|s| s.0),
+    })
 }
 
 /// The limits a step runs with: min(profile, server maxima), then the
@@ -354,25 +268,14 @@ pub fn effective_limits(
     Ok(l)
 }
 
-fn parse_test(v: &Value, field: &str) -> Result<TestSpec, FieldError> {
-    let m = obj(
-        v,
-        field,
-        &[
-            "stdin",
-            "stdin_encoding",
-            "expected_stdout",
-            "expected_stdout_encoding",
-        ],
-    )?;
-    let stdin = bytes(m, "stdin", "stdin_encoding", field)?;
-    let expected_stdout = match m.get("expected_stdout") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(bytes(
-            m,
-            "expected_stdout",
-            "expected_stdout_encoding",
-            field,
+fn test_spec(t: TestRequest, field: &str) -> Result<TestSpec, FieldError> {
+    let stdin = bytes(t.stdin, t.stdin_encoding, &sub(field, "stdin"))?;
+    let expected_stdout = match t.expected_stdout {
+        None => None,
+        e => Some(bytes(
+            e,
+            t.expected_stdout_encoding,
+            &sub(field, "expected_stdout"),
         )?),
     };
     Ok(TestSpec {
@@ -381,40 +284,19 @@ fn parse_test(v: &Value, field: &str) -> Result<TestSpec, FieldError> {
     })
 }
 
-fn parse_step(v: &Value, i: usize, field: &str, caps: &Caps) -> Result<StepSpec, FieldError> {
-    let m = obj(
-        v,
-        field,
-        &[
-            "name",
-            "command",
-            "env",
-            "stdin",
-            "stdin_encoding",
-            "limits",
-            "expected_stdout",
-            "expected_stdout_encoding",
-            "continue_on_failure",
-            "tests",
-        ],
-    )?;
-    let name = match m.get("name") {
-        None | Some(Value::Null) => format!("step{}", i + 1),
-        Some(v) => string(v, &sub(field, "name"), caps)?,
+fn step_spec(s: StepRequest, i: usize, field: &str, caps: &Caps) -> Result<StepSpec, FieldError> {
+    let name = match s.name {
+        None => format!("step{}", i + 1),
+        Some(n) => string(n, &sub(field, "name"), caps)?,
     };
     let cf = sub(field, "command");
-    let cmd = m.get("command").ok_or_else(|| {
-        FieldError::new(
-            &cf,
-            "required (an array of strings: the program and its arguments)",
-        )
-    })?;
-    let arr = array(cmd, &cf, caps.max_argv)?;
-    if arr.is_empty() {
+    at_most(&s.command, &cf, caps.max_argv)?;
+    if s.command.is_empty() {
         return Err(FieldError::new(&cf, "must name a program"));
     }
-    let argv = arr
-        .iter()
+    let argv = s
+        .command
+        .into_iter()
         .enumerate()
         .map(|(j, a)| string(a, &format!("{cf}[{j}]"), caps))
         .collect::<Result<Vec<_>, _>>()?;
@@ -422,11 +304,8 @@ fn parse_step(v: &Value, i: usize, field: &str, caps: &Caps) -> Result<StepSpec,
         return Err(FieldError::new(format!("{cf}[0]"), "empty program name"));
     }
     let mut env = Vec::new();
-    if let Some(e) = m.get("env").filter(|v| !v.is_null()) {
+    if let Some(em) = s.env {
         let ef = sub(field, "env");
-        let em = e
-            .as_object()
-            .ok_or_else(|| want(e, &ef, "an object of strings"))?;
         if em.len() > caps.max_argv {
             return Err(FieldError::new(
                 &ef,
@@ -434,38 +313,36 @@ fn parse_step(v: &Value, i: usize, field: &str, caps: &Caps) -> Result<StepSpec,
             ));
         }
         for (k, v) in em {
-            let f = sub(&ef, k);
+            let f = sub(&ef, &k);
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(FieldError::new(
                     &f,
                     "variable names must be non-empty, without '=' or NUL",
                 ));
             }
-            env.push((k.clone(), string(v, &f, caps)?));
+            let v = string(v, &f, caps)?;
+            env.push((k, v));
         }
     }
-    let stdin = bytes(m, "stdin", "stdin_encoding", field)?;
-    let expected_stdout = match m.get("expected_stdout") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(bytes(
-            m,
-            "expected_stdout",
-            "expected_stdout_encoding",
-            field,
+    let has_stdin = s.stdin.is_some();
+    let stdin = bytes(s.stdin, s.stdin_encoding, &sub(field, "stdin"))?;
+    let expected_stdout = match s.expected_stdout {
+        None => None,
+        e => Some(bytes(
+            e,
+            s.expected_stdout_encoding,
+            &sub(field, "expected_stdout"),
         )?),
     };
-    let limits = limit_overrides(m.get("limits"), &sub(field, "limits"))?;
-    let continue_on_failure = boolean(
-        m.get("continue_on_failure"),
-        &sub(field, "continue_on_failure"),
-    )?;
+    let limits = limit_overrides(s.limits, &sub(field, "limits"))?;
     let mut tests = Vec::new();
-    if let Some(t) = m.get("tests").filter(|v| !v.is_null()) {
+    if let Some(ts) = s.tests {
         let tf = sub(field, "tests");
-        for (j, t) in array(t, &tf, caps.max_tests)?.iter().enumerate() {
-            tests.push(parse_test(t, &format!("{tf}[{j}]"))?);
+        at_most(&ts, &tf, caps.max_tests)?;
+        for (j, t) in ts.into_iter().enumerate() {
+            tests.push(test_spec(t, &format!("{tf}[{j}]"))?);
         }
-        if !tests.is_empty() && (expected_stdout.is_some() || m.contains_key("stdin")) {
+        if !tests.is_empty() && (expected_stdout.is_some() || has_stdin) {
             return Err(FieldError::new(
                 &tf,
                 "a step with tests takes stdin and expected_stdout from each test, not from the step",
@@ -479,23 +356,141 @@ fn parse_step(v: &Value, i: usize, field: &str, caps: &Caps) -> Result<StepSpec,
         stdin,
         limits,
         expected_stdout,
-        continue_on_failure,
+        continue_on_failure: s.continue_on_failure.unwrap_or(false),
         tests,
     })
 }
 
-/// Parse and validate a job request body (already decoded as JSON).
-/// Profile-dependent checks (limits) are done by [`effective_limits`].
+/// A JSON value as serde input, as strict as the request's documentation:
+/// `serde_json::Value`'s own deserializer would also take an array for an
+/// object (serde's derived structs accept their fields by position),
+/// so `["strict", null, null, [...]]` would be a job. This one gives an
+/// object's fields only from a JSON object; everything else is the value
+/// as it is.
+struct Strict<'a>(&'a Value);
+
+fn unexpected(v: &Value) -> de::Unexpected<'_> {
+    match v {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => de::Unexpected::Unsigned(u),
+            (_, Some(i)) => de::Unexpected::Signed(i),
+            _ => de::Unexpected::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => de::Unexpected::Str(s),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Strict<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> Deserializer<'de> for Strict<'_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => v.visit_unit(),
+            Value::Bool(b) => v.visit_bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => v.visit_u64(u),
+                (_, Some(i)) => v.visit_i64(i),
+                _ => v.visit_f64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => v.visit_str(s),
+            Value::Array(a) => {
+                let mut d = SeqDeserializer::new(a.iter().map(Strict));
+                let r = v.visit_seq(&mut d)?;
+                d.end()?;
+                Ok(r)
+            }
+            Value::Object(m) => {
+                let mut d = MapDeserializer::new(m.iter().map(|(k, x)| (k.as_str(), Strict(x))));
+                let r = v.visit_map(&mut d)?;
+                d.end()?;
+                Ok(r)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(_) => self.deserialize_any(v),
+            other => Err(de::Error::invalid_type(unexpected(other), &v)),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        // Only unit variants (`"utf8"`) are in the request.
+        match self.0 {
+            Value::String(s) => v.visit_enum(s.as_str().into_deserializer()),
+            other => Err(de::Error::invalid_type(unexpected(other), &v)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
+        ignored_any
+    }
+}
+
+/// Decode a job request body (already parsed as JSON) into its wire type:
+/// serde does the shapes and types, and an error names its field.
+pub fn decode_request(v: &Value) -> Result<JobRequest, FieldError> {
+    serde_path_to_error::deserialize(Strict(v)).map_err(decode_error)
+}
+
+/// Parse and validate a job request body (already parsed as JSON): decoded
+/// by [`decode_request`], then checked against the caps and the rules
+/// serde cannot say ([`validate`]). Profile-dependent checks (limits) are
+/// done by [`effective_limits`].
 pub fn parse_request(v: &Value, caps: &Caps) -> Result<JobSpec, FieldError> {
-    let m = obj(v, "", &["profile", "image", "files", "steps", "outputs"])?;
-    let profile = match m.get("profile") {
-        None | Some(Value::Null) => "strict".to_string(),
-        Some(v) => string(v, "profile", caps)?,
+    validate(decode_request(v)?, caps)
+}
+
+/// The [`JobSpec`] a decoded request asks for, within `caps`: lengths and
+/// counts, NUL-free strings, traversal-free unique paths, encodings.
+pub fn validate(r: JobRequest, caps: &Caps) -> Result<JobSpec, FieldError> {
+    let profile = match r.profile {
+        None => "strict".to_string(),
+        Some(p) => string(p, "profile", caps)?,
     };
-    let image = match m.get("image") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let s = string(v, "image", caps)?;
+    let image = match r.image {
+        None => None,
+        Some(s) => {
+            let s = string(s, "image", caps)?;
             let r = crate::image::Reference::parse(&s)
                 .map_err(|e| FieldError::new("image", e.to_string()))?;
             Some(r.to_string())
@@ -503,25 +498,20 @@ pub fn parse_request(v: &Value, caps: &Caps) -> Result<JobSpec, FieldError> {
     };
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
-    if let Some(f) = m.get("files").filter(|v| !v.is_null()) {
-        for (i, fv) in array(f, "files", caps.max_files)?.iter().enumerate() {
+    if let Some(fs) = r.files {
+        at_most(&fs, "files", caps.max_files)?;
+        for (i, f) in fs.into_iter().enumerate() {
             let field = format!("files[{i}]");
-            let fm = obj(fv, &field, &["path", "content", "encoding", "executable"])?;
             let pf = sub(&field, "path");
-            let pv = fm
-                .get("path")
-                .ok_or_else(|| FieldError::new(&pf, "required"))?;
-            let ps = pv.as_str().ok_or_else(|| want(pv, &pf, "a string"))?;
-            let path = check_rel_path(ps, &pf)?;
+            let path = check_rel_path(&f.path, &pf)?;
             if !seen.insert(path.clone()) {
                 return Err(FieldError::new(&pf, format!("duplicate path {path:?}")));
             }
-            let content = bytes(fm, "content", "encoding", &field)?;
-            let executable = boolean(fm.get("executable"), &sub(&field, "executable"))?;
+            let content = bytes(f.content, f.encoding, &sub(&field, "content"))?;
             files.push(InputFile {
                 path,
                 content,
-                executable,
+                executable: f.executable.unwrap_or(false),
             });
         }
     }
@@ -539,25 +529,23 @@ pub fn parse_request(v: &Value, caps: &Caps) -> Result<JobSpec, FieldError> {
             ));
         }
     }
-    let sv = m
-        .get("steps")
-        .ok_or_else(|| FieldError::new("steps", "required (at least one step)"))?;
-    let sa = array(sv, "steps", caps.max_steps)?;
-    if sa.is_empty() {
+    at_most(&r.steps, "steps", caps.max_steps)?;
+    if r.steps.is_empty() {
         return Err(FieldError::new("steps", "at least one step is required"));
     }
-    let steps = sa
-        .iter()
+    let steps = r
+        .steps
+        .into_iter()
         .enumerate()
-        .map(|(i, s)| parse_step(s, i, &format!("steps[{i}]"), caps))
+        .map(|(i, s)| step_spec(s, i, &format!("steps[{i}]"), caps))
         .collect::<Result<Vec<_>, _>>()?;
     let mut outputs = Vec::new();
-    if let Some(o) = m.get("outputs").filter(|v| !v.is_null()) {
+    if let Some(os) = r.outputs {
+        at_most(&os, "outputs", caps.max_outputs)?;
         let mut seen = BTreeSet::new();
-        for (i, p) in array(o, "outputs", caps.max_outputs)?.iter().enumerate() {
+        for (i, p) in os.iter().enumerate() {
             let f = format!("outputs[{i}]");
-            let s = p.as_str().ok_or_else(|| want(p, &f, "a string"))?;
-            let path = check_rel_path(s, &f)?;
+            let path = check_rel_path(p, &f)?;
             if !seen.insert(path.clone()) {
                 return Err(FieldError::new(f, format!("duplicate path {path:?}")));
             }
@@ -604,6 +592,83 @@ mod tests {
         assert_eq!(e.field, "files[0].path");
         let e = err(json!({"steps":[{"command":["a"]}],"files":[{"path":"d"},{"path":"d/x"}]}));
         assert_eq!(e.field, "files[0].path");
+    }
+
+    #[test]
+    fn decode_errors_name_their_field() {
+        for (v, field) in [
+            (json!([1]), ""),
+            (json!(["strict", null, null, [{"command": ["a"]}]]), ""),
+            (json!({"steps": [["x", ["a"]]]}), "steps[0]"),
+            (json!({}), "steps"),
+            (json!({"steps": "x"}), "steps"),
+            (json!({"bogus": 1, "steps": [{"command": ["a"]}]}), "bogus"),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"limits": 1}}]}),
+                "steps[0].limits.limits",
+            ),
+            (json!({"steps": [{}]}), "steps[0].command"),
+            (
+                json!({"steps": [{"command": "/bin/true"}]}),
+                "steps[0].command",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "env": {"A": 1}}]}),
+                "steps[0].env.A",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"bogus": 1}}]}),
+                "steps[0].limits.bogus",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"pids": 1}}]}),
+                "steps[0].limits.pids",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"pids": 1.5}}]}),
+                "steps[0].limits.pids",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"memory": 1e30}}]}),
+                "steps[0].limits.memory",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"cpu_time": "0s"}}]}),
+                "steps[0].limits.cpu_time",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "limits": {"wall_time": 5}}]}),
+                "steps[0].limits.wall_time",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "stdin_encoding": "hex"}]}),
+                "steps[0].stdin_encoding",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "stdin": "!", "stdin_encoding": "base64"}]}),
+                "steps[0].stdin",
+            ),
+            (
+                json!({"steps": [{"command": ["a"], "tests": [{"x": 1}]}]}),
+                "steps[0].tests[0].x",
+            ),
+            (
+                json!({"steps": [{"command": ["a"]}], "files": [{}]}),
+                "files[0].path",
+            ),
+            (
+                json!({"steps": [{"command": ["a"]}], "files": [{"path": "a", "content": "!", "encoding": "base64"}]}),
+                "files[0].content",
+            ),
+            (
+                json!({"steps": [{"command": ["a"]}], "outputs": ["a", 1]}),
+                "outputs[1]",
+            ),
+        ] {
+            let e = err(v.clone());
+            assert_eq!(e.field, field, "{v}: {e}");
+            assert!(!e.message.is_empty());
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub struct ProcessView {
 }
 
 /// `process.host_uid` as written: one id, or the range table.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum HostUidView {
     Id(u32),

@@ -30,7 +30,8 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+/// A run's resource usage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// user + system CPU of every process of the run (cgroup accounting).
     pub cpu_ms: f64,

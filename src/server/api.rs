@@ -1,4 +1,6 @@
-//! Routes and handlers.
+//! Routes and handlers. Each handler carries its OpenAPI operation
+//! (`#[utoipa::path]`: parameters, every status it answers and its body
+//! type), gathered into the document by `openapi.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{AppState, profile_names, views};
 use crate::job;
@@ -61,10 +63,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.error});
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
+        let body = views::ErrorBody {
+            error: self.error,
+            field: self.field,
+        };
         let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()
@@ -101,6 +103,9 @@ pub(crate) fn router(state: Arc<AppState>, more: Router<Arc<AppState>>) -> Route
         ))
         .with_state(state)
 }
+
+/// A 410's description: the results of a finished job were evicted.
+pub(super) const EVICTED: &str = "The job finished, but its results were evicted to stay within --results-budget (the error names the flag and its value)";
 
 /// Constant-time equality (length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -140,11 +145,24 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+/// Liveness and readiness (no authentication).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "server",
+    responses(
+        (status = 200, description = "Healthy: `{\"status\":\"ok\"}`", body = views::Health),
+        (status = 503, description = "Shutting down (`shutting_down`), or something jobs need is missing (`unhealthy`, with `failed`)", body = views::Health),
+    )
+)]
+pub(super) async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     if !st.jobs.accepting() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "shutting_down"})),
+            axum::Json(views::Health {
+                status: "shutting_down",
+                failed: None,
+            }),
         )
             .into_response();
     }
@@ -154,11 +172,18 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         tracing::warn!(failed = ?failed, "health check failed");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unhealthy", "failed": failed})),
+            axum::Json(views::Health {
+                status: "unhealthy",
+                failed: Some(failed),
+            }),
         )
             .into_response();
     }
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(views::Health {
+        status: "ok",
+        failed: None,
+    })
+    .into_response()
 }
 
 /// The job request in `body`. The body and its JSON tree (each as large as
@@ -171,7 +196,27 @@ fn parse_body(body: Bytes, caps: &job::Caps) -> Result<job::JobSpec, ApiError> {
     job::parse_request(&v, caps).map_err(ApiError::field)
 }
 
-async fn submit(
+/// Submit a job.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(("wait" = Option<bool>, Query, description = "true: answer when the job has finished (200 with the job)")),
+    request_body = job::wire::JobRequest,
+    responses(
+        (status = 200, description = "wait=true: the finished job", body = views::JobView),
+        (status = 202, description = "Queued", body = views::Queued,
+            headers(("Location" = String, description = "The job's URL: /v1/jobs/{id}"))),
+        (status = 400, description = "Invalid request; `field` names the offending field (`steps[0].command[1]`), or `wait`", body = views::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+        (status = 408, description = "Body not received within --body-timeout", body = views::ErrorBody),
+        (status = 413, description = "Body larger than --max-body", body = views::ErrorBody),
+        (status = 429, description = "Queue full; retry after the Retry-After seconds", body = views::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "Shutting down", body = views::ErrorBody),
+    )
+)]
+pub(super) async fn submit(
     State(st): State<Arc<AppState>>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     req: Request,
@@ -235,7 +280,10 @@ async fn submit(
         let loc = HeaderValue::from_str(&format!("/v1/jobs/{id}")).ok();
         let mut r = (
             StatusCode::ACCEPTED,
-            axum::Json(json!({"id": id, "status": "queued"})),
+            axum::Json(views::Queued {
+                id: id.clone(),
+                status: "queued",
+            }),
         )
             .into_response();
         if let Some(l) = loc {
@@ -244,7 +292,7 @@ async fn submit(
         return Ok(r);
     }
     let j = job.watch.finished().await;
-    Ok(axum::Json(views::job_json(&j)).into_response())
+    Ok(axum::Json(views::JobView::of(&j)).into_response())
 }
 
 fn shutting_down() -> ApiError {
@@ -294,36 +342,92 @@ pub(super) fn lookup_error(id: &str, e: LookupError) -> ApiError {
     }
 }
 
-async fn get_job(
+/// A job with its results so far.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = views::JobView),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+        (status = 404, description = "Unknown or expired job", body = views::ErrorBody),
+        (status = 410, description = EVICTED, body = views::ErrorBody),
+    )
+)]
+pub(super) async fn get_job(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let j = st.jobs.get(&id).map_err(|e| lookup_error(&id, e))?;
-    Ok(axum::Json(views::job_json(&j)).into_response())
+    Ok(axum::Json(views::JobView::of(&j)).into_response())
 }
 
-async fn cancel_job(
+/// Cancel a job (kills its running step).
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job after cancellation (status cancelled, or completed if it had already finished)", body = views::JobView),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+        (status = 404, description = "Unknown or expired job", body = views::ErrorBody),
+        (status = 410, description = EVICTED, body = views::ErrorBody),
+    )
+)]
+pub(super) async fn cancel_job(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let mut w = st.jobs.cancel(&id).map_err(|e| lookup_error(&id, e))?;
     // A running job ends within moments: wait briefly so the answer is final.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w.finished()).await;
-    Ok(axum::Json(views::job_json(&w.snapshot())).into_response())
+    Ok(axum::Json(views::JobView::of(&w.snapshot())).into_response())
 }
 
-async fn list_profiles() -> Response {
-    let list: Vec<Value> = profile_names()
+/// The profiles jobs may name.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles",
+    tag = "profiles",
+    responses(
+        (status = 200, description = "Profiles", body = views::ProfileList),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+    )
+)]
+pub(super) async fn list_profiles() -> Response {
+    let profiles = profile_names()
         .into_iter()
-        .map(|n| match profile::load(&n) {
-            Ok(p) => json!({"name": n, "description": p.description}),
-            Err(e) => json!({"name": n, "error": e.to_string()}),
+        .map(|name| match profile::load(&name) {
+            Ok(p) => views::ProfileEntry {
+                name,
+                description: Some(p.description),
+                error: None,
+            },
+            Err(e) => views::ProfileEntry {
+                name,
+                description: None,
+                error: Some(e.to_string()),
+            },
         })
         .collect();
-    axum::Json(json!({"profiles": list})).into_response()
+    axum::Json(views::ProfileList { profiles }).into_response()
 }
 
-async fn get_profile(Path(name): Path<String>) -> Result<Response, ApiError> {
+/// A resolved profile.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{name}",
+    tag = "profiles",
+    params(("name" = String, Path, description = "The profile's name")),
+    responses(
+        (status = 200, description = "The resolved profile: namespaces, filesystem, process, capabilities, seccomp, limits", body = views::ProfileView),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+        (status = 404, description = "Unknown profile", body = views::ErrorBody),
+    )
+)]
+pub(super) async fn get_profile(Path(name): Path<String>) -> Result<Response, ApiError> {
     if !profile_names().contains(&name) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -332,14 +436,34 @@ async fn get_profile(Path(name): Path<String>) -> Result<Response, ApiError> {
     }
     let p = profile::load(&name)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(axum::Json(views::profile_json(&p)).into_response())
+    Ok(axum::Json(views::ProfileView::of(&p)).into_response())
 }
 
-async fn openapi() -> Response {
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "server",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+    )
+)]
+pub(super) async fn openapi() -> Response {
     axum::Json(super::openapi::document()).into_response()
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "server",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or wrong bearer token", body = views::ErrorBody),
+    )
+)]
+pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut text = super::metrics::render(&st.jobs.metrics());
     let max = st.cfg.max_event_streams;
     let open = max.saturating_sub(st.event_streams.available_permits());

@@ -70,7 +70,36 @@ pub(super) fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new().route("/v1/jobs/{id}/events", axum::routing::get(job_events))
 }
 
-async fn job_events(
+/// A job's live events (Server-Sent Events).
+///
+/// A text/event-stream: each event is `id:` (1, 2, ... per job), `event:`
+/// (its name) and one `data:` line of JSON (the Event schema): job.started,
+/// step.started, test.started, output, output.truncated, test.ended,
+/// step.ended, job.ended (always last; the stream closes after it), and gap
+/// (events the reader had not read were dropped from the job's
+/// --events-buffer). Idle streams get `: keep-alive` comments. See
+/// docs/api.md.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id (what an EventSource sends when it reconnects)"),
+    ),
+    responses(
+        (status = 200, description = "The event stream; each `data:` line is an Event", content_type = "text/event-stream", body = String,
+            example = "id: 3\nevent: output\ndata: {\"id\":3,\"at\":1796690300.93,\"event\":\"output\",\"step\":0,\"stream\":\"stdout\",\"data\":\"compiling part 1\\n\",\"encoding\":\"utf8\"}\n\n"),
+        (status = 204, description = "The job has ended and Last-Event-ID is its last event: nothing follows"),
+        (status = 400, description = "Last-Event-ID is not a number (field Last-Event-ID)", body = super::views::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = super::views::ErrorBody),
+        (status = 404, description = "Unknown or expired job", body = super::views::ErrorBody),
+        (status = 410, description = super::api::EVICTED, body = super::views::ErrorBody),
+        (status = 429, description = "--max-event-streams streams are open; retry after the Retry-After seconds", body = super::views::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    )
+)]
+pub(super) async fn job_events(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
