@@ -10,6 +10,7 @@ pub mod helper_cmd;
 pub mod image_cmd;
 pub mod profile_cmd;
 pub mod serve;
+pub mod serve_config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,9 +96,13 @@ pub fn main() -> i32 {
             Err(e) => usage_error(e, wants_json(&args)),
         };
     }
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse_full(args) {
         Ok(c) => c,
-        Err(e) => return usage_error(e, wants_json(&args)),
+        Err(Parse::Usage(e, json)) => return usage_error(e, json),
+        Err(Parse::Config(e)) => {
+            eprintln!("sandbox serve: {e}");
+            return exec::EXIT_SANDBOX_ERROR;
+        }
     };
     match cli.command {
         Command::Exec(a) => exec::run(a, cli.global.store.as_deref()),
@@ -110,6 +115,40 @@ pub fn main() -> i32 {
         Command::Man(a) => docs_cmd::man(a),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
+}
+
+/// Why the command line could not be parsed.
+enum Parse {
+    /// clap's error (or help/version), and whether `--json` was asked for.
+    Usage(clap::Error, bool),
+    /// `sandbox serve --config FILE` and FILE is unusable.
+    Config(serve_config::ConfigError),
+}
+
+/// The whole command line; for `serve --config FILE`, with FILE's keys
+/// the command line left unset appended as flags (see [`serve_config`]).
+fn parse_full(mut args: Vec<std::ffi::OsString>) -> Result<Cli, Parse> {
+    use clap::{CommandFactory, FromArgMatches};
+    let json = wants_json(&args);
+    let mut cmd = Cli::command();
+    let mut m = cmd
+        .try_get_matches_from_mut(&args)
+        .map_err(|e| Parse::Usage(e, json))?;
+    if let Some(("serve", sm)) = m.subcommand()
+        && let Some(path) = sm.get_one::<std::path::PathBuf>("config")
+    {
+        let serve = cmd.find_subcommand("serve").expect("serve is a subcommand");
+        let extra = serve_config::args_from_file(path, serve, sm).map_err(Parse::Config)?;
+        if !extra.is_empty() {
+            // serve takes no positional arguments: flags appended last
+            // are serve's (or global) ones.
+            args.extend(extra);
+            m = cmd
+                .try_get_matches_from_mut(&args)
+                .map_err(|e| Parse::Usage(e, json))?;
+        }
+    }
+    Cli::from_arg_matches_mut(&mut m).map_err(|e| Parse::Usage(e.format(&mut cmd), json))
 }
 
 /// `sandbox exec` alone, as `Cli` declares it.
