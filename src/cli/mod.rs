@@ -16,7 +16,8 @@ pub mod serve_config;
 #[command(
     name = "sandbox",
     version,
-    about = "A declarative Linux sandbox for untrusted code"
+    about = "A declarative Linux sandbox for untrusted code",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -24,6 +25,32 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `sandbox --help`: the exit-code contract (docs/exec.md,
+/// tests/exit_codes.rs) and the environment variables read. sandbox(1)
+/// has the same as roff sections of its own (docs_cmd).
+pub const AFTER_HELP: &str = "\
+Exit status:
+  125    an error of the sandbox or of the invocation, for every command (a bad
+         flag, profile or config file; a failure of the sandbox or the host)
+  exec   the program's own status; 128+N when signal N (not a limit) killed it;
+         124 CPU time, 123 wall time, 122 memory, 121 output limit;
+         126 cannot be executed; 127 not found
+  other  0 on success; profile check/list 2 when a profile is invalid;
+         check-host 1 when a required host setting is missing
+
+Environment:
+  SANDBOX_TOKEN        serve's bearer token when --token-file is not given
+  SANDBOX_STORE        the image store (default /var/lib/sandbox); --store overrides
+  SANDBOX_HELPER       the helper socket exec uses (default /run/sandbox/helper.sock;
+                       empty or off: none)
+  SANDBOX_PROFILE_DIR  a directory whose NAME.toml files replace or add bundled profiles
+  SANDBOX_LOG          log filter on stderr (e.g. sandbox=debug; else RUST_LOG);
+                       off by default, info for serve and helper
+  TMPDIR               serve's default work directory is $TMPDIR/sandbox-jobs
+  DOCKER_CONFIG        pulls' credentials, $DOCKER_CONFIG/config.json (else
+                       ~/.docker/config.json; HOME)
+  NOTIFY_SOCKET        serve notifies the service manager (systemd Type=notify)";
 
 // Flags every subcommand takes (a plain comment: a doc comment would
 // become the `about` of `sandbox exec`'s fast path).
@@ -241,6 +268,45 @@ fn init_logging() {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_has_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut todo = vec![cmd];
+        let mut blank = Vec::new();
+        while let Some(c) = todo.pop() {
+            if c.is_hide_set() {
+                continue;
+            }
+            for a in c.get_arguments() {
+                let help = a.get_help().or(a.get_long_help()).map(|h| h.to_string());
+                if !a.is_hide_set() && help.is_none_or(|h| h.trim().is_empty()) {
+                    blank.push(format!("{} {}", c.get_name(), a.get_id()));
+                }
+            }
+            todo.extend(c.get_subcommands().map(|s| {
+                let mut s = s.clone();
+                s.build();
+                s
+            }));
+        }
+        assert!(blank.is_empty(), "arguments without help: {blank:?}");
+    }
+
+    #[test]
+    fn help_lists_exit_codes_and_environment() {
+        let help = Cli::command().render_long_help().to_string();
+        for word in [
+            "125",
+            "124",
+            "SANDBOX_TOKEN",
+            "SANDBOX_STORE",
+            "NOTIFY_SOCKET",
+        ] {
+            assert!(help.contains(word), "{word}: {help}");
+        }
+    }
 
     #[test]
     fn exec_fast_path_parses_like_the_full_cli() {

@@ -119,13 +119,16 @@ pub struct ServeArgs {
     /// stops the server: it reloads the profiles.
     #[arg(long, default_value = "30s", value_name = "DUR", value_parser = duration_text)]
     pub drain_timeout: String,
-    /// Caps on the request: files, steps, tests per step, argv entries.
+    /// Files a job request may carry; beyond, 400.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
+    /// Steps a job request may have; beyond, 400.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_steps: usize,
+    /// Tests a step may have; beyond, 400.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_tests: usize,
+    /// Arguments (argv entries) a step's command may have; beyond, 400.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_argv: usize,
 }
