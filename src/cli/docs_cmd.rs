@@ -67,8 +67,17 @@ The helper socket \fBsandbox exec\fR uses (default /run/sandbox/helper.sock; emp
 .TP
 \fBSANDBOX_TOKEN\fR
 The bearer token of \fBsandbox serve\fR when \fB\-\-token\-file\fR is not given.
+.TP
+\fBTMPDIR\fR
+\fBsandbox serve\fR's default work directory is $TMPDIR/sandbox\-jobs.
+.TP
+\fBDOCKER_CONFIG\fR
+Pulls read credentials from $DOCKER_CONFIG/config.json (else ~/.docker/config.json).
+.TP
+\fBNOTIFY_SOCKET\fR
+\fBsandbox serve\fR tells the service manager when it is ready, reloading and stopping (systemd Type=notify).
 .SH "SEE ALSO"
-The documentation in the source tree: docs/exec.md, docs/profiles.md, docs/languages.md, docs/api.md, docs/helper.md, docs/images.md, SECURITY.md.
+The documentation in the source tree: docs/exec.md, docs/profiles.md, docs/languages.md, docs/api.md, docs/helper.md, docs/images.md, docs/operations.md, SECURITY.md.
 "#;
 
 /// The command tree with the name the user types.
@@ -118,7 +127,8 @@ fn page(cmd: clap::Command) -> clap_mangen::Man {
 
 /// sandbox(1): clap's page and the sections above.
 fn render_top(w: &mut dyn Write) -> std::io::Result<()> {
-    page(command()).render(w)?;
+    // `--help`'s exit status and environment text: EXTRA_ROFF has them.
+    page(command().after_help(None::<&'static str>)).render(w)?;
     w.write_all(EXTRA_ROFF.as_bytes())
 }
 

@@ -49,6 +49,7 @@ pub enum ImageCommand {
         /// No progress display, only the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
@@ -71,11 +72,13 @@ pub enum ImageCommand {
         /// Cap on the image's entries, all layers (default 4000000).
         #[arg(long, value_name = "N")]
         max_image_entries: Option<u64>,
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
     /// List the images: names, digest, platform, layers, size.
     Ls {
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
@@ -83,23 +86,28 @@ pub enum ImageCommand {
     Inspect {
         /// A name (busybox, hx/app:v1), NAME@sha256:..., or sha256:...
         reference: String,
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
     /// Remove names; an image left without one is removed with the layers no other image uses.
     Rm {
+        /// The names (or digests) to remove.
         #[arg(required = true, value_name = "REF")]
         references: Vec<String>,
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
     /// Remove unnamed images, then every layer and blob no image uses (never one in use).
     Prune {
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },
     /// The store's size: each layer once, which images share it, unique and shared bytes.
     Du {
+        /// Print one JSON document instead of text (errors too).
         #[arg(long)]
         json: bool,
     },

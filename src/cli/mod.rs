@@ -12,12 +12,14 @@ pub mod image_cmd;
 pub mod language_cmd;
 pub mod profile_cmd;
 pub mod serve;
+pub mod serve_config;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "sandbox",
     version,
-    about = "A declarative Linux sandbox for untrusted code"
+    about = "A declarative Linux sandbox for untrusted code",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -25,6 +27,32 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `sandbox --help`: the exit-code contract (docs/exec.md,
+/// tests/exit_codes.rs) and the environment variables read. sandbox(1)
+/// has the same as roff sections of its own (docs_cmd).
+pub const AFTER_HELP: &str = "\
+Exit status:
+  125    an error of the sandbox or of the invocation, for every command (a bad
+         flag, profile or config file; a failure of the sandbox or the host)
+  exec   the program's own status; 128+N when signal N (not a limit) killed it;
+         124 CPU time, 123 wall time, 122 memory, 121 output limit;
+         126 cannot be executed; 127 not found
+  other  0 on success; profile check/list 2 when a profile is invalid;
+         check-host 1 when a required host setting is missing
+
+Environment:
+  SANDBOX_TOKEN        serve's bearer token when --token-file is not given
+  SANDBOX_STORE        the image store (default /var/lib/sandbox); --store overrides
+  SANDBOX_HELPER       the helper socket exec uses (default /run/sandbox/helper.sock;
+                       empty or off: none)
+  SANDBOX_PROFILE_DIR  a directory whose NAME.toml files replace or add bundled profiles
+  SANDBOX_LOG          log filter on stderr (e.g. sandbox=debug; else RUST_LOG);
+                       off by default, info for serve and helper
+  TMPDIR               serve's default work directory is $TMPDIR/sandbox-jobs
+  DOCKER_CONFIG        pulls' credentials, $DOCKER_CONFIG/config.json (else
+                       ~/.docker/config.json; HOME)
+  NOTIFY_SOCKET        serve notifies the service manager (systemd Type=notify)";
 
 // Flags every subcommand takes (a plain comment: a doc comment would
 // become the `about` of `sandbox exec`'s fast path).
@@ -100,9 +128,13 @@ pub fn main() -> i32 {
             Err(e) => usage_error(e, wants_json(&args)),
         };
     }
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse_full(args) {
         Ok(c) => c,
-        Err(e) => return usage_error(e, wants_json(&args)),
+        Err(Parse::Usage(e, json)) => return usage_error(e, json),
+        Err(Parse::Config(e)) => {
+            eprintln!("sandbox serve: {e}");
+            return exec::EXIT_SANDBOX_ERROR;
+        }
     };
     // The daemons set up their own (info by default, --log-format).
     if !matches!(cli.command, Command::Serve(_) | Command::Helper(_)) {
@@ -120,6 +152,40 @@ pub fn main() -> i32 {
         Command::Man(a) => docs_cmd::man(a),
         Command::SeccompTest { profile, cmd } => profile_cmd::seccomp_test(&profile, &cmd),
     }
+}
+
+/// Why the command line could not be parsed.
+enum Parse {
+    /// clap's error (or help/version), and whether `--json` was asked for.
+    Usage(clap::Error, bool),
+    /// `sandbox serve --config FILE` and FILE is unusable.
+    Config(serve_config::ConfigError),
+}
+
+/// The whole command line; for `serve --config FILE`, with FILE's keys
+/// the command line left unset appended as flags (see [`serve_config`]).
+fn parse_full(mut args: Vec<std::ffi::OsString>) -> Result<Cli, Parse> {
+    use clap::{CommandFactory, FromArgMatches};
+    let json = wants_json(&args);
+    let mut cmd = Cli::command();
+    let mut m = cmd
+        .try_get_matches_from_mut(&args)
+        .map_err(|e| Parse::Usage(e, json))?;
+    if let Some(("serve", sm)) = m.subcommand()
+        && let Some(path) = sm.get_one::<std::path::PathBuf>("config")
+    {
+        let serve = cmd.find_subcommand("serve").expect("serve is a subcommand");
+        let extra = serve_config::args_from_file(path, serve, sm).map_err(Parse::Config)?;
+        if !extra.is_empty() {
+            // serve takes no positional arguments: flags appended last
+            // are serve's (or global) ones.
+            args.extend(extra);
+            m = cmd
+                .try_get_matches_from_mut(&args)
+                .map_err(|e| Parse::Usage(e, json))?;
+        }
+    }
+    Cli::from_arg_matches_mut(&mut m).map_err(|e| Parse::Usage(e.format(&mut cmd), json))
 }
 
 /// `sandbox exec` alone, as `Cli` declares it.
@@ -255,6 +321,45 @@ fn init_logging() {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_has_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut todo = vec![cmd];
+        let mut blank = Vec::new();
+        while let Some(c) = todo.pop() {
+            if c.is_hide_set() {
+                continue;
+            }
+            for a in c.get_arguments() {
+                let help = a.get_help().or(a.get_long_help()).map(|h| h.to_string());
+                if !a.is_hide_set() && help.is_none_or(|h| h.trim().is_empty()) {
+                    blank.push(format!("{} {}", c.get_name(), a.get_id()));
+                }
+            }
+            todo.extend(c.get_subcommands().map(|s| {
+                let mut s = s.clone();
+                s.build();
+                s
+            }));
+        }
+        assert!(blank.is_empty(), "arguments without help: {blank:?}");
+    }
+
+    #[test]
+    fn help_lists_exit_codes_and_environment() {
+        let help = Cli::command().render_long_help().to_string();
+        for word in [
+            "125",
+            "124",
+            "SANDBOX_TOKEN",
+            "SANDBOX_STORE",
+            "NOTIFY_SOCKET",
+        ] {
+            assert!(help.contains(word), "{word}: {help}");
+        }
+    }
 
     #[test]
     fn exec_fast_path_parses_like_the_full_cli() {

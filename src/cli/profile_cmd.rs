@@ -31,6 +31,7 @@ pub enum ProfileCommand {
     /// setting such as the host's network) then "PATH: ok", or one error
     /// line. Exit 0 if all pass (warnings included), 2 otherwise.
     Check {
+        /// Profile files (or bundled profile names) to check.
         #[arg(required = true)]
         paths: Vec<String>,
     },

@@ -11,6 +11,12 @@ use crate::server::{self, Config};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file: its keys are these flags' long
+    /// names (`listen = "127.0.0.1:8080"`, `work-dir = "/var/lib/x"`,
+    /// `allow-image = ["python"]`); a flag on the command line overrides
+    /// the file's key.
+    #[arg(long, value_name = "FILE", display_order = 0)]
+    pub config: Option<PathBuf>,
     /// Address to listen on. A non-loopback address requires a token.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
@@ -24,51 +30,51 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// Largest request body.
-    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    #[arg(long, default_value = "16M", value_name = "SIZE", value_parser = size_text)]
     pub max_body: String,
     /// Finished jobs remembered at most.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub keep_jobs: usize,
     /// How long finished jobs are remembered.
-    #[arg(long, default_value = "600s", value_name = "DUR")]
+    #[arg(long, default_value = "600s", value_name = "DUR", value_parser = duration_text)]
     pub keep_for: String,
     /// Bytes the results of finished jobs (captured output, copied-out
     /// files) may hold in all; beyond it the oldest are evicted (410).
     /// The default keeps 16 jobs at the --max-job-output default.
-    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = size_text)]
     pub results_budget: String,
     /// Bytes of events kept per job for GET /v1/jobs/{id}/events (at
     /// least 256K); beyond it the oldest are dropped and a late reader is
     /// told of the gap.
-    #[arg(long, default_value = "4M", value_name = "SIZE")]
+    #[arg(long, default_value = "4M", value_name = "SIZE", value_parser = size_text)]
     pub events_buffer: String,
     /// Bytes the events of finished jobs may hold in all; beyond it the
     /// oldest finished jobs keep only their job.ended event.
-    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = size_text)]
     pub events_budget: String,
     /// Event streams (GET /v1/jobs/{id}/events) open at once; beyond, 429.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub max_event_streams: usize,
     /// Time between keep-alive comments on an idle event stream.
-    #[arg(long, default_value = "15s", value_name = "DUR")]
+    #[arg(long, default_value = "15s", value_name = "DUR", value_parser = duration_text)]
     pub event_keepalive: String,
     /// Base directory of job workspaces (default $TMPDIR/sandbox-jobs).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Size limit of a job's workspace (checked after every step).
-    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = size_text)]
     pub workspace_size: String,
     /// Server maximum CPU time per step.
-    #[arg(long, default_value = "60s", value_name = "DUR")]
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = duration_text)]
     pub max_cpu_time: String,
     /// Server maximum wall time per step.
-    #[arg(long, default_value = "120s", value_name = "DUR")]
+    #[arg(long, default_value = "120s", value_name = "DUR", value_parser = duration_text)]
     pub max_wall_time: String,
     /// Server maximum captured stdout (and stderr) per run.
-    #[arg(long, default_value = "1M", value_name = "SIZE")]
+    #[arg(long, default_value = "1M", value_name = "SIZE", value_parser = size_text)]
     pub max_output: String,
     /// Captured output kept per job (all runs); later runs keep no bodies.
-    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    #[arg(long, default_value = "16M", value_name = "SIZE", value_parser = size_text)]
     pub max_job_output: String,
     /// Let jobs name an image matching PATTERN (repeatable): a reference
     /// (`python` allows every tag of docker.io/library/python; `python:3.12`
@@ -89,19 +95,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     /// A pull still running after this long is stopped (its jobs fail).
-    #[arg(long, default_value = "30m", value_name = "DUR")]
+    #[arg(long, default_value = "30m", value_name = "DUR", value_parser = duration_text)]
     pub pull_timeout: String,
     /// Time a client has to send a request's headers, and the longest idle
     /// time between requests on a keep-alive connection; then it is closed.
-    #[arg(long, default_value = "5s", value_name = "DUR")]
+    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = duration_text)]
     pub header_timeout: String,
     /// Time a client has, once its headers are in, to send the whole
     /// request body; then 408 and the connection is closed.
-    #[arg(long, default_value = "30s", value_name = "DUR")]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = duration_text)]
     pub body_timeout: String,
     /// Time a response (an event stream above all) may wait on a client
     /// that takes none of it; then the connection is closed.
-    #[arg(long, default_value = "60s", value_name = "DUR")]
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = duration_text)]
     pub write_timeout: String,
     /// Connections open at once; more wait in the accept queue (default:
     /// RLIMIT_NOFILE less 64, at least 16).
@@ -111,25 +117,43 @@ pub struct ServeArgs {
     /// new ones are taken, queued ones are cancelled); then they are
     /// cancelled. A second signal cancels them at once. SIGHUP never
     /// stops the server: it reloads the profiles.
-    #[arg(long, default_value = "30s", value_name = "DUR")]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = duration_text)]
     pub drain_timeout: String,
     /// Log lines on stderr as text, or as one JSON object per line (else
     /// env SANDBOX_LOG_FORMAT; default text). Every request is logged once
     /// under target sandbox::access.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<super::LogFormat>,
-    /// Caps on the request: files, steps, tests per step, argv entries.
+    /// Files a job request may carry; beyond, 400.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_files: usize,
+    /// Steps a job request may have; beyond, 400.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_steps: usize,
+    /// Tests a step may have; beyond, 400.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_tests: usize,
+    /// Arguments (argv entries) a step's command may have; beyond, 400.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_argv: usize,
 }
 
-fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Config> {
+/// A SIZE flag's text, checked by clap (so that a bad value in a
+/// `--config` file is named by its key): kept as text, parsed again below.
+fn size_text(s: &str) -> Result<String, units::UnitError> {
+    units::parse_size(s).map(|_| s.to_string())
+}
+
+/// A DUR flag's text, checked by clap as [`size_text`].
+fn duration_text(s: &str) -> Result<String, units::UnitError> {
+    units::parse_duration(s).map(|_| s.to_string())
+}
+
+fn config(
+    a: ServeArgs,
+    store: Option<&std::path::Path>,
+    notify: Option<server::notify::Notifier>,
+) -> anyhow::Result<Config> {
     let token = match &a.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -233,6 +257,7 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
         write_timeout,
         max_connections,
         drain_timeout: dur("--drain-timeout", &a.drain_timeout)?,
+        notify,
     })
 }
 
@@ -263,7 +288,18 @@ pub fn run(args: ServeArgs, store: Option<&std::path::Path>) -> i32 {
             return super::exec::EXIT_SANDBOX_ERROR;
         }
     }
-    let res = config(args, store).and_then(|cfg| {
+    // The service manager's socket is the server's alone: taken out of the
+    // environment so that nothing it starts (image pulls, a profile's
+    // env_passthrough) inherits it.
+    let manager = std::env::var_os(server::notify::NOTIFY_SOCKET);
+    if manager.is_some() {
+        // SAFETY: no other thread runs yet (the runtime is started below;
+        // the unshare above needs a single-threaded process too), so none
+        // reads the environment meanwhile.
+        unsafe { std::env::remove_var(server::notify::NOTIFY_SOCKET) };
+    }
+    let manager = manager.and_then(server::notify::Notifier::new);
+    let res = config(args, store, manager).and_then(|cfg| {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

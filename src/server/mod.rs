@@ -17,6 +17,7 @@ mod api;
 mod conn;
 mod events;
 mod metrics;
+pub mod notify;
 mod openapi;
 mod views;
 
@@ -92,6 +93,9 @@ pub struct Config {
     pub allow_images: crate::image::AllowList,
     /// How long running jobs may finish once SIGTERM/SIGINT came.
     pub drain_timeout: Duration,
+    /// The service manager to tell of readiness, reloads and stopping
+    /// (`NOTIFY_SOCKET`), if any.
+    pub notify: Option<notify::Notifier>,
 }
 
 /// File descriptors kept out of the default connection cap: job pipes,
@@ -137,13 +141,21 @@ impl Signals {
 
     /// Waits for SIGTERM or SIGINT; meanwhile every SIGHUP reloads the
     /// profiles.
-    async fn stop(&mut self, jobs: &dyn JobBackend) -> &'static str {
+    async fn stop(
+        &mut self,
+        jobs: &dyn JobBackend,
+        manager: Option<&notify::Notifier>,
+    ) -> &'static str {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return "SIGTERM",
                 _ = self.int.recv() => return "SIGINT",
                 _ = self.hup.recv() => {
+                    if let Some(m) = manager {
+                        m.reloading();
+                    }
                     let dropped = jobs.reload_profiles();
+                    notify::notify(manager, "READY=1");
                     tracing::info!(dropped, "SIGHUP: profiles reloaded");
                 }
             }
@@ -256,9 +268,15 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
     // The HTTP side goes on during the drain (new jobs get 503, results
     // can be fetched, waiting clients get theirs); it stops once every job
     // has ended.
+    let manager = cfg.notify.clone();
+    // The listener is bound and the queue started: connections made from
+    // now on are answered (those before the accept loop runs wait in the
+    // accept queue).
+    notify::notify(manager.as_ref(), "READY=1");
     let shutdown = async move {
-        let sig = signals.stop(backend.as_ref()).await;
+        let sig = signals.stop(backend.as_ref(), manager.as_ref()).await;
         tracing::info!("{sig}: shutting down");
+        notify::notify(manager.as_ref(), "STOPPING=1");
         drain(backend.as_ref(), &mut signals, grace).await;
     };
     conn::serve_http(
