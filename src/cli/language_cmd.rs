@@ -44,6 +44,8 @@ pub enum LanguageCommand {
     /// Print the preset ID in effect (the override file's text when
     /// $SANDBOX_PRESET_DIR has one). Exit 125 when it cannot be loaded.
     Show {
+        /// The preset's id (`sandbox language list` shows them), e.g. cpp17.
+        #[arg(value_name = "ID")]
         id: String,
         /// Print the parsed preset as JSON instead of its TOML.
         #[arg(long)]
