@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// stops the server: it reloads the profiles.
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub drain_timeout: String,
+    /// Turn off the Judge0-compatible API at /judge0 (on by default; see
+    /// docs/judge0.md).
+    #[arg(long)]
+    pub no_judge0: bool,
     /// Log lines on stderr as text, or as one JSON object per line (else
     /// env SANDBOX_LOG_FORMAT; default text). Every request is logged once
     /// under target sandbox::access.
@@ -233,6 +237,7 @@ fn config(a: ServeArgs, store: Option<&std::path::Path>) -> anyhow::Result<Confi
         write_timeout,
         max_connections,
         drain_timeout: dur("--drain-timeout", &a.drain_timeout)?,
+        judge0: !a.no_judge0,
     })
 }
 
