@@ -372,6 +372,12 @@ fn auth_errors_and_metadata() {
     assert_eq!(l["source_file"], "main.c");
     assert!(l["compile_cmd"].as_str().unwrap().starts_with("gcc"), "{l}");
     assert_eq!(l["is_archived"], false);
+    // Judge0-style names with the toolchain's version: "C (GCC 12.2.0)".
+    let name = l["name"].as_str().expect("name");
+    assert!(
+        name.starts_with("C (GCC ") && name.ends_with(')') && name.contains('.'),
+        "{name}"
+    );
     assert_eq!(j0(&s, "GET", "/languages/1", None).0, 404);
     assert_eq!(j0(&s, "GET", "/about", None).1["version"], "1.13.1");
     let (_, c) = j0(&s, "GET", "/config_info", None);

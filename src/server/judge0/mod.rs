@@ -105,6 +105,11 @@ impl Tokens {
     }
 }
 
+/// The toolchains' versions by preset id, found once (by running each
+/// preset's version command as a job) for Judge0-style language names.
+#[derive(Default)]
+pub(crate) struct Versions(tokio::sync::OnceCell<HashMap<String, String>>);
+
 /// The Judge0 routes, to be nested under `/judge0`.
 pub(crate) fn routes(tokens: Arc<Tokens>) -> Router<Arc<AppState>> {
     Router::new()
@@ -118,6 +123,7 @@ pub(crate) fn routes(tokens: Arc<Tokens>) -> Router<Arc<AppState>> {
         .route("/config_info", get(config_info))
         .fallback(|| async { j0_error(StatusCode::NOT_FOUND, "no such Judge0 endpoint") })
         .layer(Extension(tokens))
+        .layer(Extension(Arc::new(Versions::default())))
 }
 
 fn j0_error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -724,8 +730,110 @@ pub fn timestamp(t: SystemTime) -> String {
     )
 }
 
-fn language_json(id: u32, p: &Preset, full: bool) -> Value {
-    let mut v = json!({"id": id, "name": p.name});
+/// A version number in a version line: the first `N.N[.N...]` (`gcc (Debian
+/// 12.2.0-14) 12.2.0` → 12.2.0, `go version go1.19.8` → 1.19.8).
+fn version_number(line: &str) -> Option<String> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // A number starts after a non-alphanumeric, or right after the
+        // `v` of `v18.19.0` or the `go` of `go1.19.8`.
+        let starts = i == 0 || !b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'o' | b'v');
+        if b[i].is_ascii_digit() && starts {
+            let mut j = i;
+            while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'.') {
+                j += 1;
+            }
+            let v = line[i..j].trim_end_matches('.');
+            if v.contains('.') {
+                return Some(v.to_string());
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Judge0's naming: the version inside the parentheses (`C (GCC 12.2.0)`),
+/// or after the name in its own (`Python 3 (3.11.2)`).
+fn judge0_name(name: &str, version: Option<&String>) -> String {
+    match version {
+        None => name.to_string(),
+        Some(v) => match name.strip_suffix(')') {
+            Some(head) => format!("{head} {v})"),
+            None => format!("{name} ({v})"),
+        },
+    }
+}
+
+/// Runs every preset's version command as a job (at once, on the queue like
+/// any job) and collects the versions; a job refused or late leaves the
+/// map unset so that a later call tries again.
+async fn find_versions(st: &AppState) -> Result<HashMap<String, String>, ()> {
+    let mut waits = Vec::new();
+    for (_, p) in Preset::all() {
+        let Ok(p) = p else { continue };
+        let step = p.version_step();
+        let ceil = ceiling_limits(st, &step.profile).map_err(|_| ())?;
+        let o = clamp(&step.limits, &ceil);
+        let mut eff = ceil.clone();
+        eff.overlay(&o);
+        let spec = JobSpec {
+            profile: step.profile.clone(),
+            image: step.image.clone(),
+            files: Vec::new(),
+            steps: vec![StepSpec {
+                name: "version".into(),
+                argv: step.argv(&eff),
+                env: step.env(&eff),
+                limits: o,
+                ..StepSpec::default()
+            }],
+            outputs: Vec::new(),
+        };
+        let job = st.jobs.submit(spec).map_err(|_| ())?;
+        waits.push((p.id.clone(), job.watch));
+    }
+    let mut out = HashMap::new();
+    for (id, mut w) in waits {
+        let snap = tokio::time::timeout(Duration::from_secs(30), w.finished())
+            .await
+            .map_err(|_| ())?;
+        let r = snap
+            .outcome
+            .steps
+            .first()
+            .and_then(|s| s.run.as_ref())
+            .and_then(|r| r.result.as_ref());
+        if let Some(r) = r {
+            let line = crate::preset::version_line(
+                &String::from_utf8_lossy(&r.stdout),
+                &String::from_utf8_lossy(&r.stderr),
+            );
+            if let Some(v) = line.as_deref().and_then(version_number) {
+                out.insert(id, v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The versions, found on first use (a client's first `/languages` waits
+/// for them: a second or so), then kept for the server's life.
+async fn versions<'a>(st: &AppState, v: &'a Versions) -> Option<&'a HashMap<String, String>> {
+    v.0.get_or_try_init(|| find_versions(st)).await.ok()
+}
+
+fn language_json(
+    id: u32,
+    p: &Preset,
+    full: bool,
+    versions: Option<&HashMap<String, String>>,
+) -> Value {
+    let name = judge0_name(&p.name, versions.and_then(|v| v.get(&p.id)));
+    let mut v = json!({"id": id, "name": name});
     if full {
         let join = |a: &[String]| a.join(" ");
         v["is_archived"] = json!(false);
@@ -736,21 +844,30 @@ fn language_json(id: u32, p: &Preset, full: bool) -> Value {
     v
 }
 
-async fn languages() -> Response {
+async fn languages(
+    State(st): State<Arc<AppState>>,
+    Extension(vers): Extension<Arc<Versions>>,
+) -> Response {
+    let v = versions(&st, &vers).await;
     let list: Vec<Value> = language_list()
         .iter()
-        .map(|(id, p)| language_json(*id, p, false))
+        .map(|(id, p)| language_json(*id, p, false, v))
         .collect();
     Json(list).into_response()
 }
 
-async fn language(Path(id): Path<String>) -> Response {
+async fn language(
+    State(st): State<Arc<AppState>>,
+    Extension(vers): Extension<Arc<Versions>>,
+    Path(id): Path<String>,
+) -> Response {
+    let v = versions(&st, &vers).await;
     match id
         .parse::<u32>()
         .ok()
         .and_then(|i| Some((i, preset_for(i)?)))
     {
-        Some((i, p)) => Json(language_json(i, &p, true)).into_response(),
+        Some((i, p)) => Json(language_json(i, &p, true, v)).into_response(),
         None => j0_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -851,6 +968,36 @@ async fn config_info(State(st): State<Arc<AppState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_and_names() {
+        for (line, v) in [
+            ("gcc (Debian 12.2.0-14) 12.2.0", "12.2.0"),
+            ("Python 3.11.2", "3.11.2"),
+            ("go version go1.19.8 linux/amd64", "1.19.8"),
+            ("v18.19.0", "18.19.0"),
+            ("openjdk 17.0.13 2024-10-15", "17.0.13"),
+            (
+                "GNU bash, version 5.2.15(1)-release (x86_64-pc-linux-gnu)",
+                "5.2.15",
+            ),
+            (
+                "ruby 3.1.2p20 (2022-04-12 revision 4491bb740a) [x86_64-linux-gnu]",
+                "3.1.2",
+            ),
+            (
+                "Free Pascal Compiler version 3.2.2+dfsg-20 [2023/03/30] for x86_64",
+                "3.2.2",
+            ),
+        ] {
+            assert_eq!(version_number(line).as_deref(), Some(v), "{line}");
+        }
+        assert_eq!(version_number("no digits here"), None);
+        let v = "12.2.0".to_string();
+        assert_eq!(judge0_name("C (GCC)", Some(&v)), "C (GCC 12.2.0)");
+        assert_eq!(judge0_name("Bash", Some(&v)), "Bash (12.2.0)");
+        assert_eq!(judge0_name("Bash", None), "Bash");
+    }
 
     #[test]
     fn timestamps_are_judge0s() {
