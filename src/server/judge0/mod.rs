@@ -969,6 +969,95 @@ async fn config_info(State(st): State<Arc<AppState>>) -> Response {
 mod tests {
     use super::*;
 
+    use crate::job::{JobOutcome, RunOutcome, StepOutcome};
+    use std::time::Instant;
+
+    fn snap(status: JobStatus, steps: Vec<StepOutcome>) -> JobSnapshot {
+        JobSnapshot {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            profile: "strict".into(),
+            image: None,
+            status,
+            outcome: Arc::new(JobOutcome {
+                steps,
+                ..JobOutcome::default()
+            }),
+            created: Instant::now(),
+            created_at: SystemTime::now(),
+            started: None,
+            started_at: None,
+            finished: None,
+            finished_at: None,
+            error: Some("workspace: no space".into()),
+        }
+    }
+
+    fn step(name: &str, verdict: Verdict, r: RunResult) -> StepOutcome {
+        StepOutcome {
+            name: name.into(),
+            verdict,
+            run: Some(RunOutcome {
+                verdict,
+                result: Some(r),
+            }),
+            tests: Vec::new(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn statuses_map_from_our_verdicts() {
+        let id = |s: &JobSnapshot| status_of(s).0;
+        assert_eq!(id(&snap(JobStatus::Queued, vec![])), 1);
+        assert_eq!(id(&snap(JobStatus::Running, vec![])), 2);
+        let failed = snap(JobStatus::Failed, vec![]);
+        assert_eq!(status_of(&failed), (13, Some("workspace: no space".into())));
+        assert_eq!(id(&snap(JobStatus::Cancelled, vec![])), 13);
+        let rt = Verdict::Run(Status::RuntimeError);
+        let sig = |s| RunResult {
+            signal: Some(s),
+            ..RunResult::default()
+        };
+        let ok = step("compile", Verdict::Run(Status::Ok), RunResult::default());
+        for (v, r, want) in [
+            (Verdict::Run(Status::Ok), RunResult::default(), 3),
+            (Verdict::WrongAnswer, RunResult::default(), 4),
+            (Verdict::Run(Status::WallTimeLimit), RunResult::default(), 5),
+            (rt, sig(libc::SIGSEGV), 7),
+            (rt, sig(libc::SIGXFSZ), 8),
+            (rt, sig(libc::SIGFPE), 9),
+            (rt, sig(libc::SIGABRT), 10),
+            (
+                rt,
+                RunResult {
+                    exit_code: Some(1),
+                    ..RunResult::default()
+                },
+                11,
+            ),
+            (rt, sig(libc::SIGKILL), 12),
+            (Verdict::Run(Status::MemoryLimit), RunResult::default(), 12),
+            (Verdict::Run(Status::SandboxError), RunResult::default(), 13),
+            (
+                rt,
+                RunResult {
+                    exec_failed: true,
+                    ..RunResult::default()
+                },
+                14,
+            ),
+        ] {
+            let s = snap(JobStatus::Completed, vec![ok.clone(), step("run", v, r)]);
+            assert_eq!(id(&s), want, "{v:?}");
+        }
+        let bad = step("compile", rt, RunResult::default());
+        let skipped = step("run", Verdict::Skipped, RunResult::default());
+        assert_eq!(id(&snap(JobStatus::Completed, vec![bad, skipped])), 6);
+        let s = snap(JobStatus::Completed, vec![]);
+        let v = result_json("t", &s, wire::ALL_FIELDS, false);
+        assert_eq!(v["status"]["description"], "Internal Error");
+    }
+
     #[test]
     fn versions_and_names() {
         for (line, v) in [
