@@ -3,7 +3,9 @@ run against our server's Judge0-compatible API and checked.
 
 Unchanged except: every call gets `client=client` (our loopback server),
 and the examples that leave `language` to the SDK's default (Python for
-ML, an Extra CE language) name `language=judge0.PYTHON`. Run by
+ML, an Extra CE language) name `language=judge0.PYTHON`. At the end, two
+examples run verbatim with the implicit client the SDK makes from the
+environment. Run by
 tests/judge0.rs with JUDGE0_CE_ENDPOINT and JUDGE0_CE_AUTH_HEADERS set to
 the test server; nothing may reach a public Judge0 service, so the SDK's
 fall-backs to one are disabled before any example runs.
@@ -179,5 +181,17 @@ check(submission.stdout == "hello, world\n", f"async: {submission.stdout!r}")
 print(client.get_languages())
 check(any(lang.id == 71 for lang in client.get_languages()), "languages list Python")
 check(client.get_language(50).source_file == "main.c", "language 50")
+
+# The same examples with the implicit client, exactly as documented: the
+# SDK builds it from JUDGE0_CE_ENDPOINT and JUDGE0_CE_AUTH_HEADERS.
+import judge0
+result = judge0.run(source_code="print('hello, world')", language=judge0.PYTHON)
+print(result.stdout)
+check(result.stdout == "hello, world\n", f"implicit hello: {result.stdout!r}")
+
+import judge0
+client = judge0.get_client()
+print(client.get_languages())
+check(client.endpoint == endpoint, f"implicit client endpoint: {client.endpoint}")
 
 print(f"sdk examples: {checks} checks passed")
