@@ -132,7 +132,7 @@ async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Resp
         let ok = given.is_some_and(|g| ct_eq(g.as_bytes(), token.as_bytes()));
         if !ok {
             let msg = if given.is_none() {
-                "missing bearer token (Authorization: Bearer <token>)"
+                "missing bearer token (Authorization: Bearer <token>, or X-Auth-Token: <token>)"
             } else {
                 "invalid token"
             };
