@@ -88,6 +88,15 @@ fn verdicts_map_to_judge0_status_ids() {
     );
     assert_eq!(status_id(&v), 4, "{v}");
     assert_eq!(v["status"]["description"], "Wrong Answer");
+    // Judge0 strips the whole output too: a leading blank line is accepted,
+    // when polled (the token keeps the expected output's digest) as well.
+    let body =
+        json!({"language_id": 71, "source_code": "print()\nprint(5)", "expected_output": " 5"});
+    let v = run(&s, body);
+    assert_eq!(status_id(&v), 3, "{v}");
+    let token = v["token"].as_str().expect("token");
+    let (_, v) = j0(&s, "GET", &format!("/submissions/{token}"), None);
+    assert_eq!(status_id(&v), 3, "{v}");
     let v = run(
         &s,
         json!({"language_id": 71, "source_code": "while True: pass", "cpu_time_limit": 1}),

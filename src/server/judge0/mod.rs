@@ -71,10 +71,40 @@ pub const STATUSES: &[(u32, &str)] = &[
 /// argv (gcc/g++ take any option after the source; others' argv would break).
 const COMPILE_OPTIONS_LANGS: &[&str] = &["c", "cpp17", "cpp20"];
 
-/// The token → job id map, bounded (oldest forgotten first: by then the
-/// job itself is long expired).
+/// SHA-256 of an `expected_output` as Judge0 compares it ([`judge0_strip`]).
+type Digest = [u8; 32];
+
+/// Judge0's comparison form (`isolate_job.rb`: each line `rstrip`ped, then
+/// the whole `strip`ped, Ruby's whitespace including NUL). The job engine's
+/// own rule ([`crate::job::output_matches`]) only ignores trailing
+/// whitespace, so whatever it accepts Judge0 accepts too; a wrong answer
+/// whose output has only leading whitespace or NULs more is accepted here
+/// as Judge0 would.
+fn judge0_strip(b: &[u8]) -> Vec<u8> {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0);
+    let lines: Vec<&[u8]> = b
+        .split(|&c| c == b'\n')
+        .map(|l| &l[..l.iter().rposition(|c| !ws(c)).map_or(0, |i| i + 1)])
+        .collect();
+    let joined = lines.join(&b'\n');
+    let start = joined.iter().position(|c| !ws(c)).unwrap_or(joined.len());
+    let end = joined.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    joined[start..end.max(start)].to_vec()
+}
+
+fn digest(expected: Option<&[u8]>) -> Option<Digest> {
+    use sha2::Digest as _;
+    expected.map(|e| sha2::Sha256::digest(judge0_strip(e)).into())
+}
+
+/// Token → (job id, expected output's digest), and the tokens oldest first.
+type TokenMap = (HashMap<String, (String, Option<Digest>)>, VecDeque<String>);
+
+/// The token → (job id, digest of the expected output) map, bounded
+/// (oldest forgotten first: by then the job itself is long expired). The
+/// digest, not the output, is kept: 32 bytes a submission.
 pub(crate) struct Tokens {
-    map: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    map: Mutex<TokenMap>,
     cap: usize,
 }
 
@@ -85,11 +115,14 @@ impl Tokens {
             cap: cap.max(16),
         }
     }
-    fn insert(&self, id: &str) -> String {
+    fn insert(&self, id: &str, expected: Option<Digest>) -> String {
         let token = wire::token_for(id);
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *g;
-        if map.insert(token.clone(), id.to_string()).is_none() {
+        if map
+            .insert(token.clone(), (id.to_string(), expected))
+            .is_none()
+        {
             order.push_back(token.clone());
         }
         while order.len() > self.cap {
@@ -99,7 +132,7 @@ impl Tokens {
         }
         token
     }
-    fn get(&self, token: &str) -> Option<String> {
+    fn get(&self, token: &str) -> Option<(String, Option<Digest>)> {
         let g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         g.0.get(&token.trim().to_ascii_lowercase()).cloned()
     }
@@ -405,6 +438,7 @@ async fn create(
         Err(e) => return unprocessable(&e),
     };
     drop(v);
+    let expected = digest(sub.expected_output.as_deref());
     let spec = match build_job(&st, sub) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -413,7 +447,7 @@ async fn create(
         Ok(j) => j,
         Err(e) => return submit_error(e),
     };
-    let token = tokens.insert(&job.id);
+    let token = tokens.insert(&job.id, expected);
     job.span
         .in_scope(|| tracing::info!(wait, %token, "judge0 submission queued"));
     if !wait {
@@ -425,7 +459,7 @@ async fn create(
     };
     (
         StatusCode::CREATED,
-        Json(result_json(&token, &snap, &fields, b64)),
+        Json(result_json(&token, &snap, &fields, b64, expected.as_ref())),
     )
         .into_response()
 }
@@ -459,10 +493,10 @@ async fn create_batch(
     // Judge0 answers item by item: a token, or that item's errors.
     let mut out = Vec::with_capacity(list.len());
     for item in list {
-        let spec = match item
-            .map_err(J0Error::Invalid)
-            .and_then(|s| build_job(&st, s))
-        {
+        let spec = match item.map_err(J0Error::Invalid).and_then(|s| {
+            let expected = digest(s.expected_output.as_deref());
+            build_job(&st, s).map(|j| (j, expected))
+        }) {
             Ok(s) => s,
             Err(J0Error::Invalid(e)) => {
                 out.push(e.to_json());
@@ -473,17 +507,18 @@ async fn create_batch(
                 continue;
             }
         };
+        let (spec, expected) = spec;
         match st.jobs.submit(spec) {
-            Ok(job) => out.push(json!({"token": tokens.insert(&job.id)})),
+            Ok(job) => out.push(json!({"token": tokens.insert(&job.id, expected)})),
             Err(e) => out.push(json!({"error": e.to_string()})),
         }
     }
     (StatusCode::CREATED, Json(Value::Array(out))).into_response()
 }
 
-fn lookup(st: &AppState, tokens: &Tokens, token: &str) -> Option<JobSnapshot> {
-    let id = tokens.get(token)?;
-    st.jobs.get(&id).ok()
+fn lookup(st: &AppState, tokens: &Tokens, token: &str) -> Option<(JobSnapshot, Option<Digest>)> {
+    let (id, expected) = tokens.get(token)?;
+    Some((st.jobs.get(&id).ok()?, expected))
 }
 
 async fn get_one(
@@ -504,7 +539,9 @@ async fn get_one(
         Err(m) => return j0_error(StatusCode::BAD_REQUEST, m),
     };
     match lookup(&st, &tokens, &token) {
-        Some(snap) => Json(result_json(&token, &snap, &fields, b64)).into_response(),
+        Some((snap, exp)) => {
+            Json(result_json(&token, &snap, &fields, b64, exp.as_ref())).into_response()
+        }
         None => j0_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -554,13 +591,17 @@ async fn get_batch(
     // the request, as clients zip the two).
     let subs: Vec<Value> = list
         .iter()
-        .map(|t| lookup(&st, &tokens, t).map_or(Value::Null, |s| result_json(t, &s, &fields, b64)))
+        .map(|t| {
+            lookup(&st, &tokens, t).map_or(Value::Null, |(s, exp)| {
+                result_json(t, &s, &fields, b64, exp.as_ref())
+            })
+        })
         .collect();
     Json(json!({"submissions": subs})).into_response()
 }
 
 /// Judge0's status id for a snapshot, with a message when ours says more.
-fn status_of(snap: &JobSnapshot) -> (u32, Option<String>) {
+fn status_of(snap: &JobSnapshot, expected: Option<&Digest>) -> (u32, Option<String>) {
     match snap.status {
         JobStatus::Queued => return (1, None),
         JobStatus::Running => return (2, None),
@@ -583,7 +624,17 @@ fn status_of(snap: &JobSnapshot) -> (u32, Option<String>) {
         .or_else(|| run.message.clone());
     let id = match run.verdict {
         Verdict::Run(Status::Ok) => 3,
-        Verdict::WrongAnswer => 4,
+        // Judge0's comparison is looser than ours (see judge0_strip).
+        Verdict::WrongAnswer => match res {
+            Some(r)
+                if !r.stdout_truncated
+                    && expected.is_some()
+                    && digest(Some(&r.stdout)).as_ref() == expected =>
+            {
+                3
+            }
+            _ => 4,
+        },
         Verdict::Run(Status::TimeLimit | Status::WallTimeLimit) => 5,
         Verdict::Run(Status::RuntimeError) => match res {
             Some(r) if r.exec_failed => 14,
@@ -641,8 +692,14 @@ fn out_text(b: &[u8], b64: bool, lossy: &mut bool) -> Value {
 }
 
 /// A result as Judge0 shows it, with only `fields`.
-pub(crate) fn result_json(token: &str, snap: &JobSnapshot, fields: &[&str], b64: bool) -> Value {
-    let (sid, mut message) = status_of(snap);
+pub(crate) fn result_json(
+    token: &str,
+    snap: &JobSnapshot,
+    fields: &[&str],
+    b64: bool,
+    expected: Option<&Digest>,
+) -> Value {
+    let (sid, mut message) = status_of(snap, expected);
     let steps = &snap.outcome.steps;
     let res = |name: &str| {
         steps
@@ -1007,11 +1064,14 @@ mod tests {
 
     #[test]
     fn statuses_map_from_our_verdicts() {
-        let id = |s: &JobSnapshot| status_of(s).0;
+        let id = |s: &JobSnapshot| status_of(s, None).0;
         assert_eq!(id(&snap(JobStatus::Queued, vec![])), 1);
         assert_eq!(id(&snap(JobStatus::Running, vec![])), 2);
         let failed = snap(JobStatus::Failed, vec![]);
-        assert_eq!(status_of(&failed), (13, Some("workspace: no space".into())));
+        assert_eq!(
+            status_of(&failed, None),
+            (13, Some("workspace: no space".into()))
+        );
         assert_eq!(id(&snap(JobStatus::Cancelled, vec![])), 13);
         let rt = Verdict::Run(Status::RuntimeError);
         let sig = |s| RunResult {
@@ -1054,8 +1114,28 @@ mod tests {
         let skipped = step("run", Verdict::Skipped, RunResult::default());
         assert_eq!(id(&snap(JobStatus::Completed, vec![bad, skipped])), 6);
         let s = snap(JobStatus::Completed, vec![]);
-        let v = result_json("t", &s, wire::ALL_FIELDS, false);
+        let v = result_json("t", &s, wire::ALL_FIELDS, false, None);
         assert_eq!(v["status"]["description"], "Internal Error");
+    }
+
+    #[test]
+    fn judge0s_comparison() {
+        assert_eq!(judge0_strip(b"\n  5 \t\r\n\n\0"), b"5");
+        assert_eq!(judge0_strip(b"a  \nb\r\n"), b"a\nb");
+        assert_eq!(judge0_strip(b" a\n b"), b"a\n b");
+        assert_eq!(judge0_strip(b""), b"");
+        assert_eq!(judge0_strip(b" \n\t"), b"");
+        // Our wrong answer with only leading blank lines more: Judge0's Accepted.
+        let exp = digest(Some(b"5"));
+        let run = RunResult {
+            stdout: b"\n5\n".to_vec(),
+            ..RunResult::default()
+        };
+        let ok = step("run", Verdict::WrongAnswer, run);
+        let s = snap(JobStatus::Completed, vec![ok]);
+        assert_eq!(status_of(&s, exp.as_ref()).0, 3);
+        assert_eq!(status_of(&s, digest(Some(b"6")).as_ref()).0, 4);
+        assert_eq!(status_of(&s, None).0, 4);
     }
 
     #[test]
