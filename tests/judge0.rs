@@ -209,6 +209,7 @@ fn base64_fields_and_async() {
     };
     assert_eq!(v["stdout"], "later\n");
     assert_eq!(v["token"], token.as_str());
+    assert_eq!(v["language_id"], 71, "{v}");
     // fields=* has everything the default set has.
     for k in [
         "stderr",

@@ -97,8 +97,24 @@ fn digest(expected: Option<&[u8]>) -> Option<Digest> {
     expected.map(|e| sha2::Sha256::digest(judge0_strip(e)).into())
 }
 
-/// Token → (job id, expected output's digest), and the tokens oldest first.
-type TokenMap = (HashMap<String, (String, Option<Digest>)>, VecDeque<String>);
+/// What a token keeps of its submission besides the job id.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Meta {
+    expected: Option<Digest>,
+    language_id: Option<u32>,
+}
+
+impl Meta {
+    fn of(s: &Submission) -> Meta {
+        Meta {
+            expected: digest(s.expected_output.as_deref()),
+            language_id: Some(s.language_id),
+        }
+    }
+}
+
+/// Token → (job id, [`Meta`]), and the tokens oldest first.
+type TokenMap = (HashMap<String, (String, Meta)>, VecDeque<String>);
 
 /// The token → (job id, digest of the expected output) map, bounded
 /// (oldest forgotten first: by then the job itself is long expired). The
@@ -115,14 +131,11 @@ impl Tokens {
             cap: cap.max(16),
         }
     }
-    fn insert(&self, id: &str, expected: Option<Digest>) -> String {
+    fn insert(&self, id: &str, meta: Meta) -> String {
         let token = wire::token_for(id);
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *g;
-        if map
-            .insert(token.clone(), (id.to_string(), expected))
-            .is_none()
-        {
+        if map.insert(token.clone(), (id.to_string(), meta)).is_none() {
             order.push_back(token.clone());
         }
         while order.len() > self.cap {
@@ -132,7 +145,7 @@ impl Tokens {
         }
         token
     }
-    fn get(&self, token: &str) -> Option<(String, Option<Digest>)> {
+    fn get(&self, token: &str) -> Option<(String, Meta)> {
         let g = self.map.lock().unwrap_or_else(|e| e.into_inner());
         g.0.get(&token.trim().to_ascii_lowercase()).cloned()
     }
@@ -438,7 +451,7 @@ async fn create(
         Err(e) => return unprocessable(&e),
     };
     drop(v);
-    let expected = digest(sub.expected_output.as_deref());
+    let meta = Meta::of(&sub);
     let spec = match build_job(&st, sub) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -447,7 +460,7 @@ async fn create(
         Ok(j) => j,
         Err(e) => return submit_error(e),
     };
-    let token = tokens.insert(&job.id, expected);
+    let token = tokens.insert(&job.id, meta);
     job.span
         .in_scope(|| tracing::info!(wait, %token, "judge0 submission queued"));
     if !wait {
@@ -459,7 +472,7 @@ async fn create(
     };
     (
         StatusCode::CREATED,
-        Json(result_json(&token, &snap, &fields, b64, expected.as_ref())),
+        Json(result_json(&token, &snap, &fields, b64, &meta)),
     )
         .into_response()
 }
@@ -494,8 +507,8 @@ async fn create_batch(
     let mut out = Vec::with_capacity(list.len());
     for item in list {
         let spec = match item.map_err(J0Error::Invalid).and_then(|s| {
-            let expected = digest(s.expected_output.as_deref());
-            build_job(&st, s).map(|j| (j, expected))
+            let meta = Meta::of(&s);
+            build_job(&st, s).map(|j| (j, meta))
         }) {
             Ok(s) => s,
             Err(J0Error::Invalid(e)) => {
@@ -507,18 +520,18 @@ async fn create_batch(
                 continue;
             }
         };
-        let (spec, expected) = spec;
+        let (spec, meta) = spec;
         match st.jobs.submit(spec) {
-            Ok(job) => out.push(json!({"token": tokens.insert(&job.id, expected)})),
+            Ok(job) => out.push(json!({"token": tokens.insert(&job.id, meta)})),
             Err(e) => out.push(json!({"error": e.to_string()})),
         }
     }
     (StatusCode::CREATED, Json(Value::Array(out))).into_response()
 }
 
-fn lookup(st: &AppState, tokens: &Tokens, token: &str) -> Option<(JobSnapshot, Option<Digest>)> {
-    let (id, expected) = tokens.get(token)?;
-    Some((st.jobs.get(&id).ok()?, expected))
+fn lookup(st: &AppState, tokens: &Tokens, token: &str) -> Option<(JobSnapshot, Meta)> {
+    let (id, meta) = tokens.get(token)?;
+    Some((st.jobs.get(&id).ok()?, meta))
 }
 
 async fn get_one(
@@ -539,9 +552,7 @@ async fn get_one(
         Err(m) => return j0_error(StatusCode::BAD_REQUEST, m),
     };
     match lookup(&st, &tokens, &token) {
-        Some((snap, exp)) => {
-            Json(result_json(&token, &snap, &fields, b64, exp.as_ref())).into_response()
-        }
+        Some((snap, exp)) => Json(result_json(&token, &snap, &fields, b64, &exp)).into_response(),
         None => j0_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -593,7 +604,7 @@ async fn get_batch(
         .iter()
         .map(|t| {
             lookup(&st, &tokens, t).map_or(Value::Null, |(s, exp)| {
-                result_json(t, &s, &fields, b64, exp.as_ref())
+                result_json(t, &s, &fields, b64, &exp)
             })
         })
         .collect();
@@ -697,9 +708,9 @@ pub(crate) fn result_json(
     snap: &JobSnapshot,
     fields: &[&str],
     b64: bool,
-    expected: Option<&Digest>,
+    meta: &Meta,
 ) -> Value {
-    let (sid, mut message) = status_of(snap, expected);
+    let (sid, mut message) = status_of(snap, meta.expected.as_ref());
     let steps = &snap.outcome.steps;
     let res = |name: &str| {
         steps
@@ -739,7 +750,7 @@ pub(crate) fn result_json(
     all.insert("exit_signal".into(), json!(run.and_then(|r| r.signal)));
     all.insert("status".into(), status_json(sid));
     all.insert("status_id".into(), json!(sid));
-    all.insert("language_id".into(), Value::Null);
+    all.insert("language_id".into(), json!(meta.language_id));
     all.insert("created_at".into(), json!(timestamp(snap.created_at)));
     all.insert("finished_at".into(), json!(snap.finished_at.map(timestamp)));
     let secs = |ms: f64| format!("{:.3}", ms / 1e3);
@@ -1114,7 +1125,7 @@ mod tests {
         let skipped = step("run", Verdict::Skipped, RunResult::default());
         assert_eq!(id(&snap(JobStatus::Completed, vec![bad, skipped])), 6);
         let s = snap(JobStatus::Completed, vec![]);
-        let v = result_json("t", &s, wire::ALL_FIELDS, false, None);
+        let v = result_json("t", &s, wire::ALL_FIELDS, false, &Meta::default());
         assert_eq!(v["status"]["description"], "Internal Error");
     }
 
