@@ -45,6 +45,11 @@ fn job_request_inputs() {
 }
 
 #[test]
+fn judge0_request_inputs() {
+    replay("judge0_request", harness::judge0_request);
+}
+
+#[test]
 fn units_inputs() {
     replay("units", harness::units);
 }

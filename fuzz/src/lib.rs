@@ -391,3 +391,83 @@ pub fn registry_creds(data: &[u8]) {
         assert_eq!(plain, transport::is_loopback(rest));
     }
 }
+
+/// The Judge0 request decoder: the bytes of a `POST /judge0/submissions`
+/// body (or of a batch), decoded as the server does
+/// (`serde_json::from_slice`, then `server::judge0::wire`), with and
+/// without base64, against Judge0's own ceilings and tiny ones; the bytes as
+/// a `fields` query and as a job id for a token too.
+pub fn judge0_request(data: &[u8]) {
+    use sandbox::server::judge0::wire::{self, Ceilings};
+    if let Ok(s) = std::str::from_utf8(data) {
+        match wire::select_fields(Some(s)) {
+            Ok(f) => assert!(f.iter().all(|k| wire::ALL_FIELDS.contains(k))),
+            Err(e) => assert!(!e.is_empty()),
+        }
+        let t = wire::token_for(s);
+        assert_eq!(t.len(), 36, "token {t:?}");
+        assert_eq!(&t[14..15], "4");
+        let _ = wire::decode_base64(s);
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let tiny = Ceilings {
+        cpu_s: 0.5,
+        wall_s: 1.0,
+        memory_kb: 4096,
+        processes: 2,
+        file_size_kb: 1,
+        stack_kb: 8,
+    };
+    for ceil in [Ceilings::default(), tiny] {
+        for b64 in [false, true] {
+            judge0_check(wire::decode_submission(&v, b64, &ceil), &ceil);
+            match wire::decode_batch(&v, b64, &ceil) {
+                Ok(list) => {
+                    assert!(!list.is_empty() && list.len() <= wire::MAX_BATCH);
+                    for s in list {
+                        judge0_check(s, &ceil);
+                    }
+                }
+                Err(e) => assert!(!e.is_empty()),
+            }
+        }
+    }
+}
+
+/// An accepted submission keeps within the ceilings; a refused one says why.
+fn judge0_check(
+    r: Result<sandbox::server::judge0::wire::Submission, sandbox::server::judge0::wire::Errors>,
+    ceil: &sandbox::server::judge0::wire::Ceilings,
+) {
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(!e.is_empty());
+            assert!(
+                e.0.values()
+                    .all(|m| !m.is_empty() && m.iter().all(|x| !x.is_empty()))
+            );
+            return;
+        }
+    };
+    assert!(!s.source_code.is_empty());
+    if let Some(d) = s.cpu_time_limit {
+        assert!(d.as_secs_f64() <= ceil.cpu_s && !d.is_zero(), "{d:?}");
+    }
+    if let Some(d) = s.wall_time_limit {
+        assert!(d.as_secs_f64() <= ceil.wall_s && !d.is_zero(), "{d:?}");
+    }
+    // A limit left out is the language's default (within the ceiling then).
+    let at_most = |got: Option<u64>, max: u64, what: &str| {
+        assert!(got.is_none_or(|g| g <= max), "{what}: {got:?} above {max}");
+    };
+    at_most(s.memory_limit, ceil.memory_kb * 1024, "memory_limit");
+    at_most(s.stack_limit, ceil.stack_kb * 1024, "stack_limit");
+    at_most(s.max_file_size, ceil.file_size_kb * 1024, "max_file_size");
+    at_most(s.max_processes_and_or_threads, ceil.processes, "processes");
+    for a in s.compiler_options.iter().chain(&s.command_line_arguments) {
+        assert!(!a.is_empty() && !a.contains('\0') && !a.contains(char::is_whitespace));
+    }
+}

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// stops the server: it reloads the profiles.
     #[arg(long, default_value = "30s", value_name = "DUR", value_parser = duration_text)]
     pub drain_timeout: String,
+    /// Turn off the Judge0-compatible API at /judge0 (on by default; see
+    /// docs/judge0.md).
+    #[arg(long)]
+    pub no_judge0: bool,
     /// Log lines on stderr as text, or as one JSON object per line (else
     /// env SANDBOX_LOG_FORMAT; default text). Every request is logged once
     /// under target sandbox::access.
@@ -258,6 +262,7 @@ fn config(
         max_connections,
         drain_timeout: dur("--drain-timeout", &a.drain_timeout)?,
         notify,
+        judge0: !a.no_judge0,
     })
 }
 

@@ -122,16 +122,22 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(token) = &st.cfg.token {
+        // Judge0 clients send the token as `X-Auth-Token`.
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| {
+                req.headers()
+                    .get("x-auth-token")
+                    .and_then(|v| v.to_str().ok())
+            })
             .map(str::trim);
         let ok = given.is_some_and(|g| ct_eq(g.as_bytes(), token.as_bytes()));
         if !ok {
             let msg = if given.is_none() {
-                "missing bearer token (Authorization: Bearer <token>)"
+                "missing bearer token (Authorization: Bearer <token>, or X-Auth-Token: <token>)"
             } else {
                 "invalid token"
             };

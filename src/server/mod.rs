@@ -16,6 +16,7 @@ mod access;
 mod api;
 mod conn;
 mod events;
+pub mod judge0;
 mod metrics;
 pub mod notify;
 mod openapi;
@@ -96,6 +97,8 @@ pub struct Config {
     /// The service manager to tell of readiness, reloads and stopping
     /// (`NOTIFY_SOCKET`), if any.
     pub notify: Option<notify::Notifier>,
+    /// Serve the Judge0-compatible API at `/judge0` (`--no-judge0`: off).
+    pub judge0: bool,
 }
 
 /// File descriptors kept out of the default connection cap: job pipes,
@@ -262,7 +265,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServerError> {
         )),
         http: access::HttpCounters::default(),
     });
-    let app = api::router(state, events::routes());
+    let mut more = events::routes();
+    if cfg.judge0 {
+        // Tokens outlive their jobs' results a little: a client polling an
+        // expired job gets 404 either way.
+        let tokens = judge0::Tokens::new(cfg.keep_jobs.saturating_mul(2));
+        more = more.nest("/judge0", judge0::routes(Arc::new(tokens)));
+    }
+    let app = api::router(state, more);
     let backend = jobs.clone();
     let grace = cfg.drain_timeout;
     // The HTTP side goes on during the drain (new jobs get 503, results
