@@ -567,3 +567,45 @@ fn a_signal_stops_the_runs_and_removes_the_workspace() {
     assert!(!leftover, "workspace directory left behind");
     assert_no_cgroups_of(pid);
 }
+
+/// `exec --language` makes its workspace (a tmpfs root mounts and later
+/// removes by path) in $TMPDIR: a directory others may write without the
+/// sticky bit would let them swap it in between, so it is refused (125,
+/// naming the directory); a sticky one like /tmp is fine.
+#[test]
+fn exec_language_refuses_a_tmpdir_others_can_rename_in() {
+    if !require_root("exec_language_refuses_a_tmpdir_others_can_rename_in") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let src = dir.path().join("a.sh");
+    std::fs::write(&src, "echo ran\n").unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let args = [
+        "exec",
+        "--json",
+        "--language",
+        "bash",
+        src.to_str().unwrap(),
+    ];
+    let mut c = sandbox_cmd(&args);
+    c.env("TMPDIR", &open);
+    let o = run_cmd(c);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(o.stderr.contains("lets other users rename"), "{}", o.stderr);
+    assert!(o.stderr.contains(open.to_str().unwrap()), "{}", o.stderr);
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "nothing made in it"
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut c = sandbox_cmd(&args);
+    c.env("TMPDIR", &open);
+    let o = run_cmd(c);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.j()["run"]["stdout"], "ran\n", "{}", o.j());
+}

@@ -221,6 +221,31 @@ enum LangError {
     Interrupted(i32),
 }
 
+/// The directory the workspace is made in must not let another user swap
+/// it between our steps (root mounts a tmpfs on it and removes it later,
+/// by path): owned by root or the caller, and sticky when others may write
+/// to it (as /tmp is). `prepare_base` refuses a planted entry; this
+/// refuses a parent in which our own entry could be renamed away.
+fn safe_temp_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(dir)
+        .map_err(|e| format!("temporary directory {}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let others_write = md.mode() & 0o022 != 0;
+    let sticky = md.mode() & 0o1000 != 0;
+    if (md.uid() != 0 && md.uid() != me) || (others_write && !sticky) {
+        return Err(format!(
+            "temporary directory {} (owner uid {}, mode {:o}) lets other users rename what is in it: \
+             set TMPDIR to a directory owned by root (or you) that others cannot write, or that is sticky like /tmp",
+            dir.display(),
+            md.uid(),
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// Opens the sandbox of `step`: its profile (or `profile_override`), in
 /// `image` (else the step's, else the profile's root).
 fn open_sandbox(
@@ -366,6 +391,7 @@ fn exec_file_inner(a: &ExecArgs, store: Option<&Path>) -> Result<i32, LangError>
         .job_ids()
         .map_err(|e| LangError::Setup(e.to_string()))?;
     let (uid, gid) = run_sb.program_host_ids(&job);
+    safe_temp_dir(&std::env::temp_dir()).map_err(LangError::Setup)?;
     let base = Base(std::env::temp_dir().join(format!(
         "sandbox-lang-{}-{:x}",
         std::process::id(),

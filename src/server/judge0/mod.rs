@@ -75,26 +75,70 @@ const COMPILE_OPTIONS_LANGS: &[&str] = &["c", "cpp17", "cpp20"];
 type Digest = [u8; 32];
 
 /// Judge0's comparison form (`isolate_job.rb`: each line `rstrip`ped, then
-/// the whole `strip`ped, Ruby's whitespace including NUL). The job engine's
-/// own rule ([`crate::job::output_matches`]) only ignores trailing
-/// whitespace, so whatever it accepts Judge0 accepts too; a wrong answer
-/// whose output has only leading whitespace or NULs more is accepted here
-/// as Judge0 would.
+/// the whole `strip`ped, Ruby's whitespace including NUL), fed to `out` in
+/// one pass. The job engine's own rule ([`crate::job::output_matches`])
+/// only ignores trailing whitespace, so whatever it accepts Judge0 accepts
+/// too; a wrong answer whose output has only leading whitespace or NULs
+/// more is accepted here as Judge0 would.
+///
+/// Streaming, not split-and-join: a body of newlines would otherwise cost
+/// a slice per line (16 bytes per input byte). Only the whitespace after
+/// the last newline of a run is held back (at most the input's size).
+fn judge0_strip_into(b: &[u8], out: &mut impl FnMut(&[u8])) {
+    const NL: [u8; 256] = [b'\n'; 256];
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0);
+    let mut started = false;
+    // Since the last non-whitespace byte: newlines, then what follows the last.
+    let mut newlines = 0usize;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if ws(c) {
+            if c == b'\n' {
+                newlines += 1;
+                tail.clear();
+            } else {
+                tail.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        if started {
+            while newlines > 0 {
+                let n = newlines.min(NL.len());
+                out(&NL[..n]);
+                newlines -= n;
+            }
+            out(&tail);
+        }
+        newlines = 0;
+        tail.clear();
+        started = true;
+        // The run of non-whitespace bytes, at once.
+        let end = b[i..]
+            .iter()
+            .position(|&c| ws(c))
+            .map_or(b.len(), |n| i + n);
+        out(&b[i..end]);
+        i = end;
+    }
+}
+
+#[cfg(test)]
 fn judge0_strip(b: &[u8]) -> Vec<u8> {
-    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0);
-    let lines: Vec<&[u8]> = b
-        .split(|&c| c == b'\n')
-        .map(|l| &l[..l.iter().rposition(|c| !ws(c)).map_or(0, |i| i + 1)])
-        .collect();
-    let joined = lines.join(&b'\n');
-    let start = joined.iter().position(|c| !ws(c)).unwrap_or(joined.len());
-    let end = joined.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
-    joined[start..end.max(start)].to_vec()
+    let mut v = Vec::new();
+    judge0_strip_into(b, &mut |s| v.extend_from_slice(s));
+    v
 }
 
 fn digest(expected: Option<&[u8]>) -> Option<Digest> {
     use sha2::Digest as _;
-    expected.map(|e| sha2::Sha256::digest(judge0_strip(e)).into())
+    expected.map(|e| {
+        let mut h = sha2::Sha256::new();
+        judge0_strip_into(e, &mut |s| h.update(s));
+        h.finalize().into()
+    })
 }
 
 /// What a token keeps of its submission besides the job id.
@@ -154,7 +198,19 @@ impl Tokens {
 /// The toolchains' versions by preset id, found once (by running each
 /// preset's version command as a job) for Judge0-style language names.
 #[derive(Default)]
-pub(crate) struct Versions(tokio::sync::OnceCell<HashMap<String, String>>);
+pub(crate) struct Versions(tokio::sync::Mutex<Option<Found>>);
+
+/// What one discovery found, and when; an incomplete one (a job refused by
+/// a full queue, or late) is tried again after [`RETRY_VERSIONS`], never
+/// on every request: `/languages` must not become a way to queue jobs.
+struct Found {
+    at: std::time::Instant,
+    complete: bool,
+    versions: HashMap<String, String>,
+}
+
+/// How long an incomplete discovery is kept before a caller tries again.
+const RETRY_VERSIONS: Duration = Duration::from_secs(300);
 
 /// The Judge0 routes, to be nested under `/judge0`.
 pub(crate) fn routes(tokens: Arc<Tokens>) -> Router<Arc<AppState>> {
@@ -837,14 +893,19 @@ fn judge0_name(name: &str, version: Option<&String>) -> String {
 }
 
 /// Runs every preset's version command as a job (at once, on the queue like
-/// any job) and collects the versions; a job refused or late leaves the
-/// map unset so that a later call tries again.
-async fn find_versions(st: &AppState) -> Result<HashMap<String, String>, ()> {
+/// any job) and collects the versions. A job the queue refuses is skipped;
+/// one still unfinished after 30 s is cancelled. Either leaves the result
+/// incomplete (see [`Found`]).
+async fn find_versions(st: &AppState) -> (HashMap<String, String>, bool) {
+    let mut complete = true;
     let mut waits = Vec::new();
     for (_, p) in Preset::all() {
         let Ok(p) = p else { continue };
         let step = p.version_step();
-        let ceil = ceiling_limits(st, &step.profile).map_err(|_| ())?;
+        let Ok(ceil) = ceiling_limits(st, &step.profile) else {
+            complete = false;
+            continue;
+        };
         let o = clamp(&step.limits, &ceil);
         let mut eff = ceil.clone();
         eff.overlay(&o);
@@ -861,14 +922,20 @@ async fn find_versions(st: &AppState) -> Result<HashMap<String, String>, ()> {
             }],
             outputs: Vec::new(),
         };
-        let job = st.jobs.submit(spec).map_err(|_| ())?;
-        waits.push((p.id.clone(), job.watch));
+        match st.jobs.submit(spec) {
+            Ok(job) => waits.push((p.id.clone(), job.id, job.watch)),
+            Err(_) => complete = false,
+        }
     }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut out = HashMap::new();
-    for (id, mut w) in waits {
-        let snap = tokio::time::timeout(Duration::from_secs(30), w.finished())
-            .await
-            .map_err(|_| ())?;
+    for (id, job, mut w) in waits {
+        let Ok(snap) = tokio::time::timeout_at(deadline, w.finished()).await else {
+            // Not left running (or queued) for nobody.
+            let _ = st.jobs.cancel(&job);
+            complete = false;
+            continue;
+        };
         let r = snap
             .outcome
             .steps
@@ -885,13 +952,29 @@ async fn find_versions(st: &AppState) -> Result<HashMap<String, String>, ()> {
             }
         }
     }
-    Ok(out)
+    (out, complete)
 }
 
 /// The versions, found on first use (a client's first `/languages` waits
-/// for them: a second or so), then kept for the server's life.
-async fn versions<'a>(st: &AppState, v: &'a Versions) -> Option<&'a HashMap<String, String>> {
-    v.0.get_or_try_init(|| find_versions(st)).await.ok()
+/// for them: a second or so) and kept for the server's life; an incomplete
+/// discovery is answered as it is and tried again at most every
+/// [`RETRY_VERSIONS`]. One discovery at a time: concurrent callers wait
+/// for it and share its result.
+async fn versions(st: &AppState, v: &Versions) -> HashMap<String, String> {
+    let mut g = v.0.lock().await;
+    let stale = match &*g {
+        None => true,
+        Some(f) => !f.complete && f.at.elapsed() >= RETRY_VERSIONS,
+    };
+    if stale {
+        let (versions, complete) = find_versions(st).await;
+        *g = Some(Found {
+            at: std::time::Instant::now(),
+            complete,
+            versions,
+        });
+    }
+    g.as_ref().map(|f| f.versions.clone()).unwrap_or_default()
 }
 
 fn language_json(
@@ -919,7 +1002,7 @@ async fn languages(
     let v = versions(&st, &vers).await;
     let list: Vec<Value> = language_list()
         .iter()
-        .map(|(id, p)| language_json(*id, p, false, v))
+        .map(|(id, p)| language_json(*id, p, false, Some(&v)))
         .collect();
     Json(list).into_response()
 }
@@ -935,7 +1018,7 @@ async fn language(
         .ok()
         .and_then(|i| Some((i, preset_for(i)?)))
     {
-        Some((i, p)) => Json(language_json(i, &p, true, v)).into_response(),
+        Some((i, p)) => Json(language_json(i, &p, true, Some(&v))).into_response(),
         None => j0_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -1127,6 +1210,41 @@ mod tests {
         let s = snap(JobStatus::Completed, vec![]);
         let v = result_json("t", &s, wire::ALL_FIELDS, false, &Meta::default());
         assert_eq!(v["status"]["description"], "Internal Error");
+    }
+
+    /// The one-pass form equals Judge0's rule written as it reads
+    /// (split, rstrip each line, join, strip) on every short input over a
+    /// small alphabet.
+    #[test]
+    fn streaming_strip_equals_split_and_join() {
+        fn reference(b: &[u8]) -> Vec<u8> {
+            let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0);
+            let lines: Vec<&[u8]> = b
+                .split(|&c| c == b'\n')
+                .map(|l| &l[..l.iter().rposition(|c| !ws(c)).map_or(0, |i| i + 1)])
+                .collect();
+            let joined = lines.join(&b'\n');
+            let start = joined.iter().position(|c| !ws(c)).unwrap_or(joined.len());
+            let end = joined.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+            joined[start..end.max(start)].to_vec()
+        }
+        let alphabet = [b'a', b' ', b'\n', b'\r', 0u8, b'b'];
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut v = Vec::new();
+                for _ in 0..len {
+                    v.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                assert_eq!(judge0_strip(&v), reference(&v), "{v:?}");
+            }
+        }
+        let many = vec![b'\n'; 1000];
+        let mut v = b"x".to_vec();
+        v.extend_from_slice(&many);
+        v.push(b'y');
+        assert_eq!(judge0_strip(&v), reference(&v));
+        assert_eq!(digest(Some(&many)), digest(Some(b"")));
     }
 
     #[test]
