@@ -477,6 +477,15 @@ async fn body(st: &AppState, req: Request) -> Result<Value, Response> {
 
 type Q = Query<HashMap<String, String>>;
 
+/// A submission's (or batch's) JSON body and the ceilings it is decoded
+/// against (Judge0's maxima within the default profile's and the server's).
+async fn body_and_ceilings(st: &AppState, req: Request) -> Result<(Value, Ceilings), Response> {
+    let v = body(st, req).await?;
+    let l =
+        ceiling_limits(st, crate::preset::DEFAULT_PROFILE).map_err(IntoResponse::into_response)?;
+    Ok((v, ceilings(&l)))
+}
+
 async fn create(
     State(st): State<Arc<AppState>>,
     Extension(tokens): Extension<Arc<Tokens>>,
@@ -494,13 +503,9 @@ async fn create(
         Ok(f) => f,
         Err(m) => return j0_error(StatusCode::BAD_REQUEST, m),
     };
-    let v = match body(&st, req).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let ceil = match ceiling_limits(&st, crate::preset::DEFAULT_PROFILE) {
-        Ok(l) => ceilings(&l),
-        Err(r) => return r.into_response(),
+    let (v, ceil) = match body_and_ceilings(&st, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let sub = match wire::decode_submission(&v, b64, &ceil) {
         Ok(s) => s,
@@ -546,13 +551,9 @@ async fn create_batch(
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    let v = match body(&st, req).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let ceil = match ceiling_limits(&st, crate::preset::DEFAULT_PROFILE) {
-        Ok(l) => ceilings(&l),
-        Err(r) => return r.into_response(),
+    let (v, ceil) = match body_and_ceilings(&st, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let list = match wire::decode_batch(&v, b64, &ceil) {
         Ok(l) => l,
